@@ -1,0 +1,1 @@
+"""The Flower ServerApp: strategies, checkpoints. Never sees logs or features."""

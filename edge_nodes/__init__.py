@@ -1,0 +1,1 @@
+"""An edge site: its Redis cache, its local model and its Flower ClientApp."""

@@ -1,0 +1,9 @@
+"""Domain errors of an edge: each says what went wrong and what to do about it."""
+
+
+class EdgeError(Exception):
+    """Base of the errors an edge raises on purpose."""
+
+
+class RedisUnavailable(EdgeError):
+    """No Redis server can be started or reached for the edges."""

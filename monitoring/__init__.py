@@ -1,0 +1,1 @@
+"""Prometheus metrics and the Grafana dashboard (a leaf package: imports nothing of ours)."""

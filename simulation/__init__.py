@@ -1,0 +1,1 @@
+"""The orchestrator: config, workload, pipeline, replay, reports and the CLI."""

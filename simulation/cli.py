@@ -1,0 +1,121 @@
+"""The `edgecache` command: parses, wires and calls; the logic lives in importable modules."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from simulation.config import ExperimentConfig, load_config
+from simulation.errors import EdgecacheError, NotImplementedYet
+from simulation.pipeline import STAGE_ORDER, StageContext, run_pipeline, run_stage
+from simulation.rundir import RunDir
+
+app = typer.Typer(
+    name="edgecache",
+    help="Edge-based predictive caching with federated learning: generate a workload, build "
+         "Spark features, train with Flower, replay every cache policy, report.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False)
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="experiments/<name>.toml")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="run directory (default runs/<run.name>)")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="override a config key: --set section.key=value (repeatable)")]
+
+
+def _context(config: Path | None, out: Path | None, overrides: list[str] | None,
+             extra: list[str] | None = None) -> StageContext:
+    cfg: ExperimentConfig = load_config(config, [*(overrides or []), *(extra or [])])
+    run = RunDir.for_config(cfg, out).create()
+    results: dict[str, Any] = run.read_results() if run.results.exists() else {}
+    results["config"] = cfg.to_dict()
+    return StageContext(cfg=cfg, run=run, console=console, results=results)
+
+
+@app.command()
+def run(config: ConfigOpt = None, out: OutOpt = None, overrides: SetOpt = None,
+        metrics_port: Annotated[int | None, typer.Option(help="serve Prometheus metrics on this port")] = None,
+        ) -> None:
+    """Run the whole pipeline: workload, features, federated rounds, replay, report."""
+    extra = [f"monitoring.metrics_port={metrics_port}"] if metrics_port is not None else []
+    ctx = _context(config, out, overrides, extra)
+    console.print(f"run directory: [bold]{ctx.run.root}")
+    missing = run_pipeline(ctx, STAGE_ORDER)
+    if missing:
+        console.print(f"[yellow]not implemented yet: {', '.join(missing)} — results.json holds "
+                      "only the stages that ran")
+    console.print(f"results: {ctx.run.results}")
+
+
+def _single(stage: str) -> Any:
+    def command(config: ConfigOpt = None, out: OutOpt = None, overrides: SetOpt = None) -> None:
+        ctx = _context(config, out, overrides)
+        ctx.run.save_config(ctx.cfg)
+        run_stage(stage, ctx)
+        console.print(f"{stage}: done -> {ctx.run.root}")
+    command.__name__ = stage
+    return command
+
+
+app.command("generate", help="Generate the catalog, users and per-edge viewing logs.")(_single("generate"))
+app.command("features", help="Validate logs and build per-edge features with Spark.")(_single("features"))
+app.command("train", help="Train the federated model and the local-only/centralized baselines.")(
+    _single("train"))
+app.command("replay", help="Replay the test period through every cache policy.")(_single("replay"))
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory with results.json")]) -> None:
+    """Regenerate report.html and report.md from results.json alone."""
+    raise NotImplementedYet("`report` is not implemented yet (experiments issue)")
+
+
+@app.command()
+def compare(run_dirs: Annotated[list[Path], typer.Argument(help="two or more run directories")]) -> None:
+    """Compare runs side by side: policies and per-edge deltas."""
+    raise NotImplementedYet("`compare` is not implemented yet (experiments issue)")
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="trace file or folder (MovieLens: the folder with u.data)")],
+    format: Annotated[str, typer.Option("--format", help="jsonl | csv | movielens")] = "jsonl",
+    out: OutOpt = None, config: ConfigOpt = None, overrides: SetOpt = None,
+) -> None:
+    """Bring a real trace in place of the generator."""
+    raise NotImplementedYet("`ingest` is not implemented yet (workload issue)")
+
+
+def _raise_on_sigterm(signum: int, frame: object) -> None:
+    # SystemExit unwinds through context managers, so embedded servers and Spark stop cleanly.
+    raise SystemExit(128 + signum)
+
+
+def main() -> None:
+    """Console-script entry: one-line errors for the errors we raise on purpose."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    try:
+        app()
+    except NotImplementedYet as e:
+        console.print(f"error: {e}", markup=False, highlight=False, style="red")
+        sys.exit(3)
+    except EdgecacheError as e:
+        console.print(f"error: {e}", markup=False, highlight=False, style="red")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/red]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

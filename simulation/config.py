@@ -1,0 +1,270 @@
+"""Experiment configuration: TOML in `experiments/`, loaded once into frozen dataclasses.
+
+The dataclass defaults are the base config; an experiment file overrides only what it
+changes, and `--set section.key=value` overrides the file. Every key is checked: unknown
+keys, wrong types and impossible values raise `ConfigError` naming the key and what is
+allowed. Other packages never see this module: they are handed plain typed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from simulation.errors import ConfigError
+
+REACTIVE_POLICIES = ("lru", "lfu", "arc", "s3fifo", "wtinylfu", "belady")
+PREDICTIVE_POLICIES = ("popularity", "markov_sql", "local_only", "federated", "centralized")
+ALL_POLICIES = REACTIVE_POLICIES + PREDICTIVE_POLICIES
+STRATEGIES = (
+    "fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedavgm",
+    "fedmedian", "fedtrimmedavg", "krum", "bulyan",
+)
+
+
+def _rule(*, choices: tuple[str, ...] | None = None, lo: float | None = None,
+          hi: float | None = None, lo_open: bool = False, doc: str = "") -> dict[str, Any]:
+    """Field metadata: allowed choices or a numeric range, checked on load."""
+    return {"choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open, "doc": doc}
+
+
+def _f(default: Any, **rule: Any) -> Any:
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata=_rule(**rule))
+    return field(default=default, metadata=_rule(**rule))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = _f("default", doc="run directory name under out_dir")
+    seed: int = _f(42, lo=0)
+    out_dir: str = _f("runs", doc="parent folder of run directories")
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    source: str = _f("generate", choices=("generate", "ingest"))
+    edges: int = _f(8, lo=1, hi=1024)
+    users: int = _f(4000, lo=1)
+    items: int = _f(3000, lo=2)
+    events: int = _f(1_000_000, lo=1)
+    days: int = _f(28, lo=1, hi=3650)
+    start_date: str = _f("2025-04-01", doc="first simulated day, YYYY-MM-DD")
+    noniid_alpha: float = _f(0.5, lo=0.0, lo_open=True, doc="Dirichlet concentration; lower = more different edges")
+    zipf_s: float = _f(0.9, lo=0.0, doc="popularity skew exponent")
+    series_fraction: float = _f(0.4, lo=0.0, hi=1.0, doc="share of catalog titles that are series")
+    binge_prob: float = _f(0.7, lo=0.0, hi=1.0, doc="P(next episode) after an episode")
+    new_release_fraction: float = _f(0.1, lo=0.0, hi=1.0, doc="share of titles released during the run")
+    dirty_fraction: float = _f(0.0, lo=0.0, hi=0.5, doc="share of malformed rows injected")
+    chunk_events: int = _f(500_000, lo=1000, doc="events generated and written per chunk")
+    format: str = _f("jsonl", choices=("jsonl", "parquet"))
+    ingest_path: str = _f("", doc="trace file or folder when source = 'ingest'")
+    ingest_format: str = _f("jsonl", choices=("jsonl", "csv", "movielens"))
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    test_days: int = _f(7, lo=1)
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    spark_master: str = _f("local[*]")
+    shuffle_partitions: int = _f(8, lo=1)
+    driver_memory: str = _f("2g")
+    history_len: int = _f(5, lo=1, hi=64, doc="k: items of history per training example")
+    session_gap_min: int = _f(30, lo=1)
+    recency_half_life_days: float = _f(3.0, lo=0.0, lo_open=True)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    dim: int = _f(64, lo=2, hi=1024)
+    lr: float = _f(0.01, lo=0.0, lo_open=True)
+    batch_size: int = _f(256, lo=1)
+    l2: float = _f(1e-6, lo=0.0)
+    eval_fraction: float = _f(0.1, lo=0.0, hi=0.5)
+    top_k: int = _f(10, lo=1)
+
+
+@dataclass(frozen=True)
+class FederatedConfig:
+    engine: str = _f("simulation", choices=("simulation", "deployment"))
+    strategy: str = _f("fedavg", choices=STRATEGIES)
+    rounds: int = _f(10, lo=1, hi=10_000)
+    local_epochs: int = _f(1, lo=1)
+    fraction_train: float = _f(1.0, lo=0.0, hi=1.0, lo_open=True)
+    min_nodes: int = _f(2, lo=1)
+    proximal_mu: float = _f(0.01, lo=0.0)
+    server_lr: float = _f(0.1, lo=0.0, lo_open=True)
+    trimmed_beta: float = _f(0.2, lo=0.0, hi=0.5)
+    byzantine_nodes: int = _f(0, lo=0)
+    dp_clip: float = _f(0.0, lo=0.0, doc="0 = no differential privacy")
+    dp_noise: float = _f(0.0, lo=0.0)
+    personalize_epochs: int = _f(0, lo=0)
+    fail_edges: tuple[str, ...] = _f((), doc="edge ids that raise in fail_rounds (testing)")
+    fail_rounds: tuple[int, ...] = _f(())
+    resume: bool = _f(False)
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    capacity: int = _f(100, lo=1)
+    capacity_unit: str = _f("items", choices=("items", "bytes"))
+    policies: tuple[str, ...] = _f(ALL_POLICIES, choices=ALL_POLICIES)
+    prefetch_top_k: int = _f(3, lo=0, doc="predictions prefetched per request")
+    prefetch_budget: float = _f(1.0, lo=0.0, doc="prefetched bytes / requested bytes cap")
+    prediction_ttl_s: int = _f(3600, lo=1)
+    origin_latency_ms: float = _f(80.0, lo=0.0)
+    edge_latency_ms: float = _f(5.0, lo=0.0)
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = _f("", doc="empty = start an embedded server")
+    isolation: str = _f("db", choices=("db", "prefix"))
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    metrics_port: int = _f(0, lo=0, hi=65535, doc="0 = no exporter")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    federated: FederatedConfig = field(default_factory=FederatedConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, TOML/JSON-friendly view (the resolved config saved beside a run)."""
+        return {f.name: _plain(dataclasses.asdict(getattr(self, f.name)))
+                for f in dataclasses.fields(self)}
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+SECTIONS: dict[str, type] = {f.name: f.default_factory().__class__  # type: ignore[misc]
+                             for f in dataclasses.fields(ExperimentConfig)}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load an experiment TOML (or the base config), apply `section.key=value` overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found; pass an experiments/*.toml file")
+        try:
+            raw = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML ({e})") from e
+    for item in overrides or []:
+        section, key, value = _parse_override(item)
+        raw.setdefault(section, {})[key] = value
+    return build_config(raw)
+
+
+def build_config(raw: dict[str, Any]) -> ExperimentConfig:
+    """Turn a nested dict into a validated ExperimentConfig."""
+    sections = {}
+    for name, values in raw.items():
+        if name not in SECTIONS:
+            raise ConfigError(f"unknown config section [{name}]{_suggest(name, SECTIONS)}; "
+                              f"allowed: {', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{name}] must be a table of keys, got {values!r}")
+        sections[name] = _build_section(name, SECTIONS[name], values)
+    cfg = ExperimentConfig(**sections)
+    _check_cross(cfg)
+    return cfg
+
+
+def _build_section(name: str, cls: type, values: dict[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = get_type_hints(cls)
+    out = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"unknown config key {name}.{key}{_suggest(key, fields)}; "
+                              f"allowed keys in [{name}]: {', '.join(fields)}")
+        out[key] = _check_value(f"{name}.{key}", hints[key], value, fields[key].metadata)
+    return cls(**out)
+
+
+def _check_value(key: str, hint: Any, value: Any, rule: Any) -> Any:
+    origin = getattr(hint, "__origin__", None)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        elem = hint.__args__[0]
+        return tuple(_check_value(key, elem, v, rule) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if hint in (int, float, str) and (not isinstance(value, hint) or isinstance(value, bool)):
+        raise ConfigError(f"{key} must be {hint.__name__}, got {value!r} ({type(value).__name__})")
+    choices, lo, hi = rule.get("choices"), rule.get("lo"), rule.get("hi")
+    if choices and value not in choices:
+        raise ConfigError(f"{key} = {value!r} is not allowed; choose from {', '.join(choices)}")
+    if lo is not None and (value < lo or (rule.get("lo_open") and value == lo)):
+        bound = f"> {lo}" if rule.get("lo_open") else f">= {lo}"
+        raise ConfigError(f"{key} = {value!r} is out of range; it must be {bound}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{key} = {value!r} is out of range; it must be <= {hi}")
+    return value
+
+
+def _check_cross(cfg: ExperimentConfig) -> None:
+    """Checks that involve more than one key."""
+    w = cfg.workload
+    if cfg.split.test_days >= w.days:
+        raise ConfigError(f"split.test_days = {cfg.split.test_days} leaves no training period: it "
+                          f"must be < workload.days = {w.days}")
+    if cfg.cache.capacity_unit == "items" and w.source == "generate" and cfg.cache.capacity >= w.items:
+        raise ConfigError(f"cache.capacity = {cfg.cache.capacity} items holds the whole catalog "
+                          f"(workload.items = {w.items}); it must be < workload.items")
+    if cfg.federated.min_nodes > w.edges:
+        raise ConfigError(f"federated.min_nodes = {cfg.federated.min_nodes} exceeds "
+                          f"workload.edges = {w.edges}")
+    if w.source == "ingest" and not w.ingest_path:
+        raise ConfigError("workload.source = 'ingest' needs workload.ingest_path")
+    if len(cfg.federated.fail_rounds) and not cfg.federated.fail_edges:
+        raise ConfigError("federated.fail_rounds is set but federated.fail_edges is empty")
+    try:
+        datetime.date.fromisoformat(w.start_date)
+    except ValueError as e:
+        raise ConfigError(f"workload.start_date = {w.start_date!r} must be YYYY-MM-DD") from e
+
+
+def _parse_override(item: str) -> tuple[str, str, Any]:
+    if "=" not in item or "." not in item.split("=", 1)[0]:
+        raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set cache.capacity=200")
+    dotted, text = item.split("=", 1)
+    section, key = dotted.strip().split(".", 1)
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()  # bare words are strings: --set federated.strategy=fedprox
+    return section, key, value
+
+
+def _suggest(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
