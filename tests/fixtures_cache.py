@@ -1,0 +1,1 @@
+"""Fixtures for the cache tests (registered in tests/conftest.py)."""

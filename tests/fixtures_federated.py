@@ -1,0 +1,1 @@
+"""Fixtures for the federated tests (registered in tests/conftest.py)."""

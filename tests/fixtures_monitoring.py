@@ -1,0 +1,1 @@
+"""Fixtures for the monitoring tests (registered in tests/conftest.py)."""

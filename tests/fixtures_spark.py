@@ -1,0 +1,1 @@
+"""Fixtures for the spark tests (registered in tests/conftest.py)."""

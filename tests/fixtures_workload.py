@@ -1,0 +1,1 @@
+"""Fixtures for the workload tests (registered in tests/conftest.py)."""
