@@ -80,6 +80,9 @@ class FeaturesConfig:
     history_len: int = _f(5, lo=1, hi=64, doc="k: items of history per training example")
     session_gap_min: int = _f(30, lo=1)
     recency_half_life_days: float = _f(3.0, lo=0.0, lo_open=True)
+    markov_top_n: int = _f(10, lo=1, hi=1000, doc="N: next items kept per previous item by markov_sql")
+    max_duration_min: float = _f(1440.0, lo=0.0, lo_open=True,
+                                 doc="watch durations above this (minutes) are quarantined as absurd")
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ Stage = Callable[[StageContext], dict[str, Any]]
 # because Spark and Ray are heavy and a single-stage command needs only its own.
 STAGES: dict[str, str | None] = {
     "generate": None,
-    "features": None,
+    "features": "simulation.stage_features:features_stage",
     "train": None,
     "replay": None,
     "report": None,

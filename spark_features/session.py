@@ -111,6 +111,11 @@ def get_spark(master: str = "local[*]", shuffle_partitions: int = 8, driver_memo
     return spark
 
 
+def active_session() -> SparkSession | None:
+    """The session already running in this process, if any."""
+    return SparkSession.getActiveSession()
+
+
 def stop_spark() -> None:
     """Stop the process's SparkSession if one is running (frees the JVM's memory)."""
     active = SparkSession.getActiveSession()

@@ -113,10 +113,11 @@ def classify(raw: DataFrame, catalog: DataFrame, max_duration_min: float) -> Dat
     return df.withColumn("reason", reason)
 
 
-def flag_duplicates(valid: DataFrame) -> DataFrame:
-    """Add `duplicate`: true for every exact copy of an earlier (lower seq) valid row of the edge."""
-    # Partitioned by (edge, user) like the sequencing windows downstream, so Spark shuffles once.
-    keys = ["ts", "content_id", "device", "duration", "edge_field"]
+def flag_duplicates(classified: DataFrame) -> DataFrame:
+    """Add `duplicate`: true for a valid row whose field values equal an earlier (lower seq) valid row's."""
+    # Partitioned by (edge, user) like the sequencing windows downstream, so Spark shuffles once;
+    # exact copies sort next to each other, the first copy (lowest seq) stays valid.
+    keys = ["reason", "ts", "content_id", "device", "duration", "edge_field"]
     w = Window.partitionBy("edge_id", "user_id").orderBy(*keys, "seq")
     same = reduce(lambda a, b: a & b, [F.col(k).eqNullSafe(F.lag(k).over(w)) for k in keys])
-    return valid.withColumn("duplicate", F.coalesce(same, F.lit(False)))
+    return classified.withColumn("duplicate", F.col("reason").isNull() & F.coalesce(same, F.lit(False)))

@@ -1,0 +1,63 @@
+"""The `features` stage: maps the typed config onto the Spark feature job and reports its counts.
+
+The cut is `workload.start_date + (workload.days - split.test_days)` days at 00:00: train
+events are strictly before it, the replayed test stream at or after it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+from simulation.config import ExperimentConfig
+from simulation.errors import EdgecacheError, RunDirError
+from simulation.pipeline import StageContext
+from spark_features.errors import FeaturesError, FeaturesInputError
+from spark_features.job import FeatureSettings, run_features
+from spark_features.session import active_session, get_spark, stop_spark
+
+log = logging.getLogger(__name__)
+
+
+def time_cut(cfg: ExperimentConfig) -> str:
+    """The train/test cut as 'YYYY-MM-DD HH:MM:SS' (docs/internals.md)."""
+    start = datetime.date.fromisoformat(cfg.workload.start_date)
+    day = start + datetime.timedelta(days=cfg.workload.days - cfg.split.test_days)
+    return f"{day.isoformat()} 00:00:00"
+
+
+def settings_for(ctx: StageContext) -> FeatureSettings:
+    """Plain job settings from the experiment config (spark_features never sees the config)."""
+    f = ctx.cfg.features
+    return FeatureSettings(
+        run_dir=ctx.run.root, cut=time_cut(ctx.cfg), edges=None, input_format="auto",
+        history_len=f.history_len, session_gap_min=f.session_gap_min,
+        half_life_days=f.recency_half_life_days, markov_top_n=f.markov_top_n,
+        max_duration_min=f.max_duration_min, centralized="centralized" in ctx.cfg.cache.policies)
+
+
+def features_stage(ctx: StageContext) -> dict[str, Any]:
+    """Validate the logs and build every feature table; return results.json's counts."""
+    ctx.run.require(ctx.run.logs, "generate")
+    ctx.run.require(ctx.run.catalog, "generate")
+    settings, f = settings_for(ctx), ctx.cfg.features
+    owned = active_session() is None  # stop only a session this stage started (tests share one)
+    try:
+        spark = get_spark(f.spark_master, f.shuffle_partitions, f.driver_memory)
+        report = run_features(spark, settings)
+    except FeaturesInputError as e:
+        raise RunDirError(str(e)) from e
+    except FeaturesError as e:
+        raise EdgecacheError(str(e)) from e
+    finally:
+        if owned:
+            stop_spark()  # frees the JVM's memory before training
+    q = report["quarantined"]
+    ctx.console.print(f"features: {report['input']} rows -> {report['train_events']} train, "
+                      f"{report['test_events']} test, {q['total']} quarantined (cut {settings.cut})")
+    return {
+        "workload": {"train_events": report["train_events"], "test_events": report["test_events"],
+                     "quarantined": q},
+        "features": {"cut": settings.cut, "input_rows": report["input"], "per_edge": report["edges"]},
+    }
