@@ -77,6 +77,7 @@ def dirty_rows(edge: str, ts: str = "2025-04-02 10:00:00") -> list[tuple[str, st
 class EdgeLog:
     lines: list[str] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
+    dirty: list[tuple[int, str, str]] = field(default_factory=list)  # (seq, line, reason)
     valid: list[dict[str, Any]] = field(default_factory=list)  # kept events, in log order
 
 
@@ -94,6 +95,7 @@ class TinyRun:
 
     def add_dirty(self, edge: str, line: str, reason: str) -> None:
         log = self.edges.setdefault(edge, EdgeLog())
+        log.dirty.append((len(log.lines), line, reason))
         log.lines.append(line)
         log.reasons[reason] += 1
 
