@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cut", required=True, help="train < cut <= test, e.g. '2025-04-22 00:00:00'")
     p.add_argument("--edges", default="", help="comma-separated edge ids (default: every logs/edge=<id>/)")
     p.add_argument("--format", default="auto", choices=("auto", "jsonl", "parquet"))
-    p.add_argument("--master", default="local[*]")
+    p.add_argument("--master", default="local[*]", help="ignored under spark-submit: its --master wins")
     p.add_argument("--shuffle-partitions", type=int, default=8)
     p.add_argument("--driver-memory", default="2g")
     p.add_argument("--history-len", type=int, default=5)
@@ -57,7 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse, run, print the reconciliation summary; exit 2 with one line on a domain error."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr, force=True)  # stdout carries only the JSON summary
     a = parse_args(argv)
     try:
         settings = FeatureSettings(

@@ -91,18 +91,20 @@ def get_spark(master: str = "local[*]", shuffle_partitions: int = 8, driver_memo
               app_name: str = "edgecache-features", ui: bool = False) -> SparkSession:
     """The process's SparkSession, created once (after the Java preflight) and reused after."""
     active = SparkSession.getActiveSession()
-    if active is None and "PYSPARK_GATEWAY_PORT" not in os.environ:  # spark-submit started the JVM
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ  # spark-submit started the JVM: its flags win
+    if active is None and not submitted:
         info = check_java()
         log.info("java preflight ok: %s (Java %d)", info.path, info.major)
-    builder = (SparkSession.builder.appName(app_name).master(master)
-               .config("spark.driver.memory", driver_memory)
-               .config("spark.ui.enabled", str(ui).lower())
+    builder = SparkSession.builder.appName(app_name)
+    if not submitted:
+        builder = builder.master(master).config("spark.driver.memory", driver_memory)
+    builder = (builder.config("spark.ui.enabled", str(ui).lower())
                .config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
                .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false"))
     spark = builder.getOrCreate()
-    if active is not None and spark.sparkContext.master != master:
+    if not submitted and active is not None and spark.sparkContext.master != master:
         log.warning("reusing the running SparkSession on %s (asked for %s)", spark.sparkContext.master, master)
     # Runtime-settable options are re-applied so a reused session honours this job's values.
     spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions))

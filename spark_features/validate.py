@@ -56,7 +56,7 @@ def read_raw(spark: SparkSession, logs_dir: Path, edges: list[str], fmt: str) ->
     reader = (spark.read.option("basePath", str(logs_dir))
               .option("pathGlobFilter", FORMATS[fmt]))
     paths = [str(logs_dir / f"edge={e}") for e in edges]
-    df = _parse_jsonl(reader.text(paths)) if fmt == "jsonl" else _parse_parquet(reader.parquet(paths))
+    df = _parse_jsonl(reader.text(paths)) if fmt == "jsonl" else _parse_parquet(reader.parquet(*paths))
     # Position in the edge's log: file name, then split offset, then row order inside the split.
     order = Window.partitionBy("edge_id").orderBy("_file", "_block", "_row")
     return (df.withColumn("seq", F.row_number().over(order) - 1)
