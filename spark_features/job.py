@@ -92,7 +92,9 @@ def reconcile(tagged: DataFrame) -> dict[str, Any]:
 def write_tables(spark: SparkSession, train: DataFrame, s: FeatureSettings, out: Path, pooled: bool) -> None:
     """Every feature table of `train` (per edge, or pooled under features/centralized/)."""
     seqd = feat.sequence(train, s.history_len, s.session_gap_min).persist(StorageLevel.MEMORY_AND_DISK)
-    trans, pop = feat.transitions(seqd), feat.popularity(seqd, s.cut, s.half_life_days)
+    # Small aggregates read twice (their own table and the markov SQL): cached, not recomputed.
+    trans = feat.transitions(seqd).persist(StorageLevel.MEMORY_AND_DISK)
+    pop = feat.popularity(seqd, s.cut, s.half_life_days).persist(StorageLevel.MEMORY_AND_DISK)
     tables = {
         "examples": (feat.examples(seqd), ["user_id", "ts"]),
         "user_state": (feat.user_state(seqd, s.history_len), ["user_id"]),
@@ -106,7 +108,8 @@ def write_tables(spark: SparkSession, train: DataFrame, s: FeatureSettings, out:
     write = write_pooled if pooled else write_per_edge
     for name, (df, order) in tables.items():
         write(df, out / name, order)
-    seqd.unpersist()
+    for cached in (trans, pop, seqd):
+        cached.unpersist()
 
 
 def run_features(spark: SparkSession, s: FeatureSettings) -> dict[str, Any]:
