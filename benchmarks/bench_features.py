@@ -46,18 +46,26 @@ def write_workload(root: Path, events: int, edges: int, users: int, items: int, 
     ts = START + rng.integers(0, DAYS * 86400, events).astype("timedelta64[s]")
     edge = user % edges
     order = np.lexsort((ts, edge))
-    dirty = rng.random(events) < 0.01
+    # ~1% dirty rows: 1 = broken JSON, 2 = unknown device, 3 = negative duration, 4 = bad timestamp
+    dirty = np.where(rng.random(events) < 0.01, rng.integers(1, 5, events), 0)
     for e in range(edges):
         idx = order[edge[order] == e]
-        lines = [
-            f'{{"user_id": "U{u:06d}", "device": "{d}", "content_id": "C{i:05d}", "duration": {m}, '
-            f'"timestamp": "{str(t).replace("T", " ")}", "edge_id": "edge-{e:02d}"}}'
-            if not bad else f'{{"user_id": "U{u:06d}", "device": "toaster", "duration": -{m}'
-            for u, d, i, m, t, bad in zip(user[idx], DEVICES[user[idx] % 5], item[idx],
-                                          rng.integers(1, 120, len(idx)), ts[idx], dirty[idx], strict=True)]
+        lines = [_line(u, d, i, m, str(t).replace("T", " "), f"edge-{e:02d}", bad)
+                 for u, d, i, m, t, bad in zip(user[idx], DEVICES[user[idx] % 5], item[idx],
+                                               rng.integers(1, 120, len(idx)), ts[idx], dirty[idx], strict=True)]
         folder = root / "logs" / f"edge=edge-{e:02d}"
         folder.mkdir(parents=True)
         (folder / "part-00000.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def _line(user: int, device: str, item: int, minutes: int, ts: str, edge: str, bad: int) -> str:
+    if bad == 1:
+        return f'{{"user_id": "U{user:06d}", "device": "{device}", "dura'
+    device = "toaster" if bad == 2 else device
+    minutes = -minutes if bad == 3 else minutes
+    ts = ts.replace(" ", "T") + "Z" if bad == 4 else ts
+    return (f'{{"user_id": "U{user:06d}", "device": "{device}", "content_id": "C{item:05d}", '
+            f'"duration": {minutes}, "timestamp": "{ts}", "edge_id": "{edge}"}}')
 
 
 def spark_transitions(spark, root: Path, out: Path) -> int:  # noqa: ANN001

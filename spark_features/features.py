@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
 from spark_features.schema import TIMESTAMP_FORMAT
@@ -22,7 +22,7 @@ def cut_ts(cut: str) -> Column:
     return F.to_timestamp(F.lit(cut), TIMESTAMP_FORMAT)
 
 
-def _user_window() -> Window:
+def _user_window() -> WindowSpec:
     # origin (the source edge) only breaks ties when edges are pooled; seq orders same-second events.
     return Window.partitionBy("edge_id", "user_id").orderBy("ts", "seq", "origin")
 

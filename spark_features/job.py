@@ -45,10 +45,9 @@ class FeatureSettings:
     centralized: bool = True
 
 
-def tag_rows(spark: SparkSession, s: FeatureSettings) -> DataFrame:
+def tag_rows(spark: SparkSession, s: FeatureSettings, edges: list[str]) -> DataFrame:
     """Every input row once, with `reason` (null = kept); raw text is kept only for rejects."""
     logs = s.run_dir / "logs"
-    edges = list(s.edges) if s.edges else discover_edges(logs)
     fmt = detect_format(logs, edges) if s.input_format == "auto" else s.input_format
     log.info("reading %s logs of %d edge(s) from %s", fmt, len(edges), logs)
     classified = classify(read_raw(spark, logs, edges, fmt), read_catalog(spark, s.run_dir / "catalog.parquet"),
@@ -60,12 +59,12 @@ def tag_rows(spark: SparkSession, s: FeatureSettings) -> DataFrame:
                           F.when(reason.isNotNull(), F.col("raw")).alias("raw"))
 
 
-def reconcile(tagged: DataFrame) -> dict[str, Any]:
+def reconcile(tagged: DataFrame, edges: list[str]) -> dict[str, Any]:
     """Per-edge input/valid/train/test/quarantined counts (and by reason); they add up exactly."""
-    per_edge: dict[str, dict[str, Any]] = {}
+    per_edge: dict[str, dict[str, Any]] = {e: {"input": 0, "valid": 0, "train": 0, "test": 0,
+                                               "quarantined": 0, "by_reason": {}} for e in edges}
     for row in tagged.groupBy("edge_id", "reason", "split").count().collect():  # <= edges x reasons rows
-        e = per_edge.setdefault(row.edge_id, {"input": 0, "valid": 0, "train": 0, "test": 0,
-                                              "quarantined": 0, "by_reason": {}})
+        e = per_edge[row.edge_id]
         e["input"] += row["count"]
         if row.reason is None:
             e["valid"] += row["count"]
@@ -81,12 +80,12 @@ def reconcile(tagged: DataFrame) -> dict[str, Any]:
             by_reason[r] = by_reason.get(r, 0) + n
     for e in per_edge.values():
         e["by_reason"] = dict(sorted(e["by_reason"].items()))
-    edges = dict(sorted(per_edge.items()))
-    return {"edges": edges, "input": sum(e["input"] for e in edges.values()),
-            "train_events": sum(e["train"] for e in edges.values()),
-            "test_events": sum(e["test"] for e in edges.values()),
+    ordered = dict(sorted(per_edge.items()))
+    return {"edges": ordered, "input": sum(e["input"] for e in ordered.values()),
+            "train_events": sum(e["train"] for e in ordered.values()),
+            "test_events": sum(e["test"] for e in ordered.values()),
             "quarantined": {"total": sum(by_reason.values()), "by_reason": dict(sorted(by_reason.items())),
-                            "per_edge": {k: e["quarantined"] for k, e in edges.items()}}}
+                            "per_edge": {k: e["quarantined"] for k, e in ordered.items()}}}
 
 
 def write_tables(spark: SparkSession, train: DataFrame, s: FeatureSettings, out: Path, pooled: bool) -> None:
@@ -114,8 +113,9 @@ def write_tables(spark: SparkSession, train: DataFrame, s: FeatureSettings, out:
 
 def run_features(spark: SparkSession, s: FeatureSettings) -> dict[str, Any]:
     """Run the whole job on one run directory; return (and save) the reconciliation report."""
-    tagged = tag_rows(spark, s).persist(StorageLevel.MEMORY_AND_DISK)
-    report = reconcile(tagged)
+    edges = list(s.edges) if s.edges else discover_edges(s.run_dir / "logs")
+    tagged = tag_rows(spark, s, edges).persist(StorageLevel.MEMORY_AND_DISK)
+    report = reconcile(tagged, edges)
     for edge, e in report["edges"].items():
         log.info("%s: %d rows = %d valid (%d train, %d test) + %d quarantined %s", edge, e["input"], e["valid"],
                  e["train"], e["test"], e["quarantined"], e["by_reason"] or "")

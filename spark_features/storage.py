@@ -24,7 +24,8 @@ def read_catalog(spark: SparkSession, path: Path) -> DataFrame:
     if absent:
         raise FeaturesInputError(f"{path} lacks column(s) {', '.join(absent)}; docs/internals.md lists them")
     catalog = table.select("content_id", F.col("item_idx").cast("int"), F.col("size_mb").cast("double"))
-    rows, ids = catalog.agg(F.count(F.lit(1)), F.countDistinct("content_id")).first()  # tiny table
+    counts = catalog.agg(F.count(F.lit(1)), F.countDistinct("content_id")).first()  # tiny table
+    rows, ids = (counts[0], counts[1]) if counts is not None else (0, 0)
     if rows != ids:
         raise FeaturesInputError(f"{path} has {rows - ids} duplicate content_id row(s); each title needs "
                                  "exactly one row or the logs cannot be joined unambiguously")
