@@ -137,10 +137,11 @@ def main() -> None:
     settings = FeatureSettings(run_dir=root, cut=cut)
     report, t_cold = timed("feature job (first run)", run_features, spark, settings)
     _, t_warm = timed("feature job (second run, warm JVM)", run_features, spark, settings)
-    _, t_sp = timed("transitions only: Spark", spark_transitions, spark, root, root / "bench_spark_trans")
+    n_sp, t_sp = timed("transitions only: Spark", spark_transitions, spark, root, root / "bench_spark_trans")
     threads = int(spark.sparkContext.defaultParallelism)
-    _, t_dd = timed(f"transitions only: DuckDB ({threads} thr)", duckdb_transitions, root,
-                    root / "bench_duckdb_trans.parquet", threads)
+    n_dd, t_dd = timed(f"transitions only: DuckDB ({threads} thr)", duckdb_transitions, root,
+                       root / "bench_duckdb_trans.parquet", threads)
+    log.info("transition rows: Spark %d, DuckDB %d (%s)", n_sp, n_dd, "same" if n_sp == n_dd else "DIFFERENT")
     log.info("rows %d: %d train, %d test, %d quarantined", report["input"], report["train_events"],
              report["test_events"], report["quarantined"]["total"])
     rate = {"job incl. JVM start-up": n / (t_jvm + t_cold), "job, first run": n / t_cold,
