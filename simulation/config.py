@@ -157,8 +157,7 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-SECTIONS: dict[str, type] = {f.name: f.default_factory().__class__  # type: ignore[misc]
-                             for f in dataclasses.fields(ExperimentConfig)}
+SECTIONS: dict[str, type] = {name: cls for name, cls in get_type_hints(ExperimentConfig).items()}
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
