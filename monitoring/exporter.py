@@ -18,6 +18,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import REGISTRY, start_http_server
 from prometheus_client.registry import CollectorRegistry
 
+import monitoring.metrics  # noqa: F401  (registers the edgecache metric families)
 from monitoring.errors import ExporterPortError
 
 log = logging.getLogger(__name__)
