@@ -188,3 +188,44 @@ def metrics_traffic(tmp_path: Path, metrics_port: int) -> Iterator[subprocess.Po
         yield proc
     finally:
         _stop(proc)
+
+
+@dataclass(frozen=True)
+class Family:
+    """One metric family as exposed: its type, label names and help text."""
+
+    type: str
+    labels: frozenset[str]
+    help: str
+
+
+def exposed_families() -> dict[str, Family]:
+    """Record one sample through every monitoring.metrics helper, then parse generate_latest()."""
+    from prometheus_client import REGISTRY, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from monitoring import metrics
+
+    metrics.init_edge("edge-unit", ["lru"])
+    metrics.record_requests("edge-unit", "lru", 1, 1)
+    metrics.record_prefetch("edge-unit", "federated", 1, 10.0)
+    metrics.record_origin_bytes("edge-unit", "lru", 10.0)
+    metrics.observe_prediction("edge-unit", 0.001)
+    metrics.record_user_events("edge-unit", "TV")
+    metrics.record_redis_error("edge-unit", 0)
+    metrics.record_round(1, loss=1.0, hit=0.1)
+    metrics.record_edge_failures(0)
+    metrics.set_stage_progress("replay", 0.5)
+    text = generate_latest(REGISTRY).decode()
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        if fam.name.startswith("edgecache_"):
+            labels = frozenset(k for s in fam.samples for k in s.labels) - {"le"}
+            out[fam.name] = Family(fam.type, labels, fam.documentation)
+    return out
+
+
+def exposed_names(families: dict[str, Family]) -> set[str]:
+    """Every series name the exposition carries (counters' _total, histograms' _bucket...)."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    return {name + s for name, fam in families.items() for s in suffixes.get(fam.type, ("",))}
