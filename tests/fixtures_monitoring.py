@@ -225,7 +225,7 @@ def exposed_families() -> dict[str, Family]:
     return out
 
 
-def exposed_names(families: dict[str, Family]) -> set[str]:
+def exposed_series(families: dict[str, Family]) -> dict[str, Family]:
     """Every series name the exposition carries (counters' _total, histograms' _bucket...)."""
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    return {name + s for name, fam in families.items() for s in suffixes.get(fam.type, ("",))}
+    return {name + s: fam for name, fam in families.items() for s in suffixes.get(fam.type, ("",))}
