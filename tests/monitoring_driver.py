@@ -20,7 +20,7 @@ from simulation import pipeline
 from simulation.config import PREDICTIVE_POLICIES
 from simulation.pipeline import StageContext
 
-DEVICES = ("TV", "Mobile", "Tablet", "Desktop", "Console")
+DEVICES = ("TV", "mobile", "tablet", "web", "console")  # docs/internals.md order
 TICK_S = 0.25
 REPLAY_TICKS = 16  # ~4 s of replay: several 1 s scrapes see the counters move
 
