@@ -6,7 +6,7 @@ Labels stay bounded: `edge` (one per edge site), `policy` (the cache policy name
 This module is a leaf: it imports nothing of edgecache.
 
 Stages record through the helper functions below rather than touching the metric objects, so
-the names and label sets stay in one place. Which process records what (see README.md here):
+the names and label sets stay in one place. Which process records what (docs/monitoring.md):
 the replay and the Flower ServerApp run in the process that runs the experiment (Flower's
 simulation engine runs the ServerApp in a thread of the caller), so the default registry of
 that process is enough. ClientApps run in Ray worker processes whose registries nobody
