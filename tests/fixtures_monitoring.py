@@ -175,17 +175,27 @@ def prometheus(tmp_path: Path, metrics_port: int) -> Iterator[PrometheusServer]:
         _stop(proc)
 
 
+@dataclass
+class TrafficRun:
+    """The process producing metrics and the file holding its output."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+
 @pytest.fixture
-def metrics_traffic(tmp_path: Path, metrics_port: int) -> Iterator[subprocess.Popen[bytes]]:
+def metrics_traffic(tmp_path: Path, metrics_port: int) -> Iterator[TrafficRun]:
     """Run `traffic_command` on `metrics_port` (output in run.log); stopped at teardown."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     log = tmp_path / "run.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(traffic_command(metrics_port, tmp_path / "run"), cwd=ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    proc.log = log  # type: ignore[attr-defined]
     try:
-        yield proc
+        yield TrafficRun(proc, log)
     finally:
         _stop(proc)
 
