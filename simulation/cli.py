@@ -11,6 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from monitoring.errors import MonitoringError
+from monitoring.exporter import serve_metrics
 from simulation.config import ExperimentConfig, load_config
 from simulation.errors import EdgecacheError, NotImplementedYet
 from simulation.pipeline import STAGE_ORDER, StageContext, run_pipeline, run_stage
@@ -49,7 +51,13 @@ def run(config: ConfigOpt = None, out: OutOpt = None, overrides: SetOpt = None,
     extra = [f"monitoring.metrics_port={metrics_port}"] if metrics_port is not None else []
     ctx = _context(config, out, overrides, extra)
     console.print(f"run directory: [bold]{ctx.run.root}")
-    missing = run_pipeline(ctx, STAGE_ORDER)
+    mon = ctx.cfg.monitoring
+    try:
+        exporter = serve_metrics(mon.metrics_port, mon.metrics_addr, mon.linger_s)
+        with exporter:
+            missing = run_pipeline(ctx, STAGE_ORDER)
+    except MonitoringError as e:
+        raise EdgecacheError(str(e)) from e
     if missing:
         console.print(f"[yellow]not implemented yet: {', '.join(missing)} — results.json holds "
                       "only the stages that ran")

@@ -133,6 +133,8 @@ class RedisConfig:
 @dataclass(frozen=True)
 class MonitoringConfig:
     metrics_port: int = _f(0, lo=0, hi=65535, doc="0 = no exporter")
+    metrics_addr: str = _f("0.0.0.0", doc="exporter listen address; docker's Prometheus needs non-loopback")
+    linger_s: float = _f(10.0, lo=0.0, doc="keep the exporter up this long after a run for a last scrape")
 
 
 @dataclass(frozen=True)
