@@ -64,7 +64,7 @@ class EdgeCache:
     def __init__(self, ns: EdgeNamespace, settings: CacheSettings) -> None:
         self.ns = ns
         self.settings = settings
-        self.keys = [ns.key("lru"), ns.key("size"), ns.key("pf"), ns.key("meta")]
+        self.keys = [ns.key("lru"), ns.key("meta")]
 
     @property
     def client(self) -> redis.Redis:
@@ -106,11 +106,16 @@ class EdgeCache:
 
     def occupancy(self) -> tuple[int, int, int]:
         """(entries, accounted weight, actual weight) - equal when accounting is exact."""
-        n = int(self.client.zcard(self.keys[0]))
-        used = int(float(self.client.hget(self.keys[3], "used") or 0))
-        sizes = [int(v) for v in self.client.hvals(self.keys[1])]
+        members = self.client.zrange(self.keys[0], 0, -1)
+        used = int(float(self.client.hget(self.keys[1], "used") or 0))
+        sizes = [int(m.rsplit(b"|", 1)[1]) for m in members]
         actual = len(sizes) if self.settings.unit == "items" else sum(sizes)
-        return n, used, actual
+        return len(members), used, actual
+
+    def pending_prefetches(self) -> int:
+        """Entries prefetched but not requested yet (odd scores)."""
+        scores = self.client.zrange(self.keys[0], 0, -1, withscores=True)
+        return sum(1 for _, s in scores if int(s) % 2 == 1)
 
     def predictions(self, user_id: str) -> list[str]:
         """The user's current top predicted content ids (empty when expired or unknown)."""
