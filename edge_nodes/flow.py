@@ -88,15 +88,49 @@ class Breaker:
         self.failures = 0
 
 
+class EdgeDemand:
+    """Edge-level demand: rank-weighted predictions summed over the edge's active users.
+
+    Causal: request j's candidates are scored with the predictions of requests up to and
+    including j (earlier batches decay by half per batch). Candidates whose demand is below
+    `min_demand` are not prefetched; 0 keeps every prediction.
+    """
+
+    def __init__(self, items: int, min_demand: float, decay: float = 0.5) -> None:
+        self.score = np.zeros(items + 1)  # last slot: the -1 sentinel
+        self.min_demand, self.decay = min_demand, decay
+
+    def filter(self, preds: np.ndarray) -> np.ndarray:
+        """Drop candidates with too little demand so far; updates the running demand."""
+        n, k = preds.shape
+        flat = preds.ravel()
+        w = np.tile(1.0 / np.arange(1, k + 1), n)
+        order = np.argsort(flat, kind="stable")  # per item, in request order
+        cum = np.empty(flat.size)
+        sw = w[order]
+        csum = np.cumsum(sw)
+        start = np.r_[0, np.flatnonzero(np.diff(flat[order])) + 1]
+        base = np.repeat(csum[start] - sw[start], np.diff(np.r_[start, flat.size]))
+        cum[order] = csum - base
+        demand = self.score[flat] + cum
+        np.add.at(self.score, flat, w)
+        self.score *= self.decay
+        if self.min_demand <= 0:
+            return preds
+        return np.where((demand >= self.min_demand).reshape(n, k), preds, -1)
+
+
 class DeliveryFlow:
     """Serves one edge's batches for one policy through its EdgeCache and predictor."""
 
     def __init__(self, edge_id: str, policy: str, cache: EdgeCache, catalog: Catalog,
-                 predictor: Predictor | None, top_k: int, breaker: Breaker | None = None) -> None:
+                 predictor: Predictor | None, top_k: int, breaker: Breaker | None = None,
+                 min_demand: float = 0.0) -> None:
         self.edge_id, self.policy, self.cache, self.catalog = edge_id, policy, cache, catalog
         self.predictor, self.top_k = predictor, top_k if predictor is not None else 0
         self.breaker = breaker or Breaker()
         self.stats = EdgeStats()
+        self.demand = EdgeDemand(catalog.sizes.size - 1, min_demand)
 
     def serve(self, batch: RequestBatch) -> np.ndarray:
         """Serve a batch; per-request hit flags (all False for requests served during an outage)."""
@@ -114,6 +148,7 @@ class DeliveryFlow:
             return np.empty((len(batch), 0), dtype=np.int64)
         t0 = time.perf_counter()
         preds = self.predictor.predict(batch.hist, batch.device_idx, batch.hour, self.top_k)
+        preds = self.demand.filter(preds)
         PREDICTION_SECONDS.labels(self.edge_id).observe(time.perf_counter() - t0)
         return preds
 

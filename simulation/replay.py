@@ -34,6 +34,7 @@ class ReplaySettings:
     cache: CacheSettings
     top_k: int = 3
     batch_size: int = 2000
+    min_demand: float = 0.0
     latency: Latency = field(default_factory=Latency)
 
 
@@ -81,7 +82,8 @@ def replay_predictive(stream: EdgeStream, catalog: Catalog, cache: EdgeCache, pr
         cache.flush()
     except Exception as e:  # noqa: BLE001 - an unreachable server is handled by the flow
         log.warning("edge %s: could not flush before %s (%s)", stream.edge_id, policy, e)
-    flow = DeliveryFlow(stream.edge_id, policy, cache, catalog, predictor, settings.top_k, breaker)
+    flow = DeliveryFlow(stream.edge_id, policy, cache, catalog, predictor, settings.top_k, breaker,
+                        settings.min_demand)
     for batch in stream.batches(settings.batch_size):
         if on_batch is not None:
             on_batch(stream.edge_id, policy, batch)

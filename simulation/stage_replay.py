@@ -40,7 +40,7 @@ def settings_from(cfg: ExperimentConfig) -> ReplaySettings:
     cache = CacheSettings(capacity=c.capacity, unit=c.capacity_unit, prediction_ttl_s=c.prediction_ttl_s,
                           prefetch_budget=c.prefetch_budget, prefetch_max_share=c.prefetch_max_share,
                           prefetch_on_hit=c.prefetch_on_hit)
-    return ReplaySettings(cache, top_k=c.prefetch_top_k, batch_size=c.replay_batch,
+    return ReplaySettings(cache, top_k=c.prefetch_top_k, batch_size=c.replay_batch, min_demand=c.prefetch_min_demand,
                           latency=Latency(c.edge_latency_ms, c.origin_latency_ms))
 
 

@@ -33,6 +33,15 @@ def test_markov_falls_back_to_popularity() -> None:
     assert out.tolist() == [[3, 4, 2], [1, 0, 4]]
 
 
+def test_edge_demand_is_causal_and_hand_computed() -> None:
+    from edge_nodes.flow import EdgeDemand
+    demand = EdgeDemand(items=5, min_demand=1.5)
+    preds = np.array([[1, 2], [2, 3], [2, -1]])  # rank weights 1, 1/2
+    # request 0 sees only its own predictions (1.0, 0.5); request 1 sees item 2 at 0.5 + 1
+    assert demand.filter(preds).tolist() == [[-1, -1], [2, -1], [2, -1]]
+    assert demand.score[2] == pytest.approx((0.5 + 1 + 1) * 0.5)  # decays between batches
+
+
 def test_model_predictor_with_stand_in_top_k() -> None:
     # STAND-IN: edge_nodes/model.py is not on this branch; swap for the real top_k when merged.
     def fake_top_k(params: Any, spec: Any, hist: np.ndarray, dev: np.ndarray, hour: np.ndarray,
