@@ -7,3 +7,11 @@ class EdgeError(Exception):
 
 class RedisUnavailable(EdgeError):
     """No Redis server can be started or reached for the edges."""
+
+
+class CacheConfigError(EdgeError):
+    """Cache settings an edge cannot run with (unit, capacity, prefetch shares)."""
+
+
+class PredictorError(EdgeError):
+    """A predictor cannot be built: its feature table or model file is missing or malformed."""

@@ -122,6 +122,10 @@ class CacheConfig:
     prediction_ttl_s: int = _f(3600, lo=1)
     origin_latency_ms: float = _f(80.0, lo=0.0)
     edge_latency_ms: float = _f(5.0, lo=0.0)
+    prefetch_max_share: float = _f(0.5, lo=0.0, hi=1.0, doc="share of capacity unused prefetches may hold")
+    prefetch_on_hit: bool = _f(True, doc="refresh predictions and prefetch after hits too")
+    prefetch_min_demand: float = _f(0.0, lo=0.0, doc="edge demand a prediction needs to be prefetched; 0 = all")
+    replay_batch: int = _f(2000, lo=1, doc="requests per server call in the replay")
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ STAGES: dict[str, str | None] = {
     "generate": None,
     "features": None,
     "train": None,
-    "replay": None,
+    "replay": "simulation.stage_replay:replay_stage",
     "report": None,
 }
 
