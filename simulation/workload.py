@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from rich.console import Group
 from rich.table import Table
 
 from simulation.catalog import build_catalog
@@ -116,18 +117,26 @@ class _Sink:
             self.writer.write_table(edge, table.take(pa.array(order)))
 
 
-def summary_table(s: dict[str, Any], title: str) -> Table:
+def summary_table(s: dict[str, Any], title: str) -> Group:
     """The short rich summary `edgecache generate` and `edgecache ingest` print."""
-    t = Table(title=title, show_header=True)
-    t.add_column("edge")
-    t.add_column("events", justify="right")
-    t.add_column("dirty lines", justify="right")
-    dirty = s.get("dirty_injected", {}).get("per_edge", {})
+    dirty = s.get("dirty_injected")
+    per_edge = Table(title=title)
+    per_edge.add_column("edge")
+    per_edge.add_column("events", justify="right")
+    if dirty is not None:
+        per_edge.add_column("dirty lines", justify="right")
     for edge, n in s["events_per_edge"].items():
-        t.add_row(edge, f"{n:,}", f"{sum(dirty.get(edge, {}).values()):,}")
-    t.add_section()
-    t.add_row("total", f"{s['events']:,}", f"{s.get('dirty_injected', {}).get('total', 0):,}")
-    t.caption = (f"users {s['users']:,} · items {s['items']:,} · zipf exponent {s['zipf_exponent']} · "
-                 f"top-1% items {s['top1pct_share']:.1%} of views · sequential continuations "
-                 f"{s['continuation_share']:.1%} · mean pairwise JSD of edge popularity {s['mean_pairwise_jsd']}")
-    return t
+        extra = [f"{sum(dirty['per_edge'].get(edge, {}).values()):,}"] if dirty is not None else []
+        per_edge.add_row(edge, f"{n:,}", *extra)
+    per_edge.add_section()
+    per_edge.add_row("total", f"{s['events']:,}", *([f"{dirty['total']:,}"] if dirty is not None else []))
+    facts = Table(show_header=False, box=None)
+    rows = [("users", f"{s['users']:,}"), ("items", f"{s['items']:,}"),
+            ("popularity skew", f"Zipf exponent {s['zipf_exponent']}, top-1% items get {s['top1pct_share']:.1%}"),
+            ("sequential continuations", f"{s['continuation_share']:.1%} of events"),
+            ("edge popularity divergence", f"mean pairwise Jensen-Shannon {s['mean_pairwise_jsd']} bits")]
+    if "quarantined" in s:
+        rows.append(("quarantined input lines", f"{s['quarantined']:,}"))
+    for key, value in rows:
+        facts.add_row(key, value)
+    return Group(per_edge, facts)
