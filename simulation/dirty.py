@@ -60,8 +60,9 @@ def make_dirty(cols: dict[str, pa.Array], k: int, kinds: tuple[str, ...], first_
     out["duration"] = _replace(out["duration"], names == "non_numeric_duration", text)
     out["device"] = _replace(out["device"], names == "unknown_device", _pick(BAD_DEVICES, k, rng))
     out["timestamp"] = _replace(out["timestamp"], names == "bad_timestamp", _pick(BAD_STAMPS, k, rng))
-    unknown = np.char.add("C", np.char.zfill((n_items + 1 + rng.integers(0, 1000, k)).astype(str), 5))
-    out["content_id"] = _replace(out["content_id"], names == "unknown_content", pa.array(unknown))
+    beyond = pc.cast(pa.array(n_items + 1 + rng.integers(0, 1000, k)), pa.string())
+    unknown = pc.binary_join_element_wise("C", pc.utf8_lpad(beyond, 5, "0"), "")  # ids past the catalog
+    out["content_id"] = _replace(out["content_id"], names == "unknown_content", unknown)
     return DirtyRows(src=src, kind=kind, cols=out, omit=omit)
 
 

@@ -23,6 +23,7 @@ HOURLY = np.array([0.35, 0.2, 0.12, 0.08, 0.07, 0.08, 0.15, 0.3, 0.4, 0.45, 0.5,
 WEEKLY = np.array([0.9, 0.9, 0.92, 0.95, 1.1, 1.3, 1.25])  # Monday .. Sunday
 SESSION_P = 0.4           # session length ~ Geometric(0.4): 2.5 events on average
 KEEP_DEVICE = 0.75        # share of sessions on the user's preferred device
+SLOT_MIN = np.array([70.0, 30.0, 45.0, 45.0, 60.0])  # typical minutes per title, by device
 COMPLETION = np.array([[6.0, 1.5], [2.0, 2.0], [3.0, 2.0], [2.5, 2.0], [5.0, 1.5]])  # Beta(a, b) per device
 EXACT_CHAIN_PASSES = 32   # see _chain
 
@@ -89,20 +90,21 @@ class EventGenerator:
         m = len(lengths)
         start = (bin_lo + rng.choice(len(counts), size=m, p=counts / n)) * 3600 + rng.integers(0, 3600, m)
         user = np.minimum(np.searchsorted(pop.activity_cum, rng.random(m), side="right"), len(pop.user_id) - 1)
-        order = np.lexsort((start, user))
-        start, user, lengths = start[order], user[order], lengths[order]
-        edge = pop.home_edge[user]
-        other = row_choice(pop.edge_device_cum, edge, rng.random(m))
+        other = row_choice(pop.edge_device_cum, pop.home_edge[user], rng.random(m))
         device = np.where(rng.random(m) < KEEP_DEVICE, pop.preferred_device[user], other)
-
         sess = np.repeat(np.arange(m), lengths)
-        e_user, e_edge = user[sess], edge[sess]
-        fresh_item = self._fresh_picks(e_user, e_edge, start[sess] // 86400)
+        # Each event gets a viewing slot (longer on a TV than on a phone); the next event of the
+        # session starts after it, so timestamps exist before items and the chain follows time.
+        slot = np.clip(rng.lognormal(np.log(SLOT_MIN[device[sess]]), 0.5), 5, 240).round().astype(np.int64)
+        ts = self._timestamps(start, lengths, slot)
+        order = np.lexsort((ts, user[sess]))
+        sess, ts, slot = sess[order], ts[order], slot[order]
+        e_user, e_edge, e_dev = user[sess], pop.home_edge[user[sess]], device[sess]
+        fresh_item = self._fresh_picks(e_user, e_edge, ts // 86400)
         item, cont = self._chain(e_user, fresh_item)
-        dur = self._durations(item, device[sess])
-        ts = self._timestamps(start, lengths, dur)
+        dur = np.minimum(self._durations(item, e_dev), slot).astype(np.int32)
         return Events(user=e_user.astype(np.int32), edge=e_edge.astype(np.int16), item=item.astype(np.int32),
-                      device=device[sess].astype(np.int8), duration=dur, ts=ts, cont=cont)
+                      device=e_dev.astype(np.int8), duration=dur, ts=ts, cont=cont)
 
     def _session_lengths(self, n: int) -> np.ndarray:
         parts, total = [], 0
@@ -154,9 +156,9 @@ class EventGenerator:
         c = self.rng.beta(COMPLETION[device, 0], COMPLETION[device, 1])
         return np.maximum(1, np.round(self.cat.runtime[item] * c)).astype(np.int32)
 
-    def _timestamps(self, start: np.ndarray, lengths: np.ndarray, dur: np.ndarray) -> np.ndarray:
-        """Events of a session follow each other: previous duration plus a short gap."""
-        step = dur.astype(np.int64) * 60 + self.rng.integers(10, 600, len(dur))
+    def _timestamps(self, start: np.ndarray, lengths: np.ndarray, slot: np.ndarray) -> np.ndarray:
+        """Events of a session follow each other: the previous slot plus a short gap."""
+        step = slot * 60 + self.rng.integers(10, 600, len(slot))
         before = np.cumsum(step) - step
         first = np.concatenate(([0], np.cumsum(lengths)[:-1]))
         ts = np.repeat(start, lengths) + before - np.repeat(before[first], lengths)
