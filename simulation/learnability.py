@@ -33,7 +33,7 @@ def load_clean_events(run_root: Path) -> dict[str, np.ndarray]:
                 if ev is not None:
                     rows.append((users.setdefault(ev[0], len(users)), ev[1], ev[2], e))
     arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
-    return {"user": arr[:, 0], "item": arr[:, 1], "ts": arr[:, 2], "edge": arr[:, 3], "n_items": np.int64(len(cids))}
+    return {"user": arr[:, 0], "item": arr[:, 1], "ts": arr[:, 2], "edge": arr[:, 3], "n_items": np.asarray(len(cids))}
 
 
 def _parse(line: str, item_of: dict[str, int]) -> tuple[str, int, int] | None:

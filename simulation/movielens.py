@@ -112,7 +112,7 @@ def read_movielens(folder: Path, trace: Trace) -> tuple[pa.Table, pa.Table]:
 
 def _catalog(items: dict[int, tuple[str, str, datetime.date | None]], start: datetime.date | None) -> pa.Table:
     ids = sorted(items)
-    rel = [(items[i][2] - start).days if items[i][2] and start else 0 for i in ids]
+    rel = [_days_between(start, items[i][2]) for i in ids]
     n = len(ids)
     return pa.table({
         "content_id": pa.array([f"C{i:05d}" for i in ids], pa.string()),
@@ -125,6 +125,11 @@ def _catalog(items: dict[int, tuple[str, str, datetime.date | None]], start: dat
         "size_mb": pa.array(np.full(n, DEFAULT_RUNTIME_MIN * MB_PER_MIN)),
         "release_day": pa.array(np.asarray(rel, dtype=np.int32)),
     })
+
+
+def _days_between(start: datetime.date | None, day: datetime.date | None) -> int:
+    """Release day as an offset from the trace's first day (0 when unknown)."""
+    return (day - start).days if day is not None and start is not None else 0
 
 
 def _users(users: dict[int, tuple[int, str]]) -> pa.Table:
