@@ -118,7 +118,7 @@ def ingest(
     ctx.run.save_config(cfg)
     ctx.results["config"] = cfg.to_dict()
     ctx.run.write_results(ctx.results)
-    console.print(f"ingest: {w['events']:,} events, {w['quarantined']:,} lines quarantined "
+    console.print(f"ingest: {w['events']:,} events, {w['ingest_quarantined']:,} lines quarantined "
                   f"({ctx.run.quarantine / 'ingest'}) -> {ctx.run.root}")
 
 

@@ -13,6 +13,7 @@ import collections
 import datetime
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,8 @@ def write_trace(trace: Trace, out: Path, *, fmt: str, catalog: pa.Table | None, 
                 test_days: int = 0) -> dict[str, Any]:
     """Write logs, catalog.parquet, users.parquet and quarantine/ingest/; return the summary."""
     out.mkdir(parents=True, exist_ok=True)
+    if (out / "logs").exists():
+        shutil.rmtree(out / "logs")  # stale parts of an earlier run would mix with this trace
     _write_quarantine(trace, out / "quarantine" / "ingest")
     if not trace.ts:
         raise _empty(trace)
@@ -193,7 +196,7 @@ def _summary(trace: Trace, edges: list[str], edge_map: dict[str, str], user: np.
         s.pop("train_events"), s.pop("test_events")
     reasons = collections.Counter(_reason_kind(r["reason"]) for r in trace.rejected)
     s.update(source="ingest", users=int(len(np.unique(user))), items=catalog.num_rows, edges=len(edges),
-             edge_map=edge_map, start_date=start.isoformat(), days=days, quarantined=trace.quarantined,
+             edge_map=edge_map, start_date=start.isoformat(), days=days, ingest_quarantined=trace.quarantined,
              quarantine_reasons=dict(sorted(reasons.items())),
              input_files={f: {k: c[k] for k in ("lines", "ingested", "quarantined")} for f, c in trace.files.items()})
     return s

@@ -135,8 +135,8 @@ def summary_table(s: dict[str, Any], title: str) -> Group:
             ("popularity skew", f"Zipf exponent {s['zipf_exponent']}, top-1% items get {s['top1pct_share']:.1%}"),
             ("sequential continuations", f"{s['continuation_share']:.1%} of events"),
             ("edge popularity divergence", f"mean pairwise Jensen-Shannon {s['mean_pairwise_jsd']} bits")]
-    if "quarantined" in s:
-        rows.append(("quarantined input lines", f"{s['quarantined']:,}"))
+    if "ingest_quarantined" in s:
+        rows.append(("quarantined input lines", f"{s['ingest_quarantined']:,}"))
     for key, value in rows:
         facts.add_row(key, value)
     return Group(per_edge, facts)

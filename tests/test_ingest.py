@@ -48,7 +48,7 @@ def test_jsonl_with_mapping_quarantines_every_malformed_line(tmp_path: Path) -> 
     trace.write_text("\n".join(lines) + "\n")
     mapping = parse_mapping(["user_id=uid,content_id=item", "timestamp=ts", "device=dev", "duration=mins"])
     s = ingest(trace, "jsonl", tmp_path / "out", mapping=mapping, n_edges=4)
-    assert (s["events"], s["quarantined"]) == (3, 6)
+    assert (s["events"], s["ingest_quarantined"]) == (3, 6)
     assert s["input_files"]["trace.jsonl"] == {"lines": 9, "ingested": 3, "quarantined": 6}
     rejected = _quarantine(tmp_path / "out")
     assert [r["line"] for r in rejected] == [4, 5, 6, 7, 8, 9]
@@ -82,7 +82,7 @@ def test_csv_with_mapping_and_edges(tmp_path: Path) -> None:
     )
     mapping = parse_mapping(["user_id=who,content_id=what,timestamp=when,edge_id=site,duration=len"])
     s = ingest(trace, "csv", tmp_path / "out", mapping=mapping)
-    assert (s["events"], s["quarantined"]) == (3, 3)
+    assert (s["events"], s["ingest_quarantined"]) == (3, 3)
     assert s["input_files"]["views.csv"]["lines"] == 6  # data lines; the header is not an input line
     assert s["edge_map"] == {"berlin": "edge-00", "paris": "edge-01"}
     paris = read_events(tmp_path / "out", "edge-01")
@@ -129,7 +129,7 @@ def test_movielens_ratings_become_events_on_zip_region_edges(tmp_path: Path) -> 
     assert files["u.data"] == {"lines": 8, "ingested": 4, "quarantined": 4}
     assert files["u.user"] == {"lines": 4, "ingested": 3, "quarantined": 1}
     assert files["u.item"] == {"lines": 3, "ingested": 2, "quarantined": 1}
-    assert s["quarantined"] == 6 == len(_quarantine(tmp_path / "out"))
+    assert s["ingest_quarantined"] == 6 == len(_quarantine(tmp_path / "out"))
     assert s["events_per_edge"] == {"edge-08": 2, "edge-09": 1, "edge-10": 1}
     first = read_events(tmp_path / "out", "edge-08")[0]
     assert first == {"user_id": "U000001", "device": "web", "content_id": "C00001", "duration": 100,
@@ -161,7 +161,7 @@ def test_cli_ingest_writes_the_run_layout(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "4 events, 1 lines quarantined" in out.stdout
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["workload"]["source"] == "ingest" and results["workload"]["quarantined"] == 1
+    assert results["workload"]["source"] == "ingest" and results["workload"]["ingest_quarantined"] == 1
     assert (tmp_path / "run" / "catalog.parquet").exists() and (tmp_path / "run" / "users.parquet").exists()
     saved = (tmp_path / "run" / "config.toml").read_text()
     assert 'start_date = "2024-01-02"' in saved and "days = 4" in saved and 'source = "ingest"' in saved
