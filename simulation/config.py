@@ -65,6 +65,7 @@ class WorkloadConfig:
     format: str = _f("jsonl", choices=("jsonl", "parquet"))
     ingest_path: str = _f("", doc="trace file or folder when source = 'ingest'")
     ingest_format: str = _f("jsonl", choices=("jsonl", "csv", "movielens"))
+    ingest_map: tuple[str, ...] = _f((), doc="ingest column mapping, ours=theirs (e.g. user_id=uid)")
 
 
 @dataclass(frozen=True)

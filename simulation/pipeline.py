@@ -37,7 +37,7 @@ Stage = Callable[[StageContext], dict[str, Any]]
 # Stage name -> "module:function", in pipeline order; None = not landed yet. Imported lazily
 # because Spark and Ray are heavy and a single-stage command needs only its own.
 STAGES: dict[str, str | None] = {
-    "generate": None,
+    "generate": "simulation.workload:generate_stage",
     "features": None,
     "train": None,
     "replay": "simulation.stage_replay:replay_stage",
