@@ -1,0 +1,91 @@
+"""Fixtures for the report, compare and sweep tests (registered in tests/conftest.py).
+
+`make_results` builds a realistic results.json by hand, following DESIGN.md's contract
+exactly: config, workload, federated.rounds, policies (overall + per_edge with hit_ratio,
+byte_hit_ratio, requests, prefetch_bytes, prefetch_precision), static_efficiency, timings.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulation.config import ALL_POLICIES, build_config
+
+EDGES = ("edge-00", "edge-01", "edge-02", "edge-03")
+# Hand-picked hit ratios per policy and edge: federated beats the best reactive policy on
+# edges 00, 01 and 03 and loses on edge-02; belady tops every reactive policy.
+HIT = {
+    "lru": (0.300, 0.280, 0.350, 0.310), "lfu": (0.320, 0.290, 0.360, 0.300),
+    "arc": (0.340, 0.310, 0.380, 0.330), "s3fifo": (0.335, 0.305, 0.390, 0.325),
+    "wtinylfu": (0.345, 0.300, 0.385, 0.320), "belady": (0.450, 0.420, 0.480, 0.440),
+    "popularity": (0.310, 0.300, 0.340, 0.300), "markov_sql": (0.360, 0.330, 0.370, 0.340),
+    "local_only": (0.370, 0.320, 0.360, 0.350), "federated": (0.400, 0.360, 0.370, 0.390),
+    "centralized": (0.420, 0.380, 0.400, 0.410),
+}
+REQUESTS = (5200, 4100, 6100, 4600)
+PREDICTIVE = ("popularity", "markov_sql", "local_only", "federated", "centralized")
+
+
+def _stats(policy: str, i: int, shift: float) -> dict[str, Any]:
+    hr = round(HIT[policy][i] + shift, 4)
+    pre = policy in PREDICTIVE
+    return {"hit_ratio": hr, "byte_hit_ratio": round(hr * 0.93, 4), "requests": REQUESTS[i],
+            "prefetch_bytes": (1_200_000_000 + 100_000_000 * i) if pre else 0,
+            "prefetch_precision": round(0.4 + 0.05 * i, 4) if pre else None,
+            "origin_bytes": 9_000_000_000 - int(hr * 1e10)}
+
+
+def _policy(policy: str, shift: float) -> dict[str, Any]:
+    per_edge = {e: _stats(policy, i, shift) for i, e in enumerate(EDGES)}
+    total = sum(REQUESTS)
+    overall = {k: sum(per_edge[e][k] for e in EDGES) for k in ("requests", "prefetch_bytes", "origin_bytes")}
+    for k in ("hit_ratio", "byte_hit_ratio"):
+        overall[k] = round(sum(per_edge[e][k] * per_edge[e]["requests"] for e in EDGES) / total, 4)
+    overall["prefetch_precision"] = 0.47 if policy in PREDICTIVE else None
+    return {"overall": overall, "per_edge": per_edge}
+
+
+def make_results(shift: float = 0.0, name: str = "fixture") -> dict[str, Any]:
+    """A complete results dict; `shift` moves every hit ratio (for compare tests)."""
+    cfg = build_config({"run": {"name": name, "seed": 7},
+                        "workload": {"edges": len(EDGES), "users": 400, "items": 900, "events": 20000},
+                        "federated": {"rounds": 5}, "cache": {"capacity": 50}}).to_dict()
+    rounds = [{"round": r, "train_loss": round(5.2 - 0.6 * r, 3), "eval_hit_at_k": round(0.12 + 0.05 * r, 3),
+               "num_edges": 4 if r != 3 else 3, "failures": ["edge-02"] if r == 3 else []}
+              for r in range(1, 6)]
+    return {
+        "config": cfg,
+        "workload": {"events": 20000, "users": 400, "items": 900, "edges": 4, "train_events": 15000,
+                     "test_events": 4800, "quarantined": {"bad_timestamp": 120, "missing_user": 60,
+                                                          "negative_duration": 20}},
+        "federated": {"strategy": "fedavg", "rounds": rounds,
+                      "centralized": {"train_loss": 1.9, "eval_hit_at_k": 0.41},
+                      "local_only": {"train_loss": 2.6, "eval_hit_at_k": 0.29}},
+        "policies": {p: _policy(p, shift) for p in ALL_POLICIES},
+        "static_efficiency": {"capacity": 50, "popularity": {"overall": 0.28, "per_edge": {e: 0.27 for e in EDGES}},
+                              "federated": {"overall": 0.33, "per_edge": {e: 0.32 for e in EDGES}}},
+        "degraded": [{"edge": "edge-01", "start": "2025-04-05 10:00:00", "end": "2025-04-05 10:05:00",
+                      "reason": "redis unavailable", "requests": 42}],
+        "timings": {"generate_s": 3.2, "features_s": 41.0, "train_s": 60.5, "replay_s": 22.1, "total_s": 127.9},
+    }
+
+
+def write_run(root: Path, results: dict[str, Any]) -> Path:
+    """A run directory holding only results.json."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return root
+
+
+@pytest.fixture
+def report_results() -> dict[str, Any]:
+    return make_results()
+
+
+@pytest.fixture
+def report_run(tmp_path: Path, report_results: dict[str, Any]) -> Path:
+    return write_run(tmp_path / "run-a", report_results)
