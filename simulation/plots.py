@@ -36,7 +36,8 @@ FIXED_COLORS = {
     "markov_sql": "#ff9da6", "local_only": "#eeca3b", "federated": "#e45756",
     "centralized": "#f58518",
 }
-EXTRA_COLORS = ("#9d755d", "#bab0ac", "#79706e", "#d67195", "#439894", "#83bcb6")
+# For series that are not policies (e.g. runs in a comparison).
+EXTRA_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d", "#bab0ac")
 
 
 def color_of(name: str, extra_index: int = 0) -> str:
@@ -81,7 +82,7 @@ def grouped_bars(groups: Sequence[str], series: Series, ylabel: str, title: str,
             xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
             ax.bar(xs, _vals(series[name]), width=width, label=name, color=colors[name],
                    hatch="//" if name == "belady" else None, edgecolor="white", linewidth=0.3)
-        ax.set_xticks(range(len(groups)), list(groups), rotation=30 if len(groups) > 8 else 0)
+        ax.set_xticks(range(len(groups)), list(groups), rotation=30 if len(groups) > 14 else 0)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.set_ylim(0, _upper(series))

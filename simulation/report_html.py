@@ -26,8 +26,8 @@ section{background:#fff;border:1px solid #dde2ea;border-radius:6px;padding:6px 2
 h2{font-size:1.2em;border-bottom:1px solid #e3e7ee;padding-bottom:4px}
 table{border-collapse:collapse;margin:10px 0;font-size:.88em}
 p.cap{color:#555;margin:12px 0 2px;font-size:.88em}
-th,td{border:1px solid #dde2ea;padding:3px 8px;text-align:left;white-space:nowrap}
-th{background:#eef1f6} .num{text-align:right;font-variant-numeric:tabular-nums}
+th,td{border:1px solid #dde2ea;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#eef1f6} .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.best td{background:#e3f4e1;font-weight:600} tr.bound td{background:#eeeeee;font-style:italic}
 tr.focus td{background:#fdecea}
 .note{background:#fff8e1;border-left:4px solid #f0b429;padding:6px 10px;margin:8px 0}

@@ -59,7 +59,7 @@ class Section:
     blocks: tuple[Block, ...] = field(default_factory=tuple)
 
 
-NUMERIC = re.compile(r"^[+-]?[\d,.]+(e[+-]?\d+)?( ?(%|pp|s|B|kB|MB|GB|TB))?$")
+NUMERIC = re.compile(r"^[+-]?[\d,.]+(e[+-]?\d+)?( ?(%|pp|s|B|kB|MB|GB|TB))?( \([+-][\d.]+ pp\))?$")
 
 
 def numeric_columns(t: Table) -> tuple[bool, ...]:
