@@ -24,7 +24,7 @@ from simulation.config import ALL_POLICIES  # noqa: E402
 Series = Mapping[str, Sequence[float | None]]
 
 DPI = 100
-STYLE = {
+STYLE: Any = {  # rc_context wants literal keys; the values are checked by matplotlib
     "font.size": 9, "axes.titlesize": 10, "axes.grid": True, "grid.alpha": 0.3,
     "axes.spines.top": False, "axes.spines.right": False, "legend.fontsize": 8,
     "svg.hashsalt": "edgecache", "figure.autolayout": False,

@@ -23,7 +23,7 @@ REFERENCES = ("centralized", "local_only")
 def references(fed: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     """Baselines to draw beside the federated curves: name -> {metric: value}."""
     out: dict[str, dict[str, float]] = {}
-    nested = fed.get("baselines") if isinstance(fed.get("baselines"), Mapping) else {}
+    nested: Mapping[str, Any] = fed["baselines"] if isinstance(fed.get("baselines"), Mapping) else {}
     for name in REFERENCES:
         values = fed.get(name) if isinstance(fed.get(name), Mapping) else nested.get(name)
         if isinstance(values, Mapping):
@@ -85,7 +85,7 @@ def round_failures(fed: Mapping[str, Any]) -> list[dict[str, Any]]:
         f = r.get("failures") if isinstance(r, Mapping) else None
         if isinstance(f, list) and f:
             out.append({"round": r.get("round"), "failed edges": ", ".join(map(str, f))})
-        elif is_number(f) and f > 0:
+        elif isinstance(f, (int, float)) and is_number(f) and f > 0:
             out.append({"round": r.get("round"), "failed edges": f})
     return out
 

@@ -132,13 +132,18 @@ def edge_verdicts(policies: Mapping[str, Any]) -> tuple[str, Table | None]:
     edges = [e for e in edges_of(policies) if is_number(hit(policies, PREDICTIVE, e))]
     if not edges:
         return "No per-edge federated results, so there is no per-edge verdict.", None
-    rows, wins, losses, above = [], [], [], 0
+    rows: list[tuple[str, ...]] = []
+    wins: list[str] = []
+    losses: list[str] = []
+    above = 0
     for e in edges:
         fed, best, bound = hit(policies, PREDICTIVE, e), best_reactive(policies, e), hit(policies, BOUND, e)
         d_best = fed - hit(policies, best, e) if best else None
         d_bound = fed - bound if is_number(bound) else None
-        if d_best is not None:
-            (wins if d_best >= TIE else losses if d_best <= -TIE else []).append(e)
+        if d_best is not None and d_best >= TIE:
+            wins.append(e)
+        elif d_best is not None and d_best <= -TIE:
+            losses.append(e)
         above += int(d_bound is not None and d_bound >= TIE)
         rows.append((e, fmt_ratio(fed), best or "—", fmt_ratio(hit(policies, best, e) if best else None),
                      fmt_delta(d_best), _word(d_best) if d_best is not None else "—",
