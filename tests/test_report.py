@@ -167,3 +167,21 @@ def test_deterministic_across_two_renders(tmp_path: Path, report_results: dict[s
     a = write_report(write_run(tmp_path / "a", report_results))[0].read_bytes()
     b = write_report(write_run(tmp_path / "b", report_results))[0].read_bytes()
     assert a == b
+
+
+def test_latency_columns_appear_only_when_reported(report_results: dict[str, Any]) -> None:
+    assert "latency mean" not in render_report(report_results)[1]
+    for i, stats in enumerate(report_results["policies"].values()):
+        stats["overall"].update(latency_mean_ms=20.0 + i, latency_p99_ms=80.5)
+    md = render_report(report_results)[1]
+    assert "| latency mean (ms) | latency p99 (ms) |" in md and "| 80.5 |" in md
+
+
+def test_another_process_writes_the_same_bytes(report_run: Path) -> None:
+    from tests.test_cli import edgecache
+
+    in_process = write_report(report_run)[0].read_bytes()
+    (report_run / "report.html").unlink()
+    out = edgecache("report", str(report_run))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (report_run / "report.html").read_bytes() == in_process
