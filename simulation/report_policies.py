@@ -104,6 +104,11 @@ def policy_table(policies: Mapping[str, Any]) -> Table:
                  "policy; belady is the offline optimum for demand caching.", tuple(marks))
 
 
+def _points(a: float, b: float) -> str:
+    """|a - b| in percentage points, from the one-decimal percentages the sentence shows."""
+    return f"{abs(round(a * 100, 1) - round(b * 100, 1)):.1f}"
+
+
 def _word(delta: float) -> str:
     return "ties" if abs(delta) < TIE else "wins" if delta > 0 else "loses"
 
@@ -117,12 +122,12 @@ def overall_verdict(policies: Mapping[str, Any]) -> str:
     if best is not None:
         d = fed - hit(policies, best)
         parts.append(f"it {_word(d)} against the best reactive policy ({best}, "
-                     f"{hit(policies, best):.1%}) by {abs(d) * 100:.1f} points")
+                     f"{hit(policies, best):.1%}) by {_points(fed, hit(policies, best))} points")
     bound = hit(policies, BOUND)
     if is_number(bound):
         d = fed - bound
         rel = "is above" if d >= TIE else "matches" if abs(d) < TIE else "is below"
-        parts.append(f"it {rel} the offline bound belady ({bound:.1%}) by {abs(d) * 100:.1f} points"
+        parts.append(f"it {rel} the offline bound belady ({bound:.1%}) by {_points(fed, bound)} points"
                      + (" (prefetching can beat a demand-only bound)" if d >= TIE else ""))
     return parts[0] + (": " + "; ".join(parts[1:]) if len(parts) > 1 else "") + "."
 
