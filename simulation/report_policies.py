@@ -78,11 +78,20 @@ def edges_of(policies: Mapping[str, Any]) -> list[str]:
     return sorted({e for p in policies.values() for e in (p.get("per_edge") or {})})
 
 
-def kind(name: str) -> str:
-    """reactive, offline bound, or predictive."""
+def kind(name: str, entry: Mapping[str, Any] | None = None) -> str:
+    """reactive, offline bound, or predictive (the replay's own `kind` when it gives one)."""
     if name == BOUND:
         return "offline bound"
+    if entry and isinstance(entry.get("kind"), str):
+        return str(entry["kind"])
     return "predictive" if name in PREDICTIVE_POLICIES else "reactive"
+
+
+def cell(stats: Mapping[str, Any], key: str, fmt: Callable[[Any], str]) -> str:
+    """One metric cell; precision is '—' for a policy that prefetched nothing."""
+    if key == "prefetch_precision" and stats.get("prefetched") == 0:
+        return "—"
+    return fmt(metric(stats, key))
 
 
 def policy_table(policies: Mapping[str, Any]) -> Table:
@@ -96,7 +105,7 @@ def policy_table(policies: Mapping[str, Any]) -> Table:
     for name in names:
         label = name + (" ★ best reactive" if name == best else "") + (" (bound)" if name == BOUND else "")
         overall = policies[name].get("overall") or {}
-        rows.append((label, kind(name), *(fmt(metric(overall, key)) for key, _, fmt, _ in cols)))
+        rows.append((label, kind(name, policies[name]), *(cell(overall, key, fmt) for key, _, fmt, _ in cols)))
         marks.append("best" if name == best else "bound" if name == BOUND else
                      "focus" if name == PREDICTIVE else "")
     return Table(("policy", "kind", *(h for _, h, _, _ in cols)), tuple(rows),
@@ -190,6 +199,10 @@ def policy_sections(results: Mapping[str, Any]) -> list[Section]:
     blocks: list[Block] = [overall_verdict(policies), policy_table(policies), text]
     if table is not None:
         blocks.append(table)
+    skipped = results.get("policies_skipped")
+    if isinstance(skipped, Mapping) and skipped:
+        blocks.append(Table(("policy", "reason"), tuple((str(p), str(r)) for p, r in skipped.items()),
+                            "Policies the replay skipped, and why."))
     edge_blocks: tuple[Block, ...] = ((per_edge_figure(policies), per_edge_table(policies))
                                       if edges_of(policies) else (Note("No per-edge results in this run."),))
     return [Section("policies", "Policies", tuple(blocks)),

@@ -99,17 +99,33 @@ def static_section(results: Mapping[str, Any]) -> Section:
     se = results.get("static_efficiency")
     if not isinstance(se, Mapping) or not se:
         return Section("static-efficiency", "Static cache efficiency", (not_in_run("Static cache efficiency"),))
-    scalars = {k: v for k, v in se.items() if not isinstance(v, Mapping)}
-    nested = {k: v for k, v in se.items() if isinstance(v, Mapping)}
     blocks: list[Block] = ["Share of test requests served by the top-C items cached at the start of the "
-                           "test window (no updates), as in the FPCC/GFPCC papers."]
-    if scalars and nested:
+                           "test window and never updated, as in the FPCC/GFPCC papers."]
+    scalars = {k: v for k, v in se.items() if not isinstance(v, Mapping)}
+    if isinstance(scalars.get("note"), str):
+        blocks.append(f"Note from the replay: {scalars.pop('note')}.")
+    if scalars:
         blocks.append(", ".join(f"{k} = {fmt_value(v)}" for k, v in scalars.items()))
-    if nested:
-        blocks.append(mapping_table(nested, "predictor"))
-    elif scalars:
-        blocks.append(Table(("predictor", "efficiency"), tuple((k, _cell(v)) for k, v in scalars.items())))
+    ranked = {k: v for k, v in se.items() if isinstance(v, Mapping) and ("overall" in v or "per_edge" in v)}
+    other = {k: v for k, v in se.items() if isinstance(v, Mapping) and k not in ranked}
+    if ranked:
+        blocks.append(static_table(ranked))
+    if other:
+        blocks.append(mapping_table(other, "ranking"))
     return Section("static-efficiency", "Static cache efficiency", tuple(blocks))
+
+
+def _hit_of(v: Any) -> Any:
+    return v.get("hit_ratio") if isinstance(v, Mapping) else v
+
+
+def static_table(rankings: Mapping[str, Mapping[str, Any]]) -> Table:
+    """Static hit ratio per ranking (rows), over all edges and per edge (columns)."""
+    edges = sorted({e for r in rankings.values() for e in (r.get("per_edge") or {})})
+    rows = tuple((name, fmt_ratio(_hit_of(r.get("overall"))),
+                  *(fmt_ratio(_hit_of((r.get("per_edge") or {}).get(e))) for e in edges))
+                 for name, r in rankings.items())
+    return Table(("ranking", "all edges", *edges), rows, "Static hit ratio of the top-C items of each ranking.")
 
 
 def mapping_table(rows: Mapping[str, Mapping[str, Any]], first: str) -> Table:

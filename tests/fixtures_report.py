@@ -31,22 +31,34 @@ PREDICTIVE = ("popularity", "markov_sql", "local_only", "federated", "centralize
 
 
 def _stats(policy: str, i: int, shift: float) -> dict[str, Any]:
+    """One per-edge row as simulation/replay.py writes it: DESIGN.md's keys plus raw counters."""
     hr = round(HIT[policy][i] + shift, 4)
     pre = policy in PREDICTIVE
+    prefetched = 400 + 10 * i if pre else 0
     return {"hit_ratio": hr, "byte_hit_ratio": round(hr * 0.93, 4), "requests": REQUESTS[i],
             "prefetch_bytes": (1_200_000_000 + 100_000_000 * i) if pre else 0,
-            "prefetch_precision": round(0.4 + 0.05 * i, 4) if pre else None,
-            "origin_bytes": 9_000_000_000 - int(hr * 1e10)}
+            "prefetch_precision": round(0.4 + 0.05 * i, 4) if pre else 0.0,
+            "origin_bytes": 9_000_000_000 - int(hr * 1e10),
+            "latency_mean_ms": round(80 - 75 * hr, 3), "latency_p99_ms": 80.0,
+            "hits": int(hr * REQUESTS[i]), "errors": 0, "prefetched": prefetched,
+            "prefetch_used": int(prefetched * 0.45)}
 
 
 def _policy(policy: str, shift: float) -> dict[str, Any]:
     per_edge = {e: _stats(policy, i, shift) for i, e in enumerate(EDGES)}
     total = sum(REQUESTS)
-    overall = {k: sum(per_edge[e][k] for e in EDGES) for k in ("requests", "prefetch_bytes", "origin_bytes")}
-    for k in ("hit_ratio", "byte_hit_ratio"):
+    summed = ("requests", "prefetch_bytes", "origin_bytes", "hits", "errors", "prefetched", "prefetch_used")
+    overall = {k: sum(per_edge[e][k] for e in EDGES) for k in summed}
+    for k in ("hit_ratio", "byte_hit_ratio", "latency_mean_ms"):
         overall[k] = round(sum(per_edge[e][k] * per_edge[e]["requests"] for e in EDGES) / total, 4)
-    overall["prefetch_precision"] = 0.47 if policy in PREDICTIVE else None
-    return {"overall": overall, "per_edge": per_edge}
+    overall["latency_p99_ms"] = 80.0
+    overall["prefetch_precision"] = 0.47 if policy in PREDICTIVE else 0.0
+    kind = "predictive" if policy in PREDICTIVE else "offline" if policy == "belady" else "reactive"
+    return {"kind": kind, "overall": overall, "per_edge": per_edge, "flags": {}}
+
+
+def _static(hr: float, i: int) -> dict[str, Any]:
+    return {"hit_ratio": hr, "byte_hit_ratio": round(hr * 0.9, 4), "requests": REQUESTS[i], "cached_items": 50}
 
 
 def make_results(shift: float = 0.0, name: str = "fixture") -> dict[str, Any]:
@@ -66,10 +78,16 @@ def make_results(shift: float = 0.0, name: str = "fixture") -> dict[str, Any]:
                       "centralized": {"train_loss": 1.9, "eval_hit_at_k": 0.41},
                       "local_only": {"train_loss": 2.6, "eval_hit_at_k": 0.29}},
         "policies": {p: _policy(p, shift) for p in ALL_POLICIES},
-        "static_efficiency": {"capacity": 50, "popularity": {"overall": 0.28, "per_edge": {e: 0.27 for e in EDGES}},
-                              "federated": {"overall": 0.33, "per_edge": {e: 0.32 for e in EDGES}}},
-        "degraded": [{"edge": "edge-01", "start": "2025-04-05 10:00:00", "end": "2025-04-05 10:05:00",
-                      "reason": "redis unavailable", "requests": 42}],
+        "static_efficiency": {
+            "note": "top-C items cached at the start of the test window, never updated; "
+                    "'oracle' ranks by test-period frequency (offline bound)",
+            "popularity": {"overall": {"hit_ratio": 0.28, "requests": 20000},
+                           "per_edge": {e: _static(0.27, i) for i, e in enumerate(EDGES)}},
+            "oracle": {"overall": {"hit_ratio": 0.41, "requests": 20000},
+                       "per_edge": {e: _static(0.40, i) for i, e in enumerate(EDGES)}}},
+        "degraded": [{"policy": "federated", "edge": "edge-01", "first_request": 1200, "last_request": 1241,
+                      "first_ts": "2025-04-05 10:00:00", "last_ts": "2025-04-05 10:05:00", "requests": 42}],
+        "policies_skipped": {"federated_personalized": "no personalized models (federated.personalize_epochs = 0)"},
         "timings": {"generate_s": 3.2, "features_s": 41.0, "train_s": 60.5, "replay_s": 22.1, "total_s": 127.9},
     }
 

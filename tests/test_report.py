@@ -56,7 +56,8 @@ def test_every_section_is_present(report_run: Path) -> None:
                   "Timings by stage"):
         assert f"<h2>{title}</h2>" in page and f"## {title}" in md
     # workload numbers and quarantine reasons, failures and degraded spans, timings
-    for text in ("15,000", "4,800", "bad_timestamp", "missing_user", "edge-02", "redis unavailable", "127.9 s"):
+    for text in ("15,000", "4,800", "bad_timestamp", "missing_user", "edge-02", "2025-04-05 10:05:00", "127.9 s",
+                 "federated_personalized", "no personalized models"):
         assert text in page and text in md
 
 
@@ -79,7 +80,9 @@ def test_policy_table_marks_best_reactive_and_belady(report_results: dict[str, A
     assert '<tr class="best"><td>arc ★ best reactive</td>' in page
     assert '<tr class="bound"><td>belady (bound)</td>' in page
     assert "| arc ★ best reactive | reactive | 0.344 |" in md
-    header = "| policy | kind | hit ratio | byte hit ratio | requests | prefetch bytes | prefetch precision | origin bytes |"
+    assert "| lru | reactive | 0.314 | 0.291 | 20,000 | 0 B | — |" in md  # no prefetch: no precision
+    header = ("| policy | kind | hit ratio | byte hit ratio | requests | prefetch bytes | prefetch precision "
+              "| origin bytes | latency mean (ms) | latency p99 (ms) |")
     assert header in md
     names = [row[0] for row in md_rows(md, header)]
     assert names[0] == "belady (bound)" and names[-1] == "lru"  # sorted by hit ratio
@@ -101,7 +104,9 @@ def test_markdown_has_the_tables(report_run: Path) -> None:
     assert "| policy | all edges | edge-00 | edge-01 | edge-02 | edge-03 |" in md
     assert "| federated | 0.380 | 0.400 | 0.360 | 0.370 | 0.390 |" in md
     assert "| round | train_loss | eval_hit_at_k |" in md
-    assert "| popularity | 0.280 | 0.270 |" in md  # static efficiency
+    assert "| ranking | all edges | edge-00 | edge-01 | edge-02 | edge-03 |" in md  # static efficiency
+    assert "| popularity | 0.280 | 0.270 |" in md and "| oracle | 0.410 | 0.400 |" in md
+    assert "'oracle' ranks by test-period frequency" in md
     assert "| reason | rows |" in md and "| stage | wall time |" in md
     assert "base64" not in md
 
@@ -170,6 +175,8 @@ def test_deterministic_across_two_renders(tmp_path: Path, report_results: dict[s
 
 
 def test_latency_columns_appear_only_when_reported(report_results: dict[str, Any]) -> None:
+    for stats in report_results["policies"].values():
+        del stats["overall"]["latency_mean_ms"], stats["overall"]["latency_p99_ms"]
     assert "latency mean" not in render_report(report_results)[1]
     for i, stats in enumerate(report_results["policies"].values()):
         stats["overall"].update(latency_mean_ms=20.0 + i, latency_p99_ms=80.5)
