@@ -21,12 +21,13 @@ header h1{margin:0;font-size:1.5em} header p{margin:4px 0 0;color:#c9d3e6}
 header code{background:#34486b;color:#fff}
 nav{padding:8px 32px;background:#e8ecf3;font-size:.9em}
 nav a{margin-right:14px;color:#1d2b44;text-decoration:none}
-main{padding:8px 32px 40px;max-width:1200px}
+main{padding:8px 32px 40px;max-width:1400px}
 section{background:#fff;border:1px solid #dde2ea;border-radius:6px;padding:6px 20px 14px;margin:16px 0}
 h2{font-size:1.2em;border-bottom:1px solid #e3e7ee;padding-bottom:4px}
 table{border-collapse:collapse;margin:10px 0;font-size:.88em}
 p.cap{color:#555;margin:12px 0 2px;font-size:.88em}
-th,td{border:1px solid #dde2ea;padding:3px 8px;text-align:left;vertical-align:top}
+th,td{border:1px solid #dde2ea;padding:3px 7px;text-align:left;vertical-align:top;white-space:nowrap}
+td.wrap{white-space:normal;min-width:24em}
 th{background:#eef1f6} .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.best td{background:#e3f4e1;font-weight:600} tr.bound td{background:#eeeeee;font-style:italic}
 tr.focus td{background:#fdecea}
@@ -47,6 +48,10 @@ def _num(numeric: tuple[bool, ...], i: int) -> str:
     return ' class="num"' if i < len(numeric) and numeric[i] else ""
 
 
+def _wrap(cell: str) -> str:
+    return ' class="wrap"' if len(cell) > 60 else ""
+
+
 def table_html(t: Table) -> str:
     """A table with optional caption and per-row classes."""
     num = numeric_columns(t)
@@ -55,7 +60,8 @@ def table_html(t: Table) -> str:
     for i, row in enumerate(t.rows):
         mark = t.marks[i] if i < len(t.marks) and t.marks[i] else ""
         cls = f' class="{mark}"' if mark else ""
-        rows.append(f"<tr{cls}>" + "".join(f"<td{_num(num, i)}>{html.escape(c)}</td>" for i, c in enumerate(row)) + "</tr>")
+        cells = "".join(f"<td{_num(num, i) or _wrap(c)}>{html.escape(c)}</td>" for i, c in enumerate(row))
+        rows.append(f"<tr{cls}>{cells}</tr>")
     cap = f'<p class="cap">{_text(t.caption)}</p>' if t.caption else ""
     return (f'{cap}<div class="scroll"><table><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>')

@@ -43,8 +43,8 @@ METRICS: tuple[tuple[str, str, Callable[[Any], str], bool], ...] = (
     ("prefetch_bytes", "prefetch bytes", fmt_bytes, False),
     ("prefetch_precision", "prefetch precision", fmt_ratio, False),
     ("origin_bytes", "origin bytes", fmt_bytes, True),
-    ("latency_mean_ms", "latency mean (ms)", _fmt_ms, True),
-    ("latency_p99_ms", "latency p99 (ms)", _fmt_ms, True),
+    ("latency_mean_ms", "mean ms", _fmt_ms, True),
+    ("latency_p99_ms", "p99 ms", _fmt_ms, True),
 )
 ALIASES = {"latency_mean_ms": ("latency_ms_mean", "mean_latency_ms"),
            "latency_p99_ms": ("latency_ms_p99", "p99_latency_ms")}
@@ -110,7 +110,9 @@ def policy_table(policies: Mapping[str, Any]) -> Table:
                      "focus" if name == PREDICTIVE else "")
     return Table(("policy", "kind", *(h for _, h, _, _ in cols)), tuple(rows),
                  "All policies over all edges, sorted by hit ratio. ★ = best online reactive "
-                 "policy; belady is the offline optimum for demand caching.", tuple(marks))
+                 "policy; belady is the offline optimum for demand caching"
+                 + ("; mean ms / p99 ms = simulated request latency." if any(c[0].startswith("latency") for c in cols)
+                    else "."), tuple(marks))
 
 
 def _points(a: float, b: float) -> str:

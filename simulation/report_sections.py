@@ -99,11 +99,10 @@ def static_section(results: Mapping[str, Any]) -> Section:
     se = results.get("static_efficiency")
     if not isinstance(se, Mapping) or not se:
         return Section("static-efficiency", "Static cache efficiency", (not_in_run("Static cache efficiency"),))
-    blocks: list[Block] = ["Share of test requests served by the top-C items cached at the start of the "
-                           "test window and never updated, as in the FPCC/GFPCC papers."]
     scalars = {k: v for k, v in se.items() if not isinstance(v, Mapping)}
-    if isinstance(scalars.get("note"), str):
-        blocks.append(f"Note from the replay: {scalars.pop('note')}.")
+    note = scalars.pop("note") if isinstance(scalars.get("note"), str) else (
+        "top-C items cached at the start of the test window and never updated")
+    blocks: list[Block] = [f"Share of test requests served by a static cache, as in the FPCC/GFPCC papers: {note}."]
     if scalars:
         blocks.append(", ".join(f"{k} = {fmt_value(v)}" for k, v in scalars.items()))
     ranked = {k: v for k, v in se.items() if isinstance(v, Mapping) and ("overall" in v or "per_edge" in v)}
