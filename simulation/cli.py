@@ -85,13 +85,36 @@ app.command("replay", help="Replay the test period through every cache policy.")
 @app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="a run directory with results.json")]) -> None:
     """Regenerate report.html and report.md from results.json alone."""
-    raise NotImplementedYet("`report` is not implemented yet (experiments issue)")
+    from simulation.report import write_report  # matplotlib loads only when a report is made
+
+    html_path, md_path = write_report(run_dir)
+    console.print(f"report: {html_path}\n        {md_path}")
 
 
 @app.command()
-def compare(run_dirs: Annotated[list[Path], typer.Argument(help="two or more run directories")]) -> None:
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="two or more run directories")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="folder for compare.html (default: the first run's parent folder)")] = None,
+) -> None:
     """Compare runs side by side: policies and per-edge deltas."""
-    raise NotImplementedYet("`compare` is not implemented yet (experiments issue)")
+    from simulation.compare import load_runs, print_comparison, write_compare_html
+
+    runs = load_runs(run_dirs)
+    print_comparison(runs, console)
+    path = write_compare_html(runs, out or run_dirs[0].resolve().parent)
+    console.print(f"compare page: {path}")
+
+
+@app.command()
+def sweep(config: Annotated[Path, typer.Option("--config", "-c", help="experiments/sweep_<name>.toml")],
+          out: OutOpt = None, overrides: SetOpt = None) -> None:
+    """Run every point of a sweep file and write one combined report (sweep.html, sweep.json)."""
+    from simulation.sweep import load_sweep, run_sweep
+
+    spec = load_sweep(config, overrides)
+    result = run_sweep(spec, out, console)
+    console.print(f"sweep: {result.html}\n       {result.json}")
 
 
 @app.command()

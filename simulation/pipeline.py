@@ -41,7 +41,7 @@ STAGES: dict[str, str | None] = {
     "features": None,
     "train": None,
     "replay": "simulation.stage_replay:replay_stage",
-    "report": None,
+    "report": "simulation.report:report_stage",
 }
 
 

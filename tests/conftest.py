@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures_federated",
     "tests.fixtures_cache",
     "tests.fixtures_monitoring",
+    "tests.fixtures_report",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
