@@ -188,6 +188,8 @@ def build_config(raw: dict[str, Any]) -> ExperimentConfig:
     """Turn a nested dict into a validated ExperimentConfig."""
     sections = {}
     for name, values in raw.items():
+        if name == "sweep":
+            raise ConfigError("this file has a [sweep] table: run it with `edgecache sweep --config FILE`")
         if name not in SECTIONS:
             raise ConfigError(f"unknown config section [{name}]{_suggest(name, SECTIONS)}; "
                               f"allowed: {', '.join(SECTIONS)}")

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import EXPERIMENTS, ROOT
 
-SUBCOMMANDS = ("run", "generate", "features", "train", "replay", "report", "compare", "ingest")
+SUBCOMMANDS = ("run", "generate", "features", "train", "replay", "report", "compare", "ingest", "sweep")
 
 
 def edgecache(*args: str) -> subprocess.CompletedProcess[str]:

@@ -9,6 +9,7 @@ import pytest
 from simulation.config import ALL_POLICIES, ExperimentConfig, build_config, load_config
 from simulation.errors import ConfigError
 from simulation.rundir import RunDir
+from simulation.sweep import load_sweep
 from tests.conftest import EXPERIMENTS
 
 
@@ -16,7 +17,15 @@ def test_every_experiment_file_loads() -> None:
     files = sorted(EXPERIMENTS.glob("*.toml"))
     assert {"default.toml", "smoke.toml"} <= {f.name for f in files}
     for f in files:
-        assert isinstance(load_config(f), ExperimentConfig)
+        if f.name.startswith("sweep_"):
+            assert load_sweep(f).values, f
+        else:
+            assert isinstance(load_config(f), ExperimentConfig)
+
+
+def test_a_sweep_file_run_as_one_experiment_points_to_sweep() -> None:
+    with pytest.raises(ConfigError, match="edgecache sweep"):
+        load_config(EXPERIMENTS / "sweep_cache_size.toml")
 
 
 def test_default_experiment_values() -> None:
