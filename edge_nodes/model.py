@@ -33,6 +33,12 @@ class ModelSpec:
     n_devices: int = N_DEVICES
     n_hours: int = N_HOURS
 
+    @classmethod
+    def from_params(cls, params: Params) -> ModelSpec:
+        """The spec a parameter list was built for (shapes carry every dimension)."""
+        return cls(n_items=params[0].shape[0], dim=params[0].shape[1], history_len=params[1].shape[0],
+                   n_devices=params[2].shape[0], n_hours=params[3].shape[0])
+
     def shapes(self) -> list[tuple[int, ...]]:
         """Shapes of the parameter arrays, in PARAM_NAMES order."""
         return [(self.n_items, self.dim), (self.history_len,), (self.n_devices, self.dim),
