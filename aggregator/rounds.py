@@ -43,7 +43,9 @@ def contract_violations(content: RecordDict, *, with_arrays: bool) -> list[str]:
 def _error_reason(text: str) -> str:
     """The edge's own message from a Flower error reply (its last line, without wrapper noise)."""
     last = text.strip().splitlines()[-1] if text.strip() else "unknown error"
-    return last.split("Message: ", 1)[-1].rstrip("'>")[:200]
+    for marker in ("Message: ", ":<'"):  # simulation and deployment wrap the message differently
+        last = last.split(marker, 1)[-1]
+    return last.rstrip("'>")[:200]
 
 
 def _reply_order(msg: Message) -> str:

@@ -111,6 +111,7 @@ class FederatedConfig:
     fail_edges: tuple[str, ...] = _f((), doc="edge ids that raise in fail_rounds (testing)")
     fail_rounds: tuple[int, ...] = _f(())
     resume: bool = _f(False)
+    baselines: bool = _f(True, doc="also train local_only and centralized with the same budget")
     round_timeout_s: float = _f(600.0, lo=0.0, lo_open=True, doc="max seconds to wait for edge replies")
     connect_timeout_s: float = _f(120.0, lo=0.0, lo_open=True, doc="max seconds to wait for edges to connect")
 

@@ -39,7 +39,7 @@ Stage = Callable[[StageContext], dict[str, Any]]
 STAGES: dict[str, str | None] = {
     "generate": None,
     "features": None,
-    "train": None,
+    "train": "simulation.stage_train:train_stage",
     "replay": None,
     "report": None,
 }
