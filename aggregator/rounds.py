@@ -121,7 +121,7 @@ class RecordedStrategy(Strategy):
         arrays, metrics = self.inner.aggregate_train(server_round, ok)
         self.record["aggregated"] = arrays is not None
         if metrics is not None:
-            self.record["train_loss"] = float(metrics.get("train_loss", float("nan")))
+            self.record["train_loss"] = float(metrics.get("train_loss", float("nan")))  # type: ignore[arg-type]
         return arrays, metrics
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -136,7 +136,8 @@ class RecordedStrategy(Strategy):
         for key in ("eval_loss", "eval_hit_at_k", "eval_ndcg_at_k"):
             if metrics is not None and key in metrics:
                 self.record[key] = float(metrics[key])  # type: ignore[arg-type]
-        self.record["eval_examples"] = sum(int(m.content["metrics"]["num-examples"]) for m in ok)
+        self.record["eval_examples"] = sum(int(m.content.metric_records["metrics"]["num-examples"])  # type: ignore[arg-type,misc]
+                                           for m in ok)
         return metrics
 
     def _finish_record(self) -> dict[str, Any]:

@@ -45,7 +45,8 @@ def personalize(grid: Grid, params: Params, s: ServerSettings) -> dict[str, Any]
                 for node in grid.get_node_ids()]
     replies = list(grid.send_and_receive(messages, timeout=s.round_timeout_s))
     good = [r for r in replies if not r.has_error() and not contract_violations(r.content, with_arrays=False)]
-    per_edge = {int(r.content["metrics"]["edge-index"]): dict(r.content["metrics"]) for r in good}
+    rows: list[dict[str, Any]] = [dict(r.content.metric_records["metrics"]) for r in good]
+    per_edge = {int(m["edge-index"]): m for m in rows}
     total = sum(float(m["num-examples"]) for m in per_edge.values()) or 1.0
 
     def mean(key: str) -> float:

@@ -13,9 +13,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from edge_nodes.errors import InjectedFailure
@@ -67,30 +68,30 @@ def _split(examples_dir: str, edge_id: str, history_len: int, eval_fraction: flo
     return split_by_time(load_examples(examples_dir, edge_id, history_len), eval_fraction)
 
 
-def _setup(msg: Message, who: EdgeIdentity) -> tuple[Params, ConfigRecord, Examples, Examples]:
+def _setup(msg: Message, who: EdgeIdentity) -> tuple[Params, dict[str, Any], Examples, Examples]:
     """Global params, config and this edge's (train, held-out) examples; injected failures raise."""
-    cfg = msg.content["config"]
+    cfg: dict[str, Any] = dict(msg.content.config_records["config"])
     rnd = int(cfg.get("global-round", cfg.get("server-round", 0)))
     if rnd in who.fail_rounds:
         raise InjectedFailure(f"{who.edge_id}: failure injected in round {rnd} (federated.fail_edges)")
-    params = msg.content["arrays"].to_numpy_ndarrays()
+    params = msg.content.array_records["arrays"].to_numpy_ndarrays()
     spec = ModelSpec.from_params(params)
     fit, held = _split(who.examples_dir, who.edge_id, spec.history_len, float(cfg["eval-fraction"]))
     check_examples(fit, spec, who.edge_id)
     return params, cfg, fit, held
 
 
-def _settings(cfg: ConfigRecord, epochs: int) -> TrainSettings:
+def _settings(cfg: dict[str, Any], epochs: int) -> TrainSettings:
     return TrainSettings(epochs=epochs, lr=float(cfg["lr"]), batch_size=int(cfg["batch-size"]),
                          l2=float(cfg["l2"]), proximal_mu=float(cfg.get("proximal-mu", 0.0)))
 
 
-def _rng(cfg: ConfigRecord, who: EdgeIdentity) -> np.random.Generator:
+def _rng(cfg: dict[str, Any], who: EdgeIdentity) -> np.random.Generator:
     return np.random.default_rng([int(cfg["seed"]), who.edge_index, int(cfg.get("global-round", 0))])
 
 
-def _reply(msg: Message, metrics: dict[str, float], params: Params | None = None) -> Message:
-    content = RecordDict({"metrics": MetricRecord(metrics)})
+def _reply(msg: Message, metrics: dict[str, Any], params: Params | None = None) -> Message:
+    content = RecordDict({"metrics": MetricRecord(dict(metrics))})
     if params is not None:
         content["arrays"] = ArrayRecord(params)
     return Message(content=content, reply_to=msg)

@@ -168,7 +168,7 @@ def save_params(path: str | Path, params: Params, spec: ModelSpec) -> Path:
     check_params(params, spec)
     arrays = {name: p for name, p in zip(PARAM_NAMES, params, strict=True)}
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, spec=np.array(json.dumps(asdict(spec))), **arrays)
+    np.savez(tmp, spec=np.array(json.dumps(asdict(spec))), **arrays)  # type: ignore[arg-type]
     tmp.replace(path)
     return path
 
