@@ -103,6 +103,7 @@ class FederatedConfig:
     min_nodes: int = _f(2, lo=1)
     proximal_mu: float = _f(0.01, lo=0.0)
     server_lr: float = _f(0.1, lo=0.0, lo_open=True)
+    server_momentum: float = _f(0.9, lo=0.0, hi=1.0, doc="fedavgm server momentum")
     trimmed_beta: float = _f(0.2, lo=0.0, hi=0.5)
     byzantine_nodes: int = _f(0, lo=0)
     dp_clip: float = _f(0.0, lo=0.0, doc="0 = no differential privacy")
@@ -111,6 +112,9 @@ class FederatedConfig:
     fail_edges: tuple[str, ...] = _f((), doc="edge ids that raise in fail_rounds (testing)")
     fail_rounds: tuple[int, ...] = _f(())
     resume: bool = _f(False)
+    baselines: bool = _f(True, doc="also train local_only and centralized with the same budget")
+    round_timeout_s: float = _f(600.0, lo=0.0, lo_open=True, doc="max seconds to wait for edge replies")
+    connect_timeout_s: float = _f(120.0, lo=0.0, lo_open=True, doc="max seconds to wait for edges to connect")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ Stage = Callable[[StageContext], dict[str, Any]]
 STAGES: dict[str, str | None] = {
     "generate": "simulation.workload:generate_stage",
     "features": None,
-    "train": None,
+    "train": "simulation.stage_train:train_stage",
     "replay": "simulation.stage_replay:replay_stage",
     "report": "simulation.report:report_stage",
 }
