@@ -167,7 +167,7 @@ def main() -> None:
     except NotImplementedYet as e:
         console.print(f"error: {e}", markup=False, highlight=False, style="red")
         sys.exit(3)
-    except EdgecacheError as e:
+    except DOMAIN_ERRORS as e:
         console.print(f"error: {e}", markup=False, highlight=False, style="red")
         sys.exit(2)
     except KeyboardInterrupt:

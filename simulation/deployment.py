@@ -25,16 +25,12 @@ from typing import IO
 import tomli_w
 
 from edge_nodes.client_app import EdgeIdentity
-from simulation.errors import EdgecacheError
+from simulation.errors import DeploymentError
 from simulation.federation import REPO_ROOT, FederationPlan, _python_path
 
 log = logging.getLogger(__name__)
 BIN = Path(sys.executable).parent
 CONNECTION = "edgecache"
-
-
-class DeploymentError(EdgecacheError):
-    """A Flower daemon would not start, or `flwr run` did not finish."""
 
 
 def free_port() -> int:

@@ -21,16 +21,12 @@ from aggregator.server_app import build_server_app
 from aggregator.settings import ServerSettings
 from edge_nodes.client_app import EdgeIdentity, PartitionTable, build_client_app
 from simulation.config import ExperimentConfig
-from simulation.errors import EdgecacheError, RunDirError
+from simulation.errors import RunDirError, TrainingFailed
 from simulation.rundir import RunDir
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RAY_OBJECT_STORE_BYTES = 256 * 1024 * 1024
-
-
-class TrainingFailed(EdgecacheError):
-    """Federated training stopped (too few edges, a strategy error, a dead engine)."""
 
 
 @dataclass(frozen=True)

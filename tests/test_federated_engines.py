@@ -12,7 +12,8 @@ from rich.console import Console
 
 from edge_nodes.model import load_params
 from simulation.config import ExperimentConfig, build_config
-from simulation.federation import TrainingFailed, plan_federation, run_federation
+from simulation.errors import TrainingFailed
+from simulation.federation import plan_federation, run_federation
 from simulation.pipeline import StageContext, run_stage
 from simulation.rundir import RunDir
 from tests.fixtures_federated import SyntheticRun
