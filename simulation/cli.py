@@ -12,10 +12,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from monitoring.errors import MonitoringError
 from monitoring.exporter import serve_metrics
 from simulation.config import ExperimentConfig, load_config
-from simulation.errors import ConfigError, EdgecacheError, NotImplementedYet
+from simulation.errors import DOMAIN_ERRORS, ConfigError, NotImplementedYet
 from simulation.pipeline import STAGE_ORDER, StageContext, run_pipeline, run_stage
 from simulation.rundir import RunDir
 
@@ -53,12 +52,8 @@ def run(config: ConfigOpt = None, out: OutOpt = None, overrides: SetOpt = None,
     ctx = _context(config, out, overrides, extra)
     console.print(f"run directory: [bold]{ctx.run.root}")
     mon = ctx.cfg.monitoring
-    try:
-        exporter = serve_metrics(mon.metrics_port, mon.metrics_addr, mon.linger_s)
-        with exporter:
-            missing = run_pipeline(ctx, STAGE_ORDER)
-    except MonitoringError as e:
-        raise EdgecacheError(str(e)) from e
+    with serve_metrics(mon.metrics_port, mon.metrics_addr, mon.linger_s):
+        missing = run_pipeline(ctx, STAGE_ORDER)
     if missing:
         console.print(f"[yellow]not implemented yet: {', '.join(missing)} — results.json holds "
                       "only the stages that ran")
