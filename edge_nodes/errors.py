@@ -7,3 +7,23 @@ class EdgeError(Exception):
 
 class RedisUnavailable(EdgeError):
     """No Redis server can be started or reached for the edges."""
+
+
+class CacheConfigError(EdgeError):
+    """Cache settings an edge cannot run with (unit, capacity, prefetch shares)."""
+
+
+class PredictorError(EdgeError):
+    """A predictor cannot be built: its feature table or model file is missing or malformed."""
+
+
+class ModelFileError(EdgeError):
+    """A model file is missing, unreadable or does not match the expected model shape."""
+
+
+class EdgeDataError(EdgeError):
+    """An edge's training examples are missing or malformed."""
+
+
+class InjectedFailure(EdgeError):
+    """A failure injected on purpose by federated.fail_edges / fail_rounds (testing)."""

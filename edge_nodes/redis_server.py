@@ -107,7 +107,7 @@ class EmbeddedRedis:
 
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + self.startup_timeout_s
-        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
+        client = redis.Redis(host="127.0.0.1", port=self.port or 0, password=self.password,
                              socket_connect_timeout=0.2)
         try:
             while time.monotonic() < deadline:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
@@ -11,8 +12,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from monitoring.exporter import serve_metrics
 from simulation.config import ExperimentConfig, load_config
-from simulation.errors import EdgecacheError, NotImplementedYet
+from simulation.errors import DOMAIN_ERRORS, ConfigError, NotImplementedYet
 from simulation.pipeline import STAGE_ORDER, StageContext, run_pipeline, run_stage
 from simulation.rundir import RunDir
 
@@ -49,7 +51,9 @@ def run(config: ConfigOpt = None, out: OutOpt = None, overrides: SetOpt = None,
     extra = [f"monitoring.metrics_port={metrics_port}"] if metrics_port is not None else []
     ctx = _context(config, out, overrides, extra)
     console.print(f"run directory: [bold]{ctx.run.root}")
-    missing = run_pipeline(ctx, STAGE_ORDER)
+    mon = ctx.cfg.monitoring
+    with serve_metrics(mon.metrics_port, mon.metrics_addr, mon.linger_s):
+        missing = run_pipeline(ctx, STAGE_ORDER)
     if missing:
         console.print(f"[yellow]not implemented yet: {', '.join(missing)} — results.json holds "
                       "only the stages that ran")
@@ -76,13 +80,36 @@ app.command("replay", help="Replay the test period through every cache policy.")
 @app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="a run directory with results.json")]) -> None:
     """Regenerate report.html and report.md from results.json alone."""
-    raise NotImplementedYet("`report` is not implemented yet (experiments issue)")
+    from simulation.report import write_report  # matplotlib loads only when a report is made
+
+    html_path, md_path = write_report(run_dir)
+    console.print(f"report: {html_path}\n        {md_path}")
 
 
 @app.command()
-def compare(run_dirs: Annotated[list[Path], typer.Argument(help="two or more run directories")]) -> None:
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="two or more run directories")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="folder for compare.html (default: the first run's parent folder)")] = None,
+) -> None:
     """Compare runs side by side: policies and per-edge deltas."""
-    raise NotImplementedYet("`compare` is not implemented yet (experiments issue)")
+    from simulation.compare import load_runs, print_comparison, write_compare_html
+
+    runs = load_runs(run_dirs)
+    print_comparison(runs, console)
+    path = write_compare_html(runs, out or run_dirs[0].resolve().parent)
+    console.print(f"compare page: {path}")
+
+
+@app.command()
+def sweep(config: Annotated[Path, typer.Option("--config", "-c", help="experiments/sweep_<name>.toml")],
+          out: OutOpt = None, overrides: SetOpt = None) -> None:
+    """Run every point of a sweep file and write one combined report (sweep.html, sweep.json)."""
+    from simulation.sweep import load_sweep, run_sweep
+
+    spec = load_sweep(config, overrides)
+    result = run_sweep(spec, out, console)
+    console.print(f"sweep: {result.html}\n       {result.json}")
 
 
 @app.command()
@@ -90,9 +117,35 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="trace file or folder (MovieLens: the folder with u.data)")],
     format: Annotated[str, typer.Option("--format", help="jsonl | csv | movielens")] = "jsonl",
     out: OutOpt = None, config: ConfigOpt = None, overrides: SetOpt = None,
+    mapping: Annotated[list[str] | None, typer.Option(
+        "--map", help="field mapping ours=theirs, comma-separated or repeated, e.g. "
+                      "--map user_id=uid,content_id=item,timestamp=ts")] = None,
 ) -> None:
-    """Bring a real trace in place of the generator."""
-    raise NotImplementedYet("`ingest` is not implemented yet (workload issue)")
+    """Bring a real trace in place of the generator (same run layout: logs per edge, catalog, users).
+
+    jsonl/csv: fields user_id, content_id, timestamp (required), device, duration, edge_id
+    (optional; no edge_id -> edge-NN = crc32(user_id) mod workload.edges). MovieLens 100K
+    (u.data + u.user [+ u.item]): a US zip goes to edge-0<first digit> (ZIP region), any
+    non-US or non-numeric code to edge-10; a rating is a "web" watch event of
+    rating/5 x 100 min. Malformed lines go to DIR/quarantine/ingest/ with a reason.
+    """
+    extra = ["workload.source=ingest", f"workload.ingest_path={json.dumps(str(path))}",
+             f"workload.ingest_format={format}", f"workload.ingest_map={json.dumps(list(mapping or []))}"]
+    ctx = _context(config, out, overrides, extra)
+    run_stage("generate", ctx)
+    w = ctx.results["workload"]
+    # Later stages cut train/test by start_date + days: save the trace's own span.
+    span = [f"workload.start_date={json.dumps(w['start_date'])}", f"workload.days={w['days']}"]
+    try:
+        cfg = load_config(config, [*(overrides or []), *extra, *span])
+    except ConfigError as e:
+        console.print(f"[yellow]note: config.toml keeps the configured period ({e})")
+        cfg = ctx.cfg
+    ctx.run.save_config(cfg)
+    ctx.results["config"] = cfg.to_dict()
+    ctx.run.write_results(ctx.results)
+    console.print(f"ingest: {w['events']:,} events, {w['ingest_quarantined']:,} lines quarantined "
+                  f"({ctx.run.quarantine / 'ingest'}) -> {ctx.run.root}")
 
 
 def _raise_on_sigterm(signum: int, frame: object) -> None:
@@ -109,7 +162,7 @@ def main() -> None:
     except NotImplementedYet as e:
         console.print(f"error: {e}", markup=False, highlight=False, style="red")
         sys.exit(3)
-    except EdgecacheError as e:
+    except DOMAIN_ERRORS as e:
         console.print(f"error: {e}", markup=False, highlight=False, style="red")
         sys.exit(2)
     except KeyboardInterrupt:

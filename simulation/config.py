@@ -65,6 +65,7 @@ class WorkloadConfig:
     format: str = _f("jsonl", choices=("jsonl", "parquet"))
     ingest_path: str = _f("", doc="trace file or folder when source = 'ingest'")
     ingest_format: str = _f("jsonl", choices=("jsonl", "csv", "movielens"))
+    ingest_map: tuple[str, ...] = _f((), doc="ingest column mapping, ours=theirs (e.g. user_id=uid)")
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class FederatedConfig:
     min_nodes: int = _f(2, lo=1)
     proximal_mu: float = _f(0.01, lo=0.0)
     server_lr: float = _f(0.1, lo=0.0, lo_open=True)
+    server_momentum: float = _f(0.9, lo=0.0, hi=1.0, doc="fedavgm server momentum")
     trimmed_beta: float = _f(0.2, lo=0.0, hi=0.5)
     byzantine_nodes: int = _f(0, lo=0)
     dp_clip: float = _f(0.0, lo=0.0, doc="0 = no differential privacy")
@@ -113,6 +115,9 @@ class FederatedConfig:
     fail_edges: tuple[str, ...] = _f((), doc="edge ids that raise in fail_rounds (testing)")
     fail_rounds: tuple[int, ...] = _f(())
     resume: bool = _f(False)
+    baselines: bool = _f(True, doc="also train local_only and centralized with the same budget")
+    round_timeout_s: float = _f(600.0, lo=0.0, lo_open=True, doc="max seconds to wait for edge replies")
+    connect_timeout_s: float = _f(120.0, lo=0.0, lo_open=True, doc="max seconds to wait for edges to connect")
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,10 @@ class CacheConfig:
     prediction_ttl_s: int = _f(3600, lo=1)
     origin_latency_ms: float = _f(80.0, lo=0.0)
     edge_latency_ms: float = _f(5.0, lo=0.0)
+    prefetch_max_share: float = _f(0.5, lo=0.0, hi=1.0, doc="share of capacity unused prefetches may hold")
+    prefetch_on_hit: bool = _f(True, doc="refresh predictions and prefetch after hits too")
+    prefetch_min_demand: float = _f(0.0, lo=0.0, doc="edge demand a prediction needs to be prefetched; 0 = all")
+    replay_batch: int = _f(2000, lo=1, doc="requests per server call in the replay")
 
 
 @dataclass(frozen=True)
@@ -136,6 +145,8 @@ class RedisConfig:
 @dataclass(frozen=True)
 class MonitoringConfig:
     metrics_port: int = _f(0, lo=0, hi=65535, doc="0 = no exporter")
+    metrics_addr: str = _f("0.0.0.0", doc="exporter listen address; docker's Prometheus needs non-loopback")
+    linger_s: float = _f(10.0, lo=0.0, doc="keep the exporter up this long after a run for a last scrape")
 
 
 @dataclass(frozen=True)
@@ -160,8 +171,7 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-SECTIONS: dict[str, type] = {f.name: f.default_factory().__class__  # type: ignore[misc]
-                             for f in dataclasses.fields(ExperimentConfig)}
+SECTIONS: dict[str, type] = {name: cls for name, cls in get_type_hints(ExperimentConfig).items()}
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
@@ -185,6 +195,8 @@ def build_config(raw: dict[str, Any]) -> ExperimentConfig:
     """Turn a nested dict into a validated ExperimentConfig."""
     sections = {}
     for name, values in raw.items():
+        if name == "sweep":
+            raise ConfigError("this file has a [sweep] table: run it with `edgecache sweep --config FILE`")
         if name not in SECTIONS:
             raise ConfigError(f"unknown config section [{name}]{_suggest(name, SECTIONS)}; "
                               f"allowed: {', '.join(SECTIONS)}")

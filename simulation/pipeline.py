@@ -37,11 +37,11 @@ Stage = Callable[[StageContext], dict[str, Any]]
 # Stage name -> "module:function", in pipeline order; None = not landed yet. Imported lazily
 # because Spark and Ray are heavy and a single-stage command needs only its own.
 STAGES: dict[str, str | None] = {
-    "generate": None,
+    "generate": "simulation.workload:generate_stage",
     "features": "simulation.stage_features:features_stage",
-    "train": None,
-    "replay": None,
-    "report": None,
+    "train": "simulation.stage_train:train_stage",
+    "replay": "simulation.stage_replay:replay_stage",
+    "report": "simulation.report:report_stage",
 }
 
 

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from edge_nodes.redis_server import EmbeddedRedis
@@ -21,6 +22,7 @@ pytest_plugins = [
     "tests.fixtures_federated",
     "tests.fixtures_cache",
     "tests.fixtures_monitoring",
+    "tests.fixtures_report",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +41,30 @@ def require(ok: bool, what: str, fix: str) -> None:
     if in_ci():
         pytest.fail(message + " (CI=true: a missing component fails the suite)")
     pytest.skip(message)
+
+
+SERVER_NAMES = ("redis-server", "valkey-server", "prometheus", "flower-superlink", "flower-supernode")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_orphan_servers() -> Iterator[None]:
+    """After the whole session, no server process started by a test may still be running."""
+    yield
+    me = psutil.Process()
+    left = [p for p in me.children(recursive=True)
+            if any(n in " ".join(_cmdline(p)) for n in SERVER_NAMES)]
+    if left:
+        names = ", ".join(f"{p.pid}:{p.name()}" for p in left)
+        for p in left:
+            p.kill()
+        pytest.fail(f"server processes left behind by the tests: {names}")
+
+
+def _cmdline(p: psutil.Process) -> list[str]:
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return []
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,70 @@
+"""The server's settings as plain typed values, and their Flower run_config form.
+
+The orchestrator builds `ServerSettings` from the experiment config; the simulation engine
+hands the object to the ServerApp directly, the deployment engine passes it as Flower
+`run_config` (flat keys, kebab-case, declared in pyproject's [tool.flwr.app.config]).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from aggregator.errors import StrategyConfigError
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything the ServerApp needs: strategy, rounds, model shape, edge hyperparameters."""
+
+    model_dir: str
+    n_items: int
+    history_len: int
+    num_edges: int
+    dim: int = 64
+    strategy: str = "fedavg"
+    rounds: int = 10
+    fraction_train: float = 1.0
+    min_nodes: int = 2
+    proximal_mu: float = 0.01
+    server_lr: float = 0.1
+    server_momentum: float = 0.9
+    trimmed_beta: float = 0.2
+    byzantine_nodes: int = 0
+    dp_clip: float = 0.0
+    dp_noise: float = 0.0
+    local_epochs: int = 1
+    lr: float = 0.01
+    batch_size: int = 256
+    l2: float = 1e-6
+    eval_fraction: float = 0.1
+    top_k: int = 10
+    personalize_epochs: int = 0
+    seed: int = 42
+    resume: bool = False
+    round_timeout_s: float = 600.0
+    connect_timeout_s: float = 120.0
+
+    def train_config(self) -> dict[str, Any]:
+        """The hyperparameters every edge receives with the global model."""
+        return {"local-epochs": self.local_epochs, "lr": self.lr, "batch-size": self.batch_size,
+                "l2": self.l2, "eval-fraction": self.eval_fraction, "top-k": self.top_k,
+                "seed": self.seed}
+
+    def to_run_config(self) -> dict[str, Any]:
+        """Flat kebab-case keys for Flower's run_config."""
+        return {f.name.replace("_", "-"): getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_run_config(cls, run_config: dict[str, Any]) -> ServerSettings:
+        """Read settings back from a Flower run_config, checking every key is present."""
+        values = {}
+        for f in dataclasses.fields(cls):
+            key = f.name.replace("_", "-")
+            if key not in run_config:
+                raise StrategyConfigError(f"run_config lacks {key!r}; declare it in pyproject.toml "
+                                          "[tool.flwr.app.config] and pass it with --run-config")
+            kind = {"int": int, "float": float, "bool": bool, "str": str}[str(f.type)]
+            values[f.name] = kind(run_config[key])
+        return cls(**values)

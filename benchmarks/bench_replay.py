@@ -1,0 +1,114 @@
+"""Throughput of the predictive Redis replay against baselines measured in the same run.
+
+    python benchmarks/bench_replay.py [--requests 200000] [--batch 2000]
+
+Prints requests/s of: the predictive replay (Markov predictions + prefetch through the
+Redis function), the same path with prefetching off (plain LRU), raw pipelined GETs on the
+same server, and libCacheSim LRU on the same trace; then the ratios between them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from edge_nodes.cache import CacheSettings, EdgeCache
+from edge_nodes.flow import Catalog, DeliveryFlow
+from edge_nodes.predictors import MarkovPredictor, PopularityPredictor, Predictor
+from edge_nodes.redis_conn import edge_namespace
+from edge_nodes.redis_server import EmbeddedRedis
+from simulation.reactive import Trace, run_policy
+from simulation.streams import EdgeStream, build_hist
+
+log = logging.getLogger("bench_replay")
+
+
+def make_stream(n: int, items: int, users: int, seed: int) -> tuple[EdgeStream, Catalog, Predictor]:
+    """A Zipf trace where users often continue to the next item (a learnable pattern)."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, items + 1) ** 0.9
+    item = rng.choice(items, size=n, p=p / p.sum()).astype(np.int64)
+    user = rng.integers(0, users, size=n)
+    cont = rng.random(n) < 0.5
+    last = np.full(users, -1)
+    for i in np.flatnonzero(cont):  # cheap sequential pass only for continuations
+        if last[user[i]] >= 0:
+            item[i] = (last[user[i]] + 1) % items
+        last[user[i]] = item[i]
+    hist = build_hist(user, item, np.full((users, 3), -1, dtype=np.int64))
+    ts = np.datetime64("2025-04-20") + np.arange(n).astype("timedelta64[s]")
+    stream = EdgeStream("edge-00", item, np.array([f"U{u:06d}" for u in user]),
+                        rng.integers(0, 5, size=n), np.zeros(n, dtype=np.int64), ts, hist)
+    catalog = Catalog.of(np.array([f"C{i:05d}" for i in range(items)]),
+                         rng.integers(200, 4000, size=items) * 1_000_000)
+    table = np.stack([(np.arange(items) + 1) % items, (np.arange(items) + 2) % items], axis=1)
+    pred = MarkovPredictor(table, PopularityPredictor(np.bincount(item[: n // 10], minlength=items)))
+    return stream, catalog, pred
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def redis_replay(url: str, stream: EdgeStream, catalog: Catalog, pred: Predictor | None,
+                 capacity: int, batch: int) -> tuple[float, float]:
+    """(seconds, hit ratio) of the Redis flow over the whole stream."""
+    cache = EdgeCache(edge_namespace(url, "edge-00", 0), CacheSettings(capacity=capacity))
+    cache.flush()
+    cache.load()
+    flow = DeliveryFlow("edge-00", "bench", cache, catalog, pred, 3)
+    secs = timed(lambda: [flow.serve(b) for b in stream.batches(batch)])
+    cache.flush()
+    cache.client.close()
+    return secs, flow.stats.hits / flow.stats.requests
+
+
+def raw_gets(url: str, stream: EdgeStream, catalog: Catalog, batch: int) -> float:
+    """Seconds for pipelined GETs of every requested content id (no cache logic at all)."""
+    ns = edge_namespace(url, "edge-00", 0)
+    ids = catalog.ids[stream.item].tolist()
+
+    def run() -> None:
+        for s in range(0, len(ids), batch):
+            pipe = ns.client.pipeline(transaction=False)
+            for c in ids[s:s + batch]:
+                pipe.get(c)
+            pipe.execute()
+    secs = timed(run)
+    ns.client.close()
+    return secs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=200_000)
+    ap.add_argument("--batch", type=int, default=2000)
+    ap.add_argument("--capacity", type=int, default=100)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    stream, catalog, pred = make_stream(args.requests, 3000, 4000, seed=1)
+    n = len(stream)
+    trace = Trace(stream.item, catalog.sizes[stream.item])
+    lcs_s = timed(lambda: run_policy("lru", trace, args.capacity, "items"))
+    with EmbeddedRedis() as server:
+        pred_s, pred_hr = redis_replay(server.url, stream, catalog, pred, args.capacity, args.batch)
+        lru_s, lru_hr = redis_replay(server.url, stream, catalog, None, args.capacity, args.batch)
+        get_s = raw_gets(server.url, stream, catalog, args.batch)
+    rows = [("predictive replay (Redis, prefetch)", pred_s), ("Redis LRU, prefetch off", lru_s),
+            ("raw pipelined GETs", get_s), ("libCacheSim LRU", lcs_s)]
+    for name, secs in rows:
+        log.info("%-38s %10.0f req/s", name, n / secs)
+    log.info("hit ratio: predictive %.4f, redis lru %.4f (capacity %d items)", pred_hr, lru_hr, args.capacity)
+    log.info("ratio predictive / raw GETs:      %.2f", get_s / pred_s)
+    log.info("ratio predictive / libCacheSim LRU: %.2f", lcs_s / pred_s)
+    log.info("ratio redis lru / libCacheSim LRU:  %.2f", lcs_s / lru_s)
+
+
+if __name__ == "__main__":
+    main()

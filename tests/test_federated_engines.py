@@ -1,0 +1,97 @@
+"""Both Flower engines end to end on 3 tiny edges: rounds, checkpoints, resume, failures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from rich.console import Console
+
+from edge_nodes.model import load_params
+from simulation.config import ExperimentConfig, build_config
+from simulation.errors import TrainingFailed
+from simulation.federation import plan_federation, run_federation
+from simulation.pipeline import StageContext, run_stage
+from simulation.rundir import RunDir
+from tests.fixtures_federated import SyntheticRun
+
+pytestmark = pytest.mark.slow
+
+
+def _cfg(run: SyntheticRun, **federated: Any) -> ExperimentConfig:
+    return build_config({
+        "run": {"seed": 3}, "workload": {"edges": len(run.edges), "items": run.n_items},
+        "features": {"history_len": run.history_len}, "cache": {"capacity": 10},
+        "model": {"dim": 8, "batch_size": 64, "lr": 0.05},
+        "federated": {"rounds": 3, "min_nodes": 2, "baselines": False, **federated}})
+
+
+def _stage(run: SyntheticRun, cfg: ExperimentConfig) -> dict[str, Any]:
+    ctx = StageContext(cfg=cfg, run=RunDir(run.root), console=Console(quiet=True))
+    run_stage("train", ctx)
+    return ctx.run.read_results()
+
+
+def _checkpoints(run: SyntheticRun) -> list[str]:
+    return sorted(p.name for p in (run.root / "models").glob("round-*.npz"))
+
+
+def test_simulation_engine_trains_checkpoints_and_survives_a_failed_edge(synthetic_run: SyntheticRun) -> None:
+    cfg = _cfg(synthetic_run, fail_edges=["edge-01"], fail_rounds=[2], personalize_epochs=1, baselines=True)
+    fed = _stage(synthetic_run, cfg)["federated"]
+    assert [r["round"] for r in fed["rounds"]] == [1, 2, 3]
+    assert [r["failures"] for r in fed["rounds"]] == [0, 1, 0]
+    assert fed["rounds"][1]["replies"] == 2 and fed["rounds"][1]["aggregated"]
+    assert fed["rounds"][-1]["train_loss"] < fed["rounds"][0]["train_loss"]
+    assert _checkpoints(synthetic_run) == ["round-1.npz", "round-2.npz", "round-3.npz"]
+    params, spec = load_params(synthetic_run.root / "models" / "round-3.npz")
+    assert spec.n_items == synthetic_run.n_items
+    for name in ("local_only", "centralized"):
+        assert 0.0 <= fed[name]["eval_hit_at_k"] <= 1.0 and set(fed[name]["per_edge"]) == set(synthetic_run.edges)
+    assert fed["personalized"]["edges"] == 3
+    assert (synthetic_run.root / "models" / "personalized" / "edge-02.npz").is_file()
+    assert fed["replies_checked"] >= 3 * 3 * 2 - 2 and fed["dp"] == {"enabled": False}
+
+
+def test_resume_continues_from_the_last_checkpoint(synthetic_run: SyntheticRun) -> None:
+    run = RunDir(synthetic_run.root)
+    run_federation(plan_federation(_cfg(synthetic_run, rounds=2), run))
+    first = (synthetic_run.root / "models" / "round-2.npz").read_bytes()
+    out = run_federation(plan_federation(_cfg(synthetic_run, rounds=4, resume=True), run))
+    assert out["resumed_from_round"] == 2
+    assert [r["round"] for r in out["rounds"]] == [1, 2, 3, 4]
+    assert (synthetic_run.root / "models" / "round-2.npz").read_bytes() == first
+    assert _checkpoints(synthetic_run) == [f"round-{i}.npz" for i in range(1, 5)]
+
+
+def test_training_stops_clearly_below_min_nodes(synthetic_run: SyntheticRun) -> None:
+    cfg = _cfg(synthetic_run, rounds=2, fail_edges=["edge-00", "edge-02"], fail_rounds=[2])
+    with pytest.raises(TrainingFailed, match="below federated.min_nodes = 2"):
+        run_federation(plan_federation(cfg, RunDir(synthetic_run.root)))
+    assert _checkpoints(synthetic_run) == ["round-1.npz"]
+
+
+def _our_flower_processes() -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        try:
+            cmd = " ".join(p.info["cmdline"] or [])
+            if ("flower-" in cmd or "flwr" in cmd) and "edgecache-flwr-" in p.environ().get("FLWR_HOME", ""):
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def test_deployment_engine_runs_three_rounds_and_leaves_no_process(synthetic_run: SyntheticRun) -> None:
+    cfg = _cfg(synthetic_run, engine="deployment", fail_edges=["edge-02"], fail_rounds=[3])
+    out = run_federation(plan_federation(cfg, RunDir(synthetic_run.root)))
+    assert [r["round"] for r in out["rounds"]] == [1, 2, 3]
+    assert [r["failures"] for r in out["rounds"]] == [0, 0, 1]
+    assert _checkpoints(synthetic_run) == ["round-1.npz", "round-2.npz", "round-3.npz"]
+    assert (Path(synthetic_run.root) / "models" / "deployment" / "superlink.log").is_file()
+    assert _our_flower_processes() == [], "deployment left Flower processes running"
+    assert os.environ.get("FLWR_HOME", "").find("edgecache-flwr-") < 0
