@@ -56,8 +56,10 @@ def features_stage(ctx: StageContext) -> dict[str, Any]:
     q = report["quarantined"]
     ctx.console.print(f"features: {report['input']} rows -> {report['train_events']} train, "
                       f"{report['test_events']} test, {q['total']} quarantined (cut {settings.cut})")
+    # quarantined = {reason: rows} (the report tabulates it), per edge beside it; totals add up.
     return {
         "workload": {"train_events": report["train_events"], "test_events": report["test_events"],
-                     "quarantined": q},
+                     "quarantined": q["by_reason"],
+                     "quarantined_per_edge": {e: c["by_reason"] for e, c in report["edges"].items()}},
         "features": {"cut": settings.cut, "input_rows": report["input"], "per_edge": report["edges"]},
     }

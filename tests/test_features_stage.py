@@ -44,7 +44,8 @@ def test_stage_reports_counts_in_results_json(spark: Any, tmp_path: Path) -> Non
     assert saved["workload"] == out["workload"]
     w = out["workload"]
     dirty = sum(sum(log.reasons.values()) for log in run.edges.values())
-    assert w["quarantined"]["total"] == dirty
+    assert sum(w["quarantined"].values()) == dirty
+    assert w["quarantined_per_edge"]["edge-01"] == dict(run.edges["edge-01"].reasons)
     assert w["train_events"] + w["test_events"] + dirty == sum(len(log.lines) for log in run.edges.values())
     assert out["features"]["per_edge"]["edge-00"]["test"] == 4
     assert "features_s" in saved["timings"]
