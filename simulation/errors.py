@@ -3,6 +3,7 @@
 from aggregator.errors import AggregatorError
 from edge_nodes.errors import EdgeError
 from monitoring.errors import MonitoringError
+from spark_features.errors import FeaturesError
 
 
 class EdgecacheError(Exception):
@@ -30,4 +31,5 @@ class DeploymentError(EdgecacheError):
 
 
 # What the CLI reports as a one-line error (every package's errors raised on purpose).
-DOMAIN_ERRORS: tuple[type[Exception], ...] = (EdgecacheError, EdgeError, AggregatorError, MonitoringError)
+DOMAIN_ERRORS: tuple[type[Exception], ...] = (EdgecacheError, EdgeError, AggregatorError, MonitoringError,
+                                                 FeaturesError)

@@ -4,7 +4,7 @@
     runs/<name>/catalog.parquet        public catalog (the one table all edges share)
     runs/<name>/users.parquet
     runs/<name>/logs/edge=<id>/part-*.jsonl   raw per-edge logs
-    runs/<name>/quarantine/edge=<id>/         rejected rows with a reason column
+    runs/<name>/quarantine/edge_id=<id>/      rejected rows with a reason column
     runs/<name>/features/<table>/edge_id=<id>/ training examples, popularity, transitions
     runs/<name>/test/edge_id=<id>/            the untouched test stream for the replay
     runs/<name>/models/round-<n>.npz          global model checkpoints
