@@ -76,11 +76,13 @@ class EdgeCache:
         log.debug("loaded Redis functions library %s", LIBRARY_NAME)
 
     def flush(self) -> None:
-        """Drop this edge's entries and prediction keys (only its own namespace)."""
-        if not self.ns.prefix:
-            self.client.flushdb()
-            return
-        for batch in _chunks(list(self.client.scan_iter(match=self.ns.prefix + "*", count=1000)), 500):
+        """Drop this edge's cache entries and prediction keys, and nothing else on the server.
+
+        Never FLUSHDB: on an external server, database i may hold someone else's keys too.
+        """
+        self.client.delete(*self.keys)
+        users = list(self.client.scan_iter(match=self.ns.key("user:*"), count=1000))
+        for batch in _chunks(users, 500):
             self.client.delete(*batch)
 
     def serve(self, items: Sequence[str], sizes: Sequence[int], users: Sequence[str],

@@ -156,6 +156,8 @@ def _raise_on_sigterm(signum: int, frame: object) -> None:
 def main() -> None:
     """Console-script entry: one-line errors for the errors we raise on purpose."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("py4j", "alembic", "filelock", "matplotlib"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         app()

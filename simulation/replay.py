@@ -18,6 +18,7 @@ from edge_nodes.accounting import EdgeStats, Latency
 from edge_nodes.cache import CacheSettings, EdgeCache
 from edge_nodes.flow import Breaker, Catalog, DeliveryFlow, RequestBatch
 from edge_nodes.predictors import Predictor
+from monitoring import metrics
 from monitoring.metrics import ORIGIN_BYTES, REQUESTS
 from simulation.reactive import OFFLINE, REACTIVE, Trace, run_all
 from simulation.streams import EdgeStream
@@ -69,7 +70,9 @@ def replay_reactive(stream: EdgeStream, catalog: Catalog, settings: ReplaySettin
     cap, unit = settings.cache.capacity, settings.cache.unit
     for name, res in run_all(trace, cap, unit, wanted).items():
         run = runs.setdefault(name, PolicyRun("offline" if name in OFFLINE else "reactive"))
-        run.per_edge[stream.edge_id] = reactive_stats(stream, catalog, res.hits, name)
+        stats = run.per_edge[stream.edge_id] = reactive_stats(stream, catalog, res.hits, name)
+        metrics.record_requests(stream.edge_id, name, stats.hits, stats.requests - stats.hits)
+        metrics.record_origin_bytes(stream.edge_id, name, stats.requested_bytes - stats.hit_bytes)
         run.params[stream.edge_id] = {"library": "libcachesim", **res.params}
         run.flags += [f"{stream.edge_id}: {f}" for f in res.flags]
 

@@ -92,8 +92,10 @@ def fmt_delta(value: Any) -> str:
 
 
 def fmt_int(value: Any) -> str:
-    """An integer with thousands separators."""
-    return f"{int(value):,}" if is_number(value) else "—"
+    """An integer with thousands separators (a non-integral number keeps four digits)."""
+    if not is_number(value):
+        return "—"
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:.4g}"
 
 
 def fmt_bytes(value: Any) -> str:

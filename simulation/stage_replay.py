@@ -14,6 +14,7 @@ from edge_nodes.flow import Catalog, record_activity
 from edge_nodes.predictors import MarkovPredictor, ModelPredictor, PopularityPredictor, Predictor
 from edge_nodes.redis_conn import edge_namespace
 from edge_nodes.redis_server import redis_server
+from monitoring import metrics
 from simulation.config import ExperimentConfig
 from simulation.errors import RunDirError
 from simulation.pipeline import StageContext
@@ -92,6 +93,7 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
             stream = load_stream(run.test_stream / f"edge_id={edge}", run.features / "user_state" / f"edge_id={edge}",
                                  edge, cfg.features.history_len)
             ctx.console.print(f"replay {edge}: {len(stream)} requests")
+            metrics.init_edge(edge, cfg.cache.policies)
             record_activity(edge, stream.device_idx)
             replay_reactive(stream, catalog, settings, cfg.cache.policies, runs)
             cache = EdgeCache(edge_namespace(url, edge, i, cfg.redis.isolation), settings.cache)
@@ -101,6 +103,7 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
             finally:
                 cache.flush()
                 cache.client.close()
+            metrics.set_stage_progress("replay", (i + 1) / len(edges))
     return {"policies": summarize(runs, settings.latency), "static_efficiency": _static_summary(static),
             "degraded": degraded(runs), "policies_skipped": skipped}
 

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from monitoring import metrics
 from simulation.baselines import load_splits, train_centralized, train_local_only
 from simulation.federation import plan_federation, run_federation
 from simulation.pipeline import StageContext
@@ -48,6 +49,9 @@ def train_stage(ctx: StageContext) -> dict[str, Any]:
         model_dir = Path(plan.settings.model_dir)
         fed["local_only"] = train_local_only(splits, plan.settings, model_dir)
         fed["centralized"] = train_centralized(splits, plan.settings, model_dir)
+    for name in ("local_only", "centralized"):
+        if isinstance(fed.get(name), dict):
+            _record_baseline(name, fed[name])
     ctx.console.print(_line(fed))
     timings = {"train_round_mean_s": round(sum(seconds) / len(seconds), 3)} if seconds else {}
     return {"federated": fed, "timings": timings}
@@ -62,3 +66,10 @@ def _line(fed: dict[str, Any]) -> str:
     if "personalized" in fed and fed["personalized"].get("personalized"):
         parts.append(f"personalized {fed['personalized']['personalized']['hit_at_k']:.4f}")
     return " | ".join(parts)
+
+
+def _record_baseline(name: str, result: dict[str, Any]) -> None:
+    """Show a baseline's final quality beside the federated model's on the dashboard."""
+    loss, hit = result.get("train_loss"), result.get("eval_hit_at_k")
+    if isinstance(loss, float) and isinstance(hit, float):
+        metrics.record_round(int(result.get("epochs", 0)), loss, hit, model=name)
