@@ -151,14 +151,21 @@ class Adam:
 def top_k(params: Params, spec: ModelSpec, hist: np.ndarray, device_idx: np.ndarray,
           hour: np.ndarray, k: int) -> np.ndarray:
     """The k highest-scoring item_idx per row, best first: an (n, k) int array."""
+    return top_k_with_probs(params, spec, hist, device_idx, hour, k)[0]
+
+
+def top_k_with_probs(params: Params, spec: ModelSpec, hist: np.ndarray, device_idx: np.ndarray,
+                     hour: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best item_idx per row and their softmax probabilities: ((n, k) int, (n, k) float)."""
     check_params(params, spec)
     k = min(k, spec.n_items)
     batch = Batch(np.asarray(hist, dtype=np.int64).reshape(len(device_idx), -1),
                   np.asarray(device_idx, dtype=np.int64), np.asarray(hour, dtype=np.int64))
-    z = scores(params, batch)
-    part = np.argpartition(-z, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(z, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1).astype(np.int64)
+    logp = _log_softmax(scores(params, batch))
+    part = np.argpartition(-logp, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(logp, part, axis=1), axis=1, kind="stable")
+    best = np.take_along_axis(part, order, axis=1)
+    return best.astype(np.int64), np.exp(np.take_along_axis(logp, best, axis=1))
 
 
 def save_params(path: str | Path, params: Params, spec: ModelSpec) -> Path:
