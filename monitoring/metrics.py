@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from prometheus_client import Counter, Gauge, Histogram
 
 RESULTS = ("hit", "miss")
+DEVICES = ("TV", "mobile", "tablet", "web", "console")  # docs/internals.md order
 
 REQUESTS = Counter("edgecache_requests_total", "Content requests served by an edge cache",
                    ["edge", "policy", "result"])
@@ -45,6 +46,9 @@ RUN_PROGRESS = Gauge("edgecache_run_progress_ratio", "Completed share of a pipel
 def init_edge(edge: str, policies: Iterable[str]) -> None:
     """Export zeros for an edge's known label values, so dashboards show 0 rather than no data."""
     REDIS_ERRORS.labels(edge=edge)
+    PREDICTION_SECONDS.labels(edge=edge)
+    for device in DEVICES:
+        USER_ACTIVITY.labels(edge=edge, device=device)
     for policy in policies:
         PREFETCHES.labels(edge=edge, policy=policy)
         ORIGIN_BYTES.labels(edge=edge, policy=policy)

@@ -78,6 +78,9 @@ def run_pipeline(ctx: StageContext, stages: tuple[str, ...] = STAGE_ORDER) -> li
     """Run `stages` in order; return the ones that have not landed (the run stops at the first)."""
     ctx.run.save_config(ctx.cfg)
     ctx.results.setdefault("config", ctx.cfg.to_dict())
+    if ctx.cfg.workload.source == "generate":  # edges are known up front: export zeros now, so
+        for i in range(ctx.cfg.workload.edges):  # rates over a run's first samples are defined
+            metrics.init_edge(f"edge-{i:02d}", ctx.cfg.cache.policies)
     t0 = time.perf_counter()
     missing: list[str] = []
     for name in stages:

@@ -37,10 +37,8 @@ _VAR = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
 
 
 def traffic_command(port: int, out: Path) -> list[str]:
-    """The run whose metrics the dashboard test scrapes; it must keep serving until terminated."""
-    # Stand-in stages for now; once the real stages land, switch the module to "simulation.cli".
-    module = "simulation.cli"
-    return [sys.executable, "-m", module, "run", "--config", str(ROOT / "experiments" / "smoke.toml"),
+    """A real `edgecache run` of the smoke experiment, serving metrics until terminated."""
+    return [sys.executable, "-m", "simulation.cli", "run", "--config", str(ROOT / "experiments" / "smoke.toml"),
             "--out", str(out), "--metrics-port", str(port),
             "--set", "monitoring.metrics_addr=127.0.0.1", "--set", "monitoring.linger_s=600"]
 

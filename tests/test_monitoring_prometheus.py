@@ -8,7 +8,7 @@ import pytest
 
 from tests.fixtures_monitoring import PrometheusServer, TrafficRun, dashboard_queries, has_number
 
-DEADLINE_S = 300  # the stand-in run takes ~10 s; the real smoke run (Spark, Flower) longer
+DEADLINE_S = 300  # the real smoke run (Spark, Flower, replay) takes well under a minute
 
 
 @pytest.mark.slow
