@@ -128,30 +128,33 @@ class EdgeCache:
         hits = np.frombuffer(flags, dtype=np.uint8) == ord("1") if flags else np.zeros(0, bool)
         return BatchOutcome(hits, int(pf_n), int(pf_bytes), int(pf_used), int(wasted))
 
-    def entries(self) -> dict[str, tuple[int, bool]]:
-        """Cached content id -> (size, still an unrequested prefetch)."""
+    def _entries(self) -> list[tuple[str, int, bool]]:
+        """(content id, size, still an unrequested prefetch) per cached entry."""
         if self.demand:
             raw = self.client.hgetall(self.keys[1])
-            return {k.decode(): (int(v) // 2, int(v) % 2 == 1) for k, v in raw.items()}
-        out = {}
-        for m, score in self.client.zrange(self.keys[0], 0, -1, withscores=True):
-            cid, size = m.decode().rsplit("|", 1)
-            out[cid] = (int(size), int(score) % 2 == 1)
-        return out
+            return [(k.decode(), int(v) // 2, int(v) % 2 == 1) for k, v in raw.items()]
+        members = self.client.zrange(self.keys[0], 0, -1, withscores=True)
+        return [(m.decode().rsplit("|", 1)[0], int(m.rsplit(b"|", 1)[1]), int(s) % 2 == 1) for m, s in members]
+
+    def entries(self) -> dict[str, tuple[int, bool]]:
+        """Cached content id -> (size, still an unrequested prefetch)."""
+        return {cid: (size, pending) for cid, size, pending in self._entries()}
 
     def occupancy(self) -> tuple[int, int, int]:
-        """(entries, accounted weight, actual weight) - equal when accounting is exact."""
-        ents = self.entries()
-        meta = self.keys[-1]
-        used = int(float(self.client.hget(meta, "used") or 0))
-        actual = len(ents) if self.settings.unit == "items" else sum(s for s, _ in ents.values())
+        """(entries, accounted weight, actual weight) - equal when accounting is exact.
+
+        In demand mode an ordering key without an entry (or the reverse) counts as inexact.
+        """
+        ents = self._entries()
+        used = int(float(self.client.hget(self.keys[-1], "used") or 0))
+        actual = len(ents) if self.settings.unit == "items" else sum(s for _, s, _ in ents)
         if self.demand and self.client.zcard(self.keys[0]) != len(ents):
-            raise AssertionError("demand cache: ordering zset and entry hash disagree")
+            actual = -1
         return len(ents), used, actual
 
     def pending_prefetches(self) -> int:
         """Entries prefetched but not requested yet."""
-        return sum(1 for _, pending in self.entries().values() if pending)
+        return sum(1 for _, _, pending in self._entries() if pending)
 
     def predictions(self, user_id: str) -> list[str]:
         """The user's current top predicted content ids (empty when expired or unknown)."""
