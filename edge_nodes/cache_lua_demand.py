@@ -45,46 +45,86 @@ end
 
 local function dval(c, id) return c.F[id] * c.sf + c.beta * c.D[id] * c.sd end
 
-local function touch(c, id)  -- re-key a cached entry after its value changed
+local function bulk(cmd, key, list)
+  for s = 1, #list, 1000 do redis.call(cmd, key, unpack(list, s, math.min(#list, s + 999))) end
+end
+
+-- the ordering key: log2 of the value referenced to the frequency half-life, so it does not
+-- change while only the frequency part decays
+local function dkey(c, v) return math.log(math.max(v, 1e-300)) / LN2 + c.age / c.H end
+
+local function flush_keys(c)  -- write the ordering keys changed since the last flush
+  local add, rem = {}, {}
+  for id in pairs(c.kd) do add[#add + 1] = fmt(dkey(c, dval(c, id))); add[#add + 1] = id end
+  for id in pairs(c.gone) do rem[#rem + 1] = id end
+  bulk('ZADD', c.k.dk, add); bulk('ZREM', c.k.dk, rem)
+  c.kd, c.gone = {}, {}
+end
+
+local function touch(c, id)  -- a cached entry's value changed: re-key it, maybe a victim now
   if not c.ent[id] then return end
+  c.kd[id] = true
   local v = dval(c, id)
-  redis.call('ZADD', c.k.dk, fmt(math.log(math.max(v, 1e-300)) / LN2 + c.age / c.H), id)
-  if c.victim == id then c.victim = nil
-  elseif c.victim and v < dval(c, c.victim) then c.victim = id end
+  if not c.cands[id] and c.ncand > 0 and dkey(c, v) < c.thresh then
+    c.cands[id] = true; c.ncand = c.ncand + 1
+  end
+  if c.vid == id then c.vid = nil elseif c.vid and v < dval(c, c.vid) then c.vid = id end
+end
+
+local function refill(c, m)  -- victim candidates: the m entries with the lowest keys
+  flush_keys(c)
+  local ids = redis.call('ZRANGE', c.k.dk, 0, m - 1, 'WITHSCORES')
+  local got = {}
+  for j = 1, #ids, 2 do got[#got + 1] = ids[j] end
+  dload(c, got)
+  c.cands, c.ncand, c.thresh = {}, 0, -math.huge
+  for j = 1, #ids, 2 do
+    if c.ent[ids[j]] then
+      c.cands[ids[j]] = true; c.ncand = c.ncand + 1; c.thresh = math.max(c.thresh, tonumber(ids[j + 1]))
+    end
+  end
+  return #got
+end
+
+local function lowest(c, skip)  -- the candidate with the lowest value now (ties: smaller id)
+  local best, bv
+  for id in pairs(c.cands) do
+    if not skip[id] then
+      local v = dval(c, id)
+      if not best or v < bv or (v == bv and id < best) then best, bv = id, v end
+    end
+  end
+  return best, bv
 end
 
 local function weight(c, id) return c.items and 1 or math.floor(c.ent[id] / 2) end
 
 local function pick(c, w)  -- cheapest entries that free room for weight w: (ids, total value)
   if c.used + w <= c.cap then return {}, 0 end
-  if c.items and c.victim and c.ent[c.victim] then return {c.victim}, dval(c, c.victim) end
-  local m, cand = c.sample
-  repeat
-    cand = redis.call('ZRANGE', c.k.dk, 0, m - 1)
-    dload(c, cand)
-    local tw = 0
-    for _, id in ipairs(cand) do tw = tw + weight(c, id) end
-    local more = #cand == m and c.used - tw + w > c.cap
-    m = m * 2
-  until not more
-  local val = {}
-  for _, id in ipairs(cand) do val[id] = dval(c, id) end
-  table.sort(cand, function(a, b) if val[a] ~= val[b] then return val[a] < val[b] end return a < b end)
-  local out, tot, used = {}, 0, c.used
-  for _, id in ipairs(cand) do
-    if used + w <= c.cap then break end
-    out[#out + 1] = id; tot = tot + val[id]; used = used - weight(c, id)
+  if c.items and c.vid and c.vtick == c.tick then return {c.vid}, dval(c, c.vid) end
+  local out, skip, tot, used, m = {}, {}, 0, c.used, c.sample
+  if c.ncand == 0 or c.ncand > 4 * c.sample then refill(c, m) end
+  while used + w > c.cap do
+    local id, v = lowest(c, skip)
+    if not id then
+      m = m * 2
+      local got = refill(c, m)
+      id, v = lowest(c, skip)
+      if not id or got == 0 then break end
+    end
+    out[#out + 1] = id; skip[id] = true; tot = tot + v; used = used - weight(c, id)
   end
-  if c.items then c.victim = out[1] end
+  if c.items then c.vid, c.vtick = out[1], c.tick end  -- reused until this tick ends or it changes
   return out, tot
 end
 
 local function evict(c, id)
   local e, w = c.ent[id], weight(c, id)
-  redis.call('ZREM', c.k.dk, id); redis.call('HDEL', c.k.ent, id)
-  c.ent[id] = false; c.used = c.used - w
+  c.ent[id] = false; c.entd[id] = true; c.gone[id] = true; c.kd[id] = nil
+  if c.cands[id] then c.cands[id] = nil; c.ncand = c.ncand - 1 end
+  if c.vid == id then c.vid = nil end
+  c.used = c.used - w
   if e % 2 == 1 then c.pfw = c.pfw - w; c.wasted = c.wasted + 1 end
-  if c.victim == id then c.victim = nil end
 end
 
 local function admit(c, id, size, pf, gate)  -- insert if it beats what it evicts (when gated)
@@ -93,8 +133,7 @@ local function admit(c, id, size, pf, gate)  -- insert if it beats what it evict
   local vic, vv = pick(c, w)
   if #vic > 0 and gate and dval(c, id) <= vv then return false end
   for _, x in ipairs(vic) do evict(c, x) end
-  c.ent[id] = 2 * size + (pf and 1 or 0)
-  redis.call('HSET', c.k.ent, id, c.ent[id])
+  c.ent[id] = 2 * size + (pf and 1 or 0); c.entd[id] = true; c.gone[id] = nil
   c.used = c.used + w
   if pf then c.pfw = c.pfw + w end
   touch(c, id)
@@ -126,6 +165,7 @@ local function retract(c, u)  -- withdraw the demand of the user's previous pred
 end
 
 local function rescale(c)  -- move the time reference to now so stored values stay finite
+  flush_keys(c)
   local ff, fd, sh = c.sf, c.sd, c.age / c.H
   for id, f in pairs(c.F) do c.F[id] = f * ff; c.dF[id] = true end
   for id, d in pairs(c.D) do c.D[id] = d * fd; c.dD[id] = true end
@@ -144,20 +184,22 @@ local function rescale(c)  -- move the time reference to now so stored values st
 end
 
 local function flush(c, ttl, uprefix)  -- write back what changed in this call
+  flush_keys(c)
+  local ent, drop = {}, {}
+  for id in pairs(c.entd) do
+    if c.ent[id] then ent[#ent + 1] = id; ent[#ent + 1] = c.ent[id] else drop[#drop + 1] = id end
+  end
+  bulk('HSET', c.k.ent, ent); bulk('HDEL', c.k.ent, drop)
   local fq, dm, gone = {}, {}, {}
   for id in pairs(c.dF) do fq[#fq + 1] = fmt(c.F[id]); fq[#fq + 1] = id end
   for id in pairs(c.dD) do
     if c.D[id] * c.sd < D_EPS then gone[#gone + 1] = id
     else dm[#dm + 1] = id; dm[#dm + 1] = fmt(c.D[id]) end
   end
-  for s = 1, #fq, 1000 do redis.call('ZADD', c.k.fq, unpack(fq, s, math.min(#fq, s + 999))) end
-  for s = 1, #dm, 1000 do redis.call('HSET', c.k.dm, unpack(dm, s, math.min(#dm, s + 999))) end
-  for s = 1, #gone, 1000 do redis.call('HDEL', c.k.dm, unpack(gone, s, math.min(#gone, s + 999))) end
+  bulk('ZADD', c.k.fq, fq); bulk('HSET', c.k.dm, dm); bulk('HDEL', c.k.dm, gone)
   for u, r in pairs(c.user) do
     if r and r.new then
-      local p = {}
-      for j, x in ipairs(r.probs) do p[j] = fmt(x) end
-      redis.call('SET', uprefix .. u, table.concat(r.ids, ',') .. ';' .. table.concat(p, ',') .. ';' .. r.tick,
+      redis.call('SET', uprefix .. u, table.concat(r.ids, ',') .. ';' .. table.concat(r.praw, ',') .. ';' .. r.tick,
                  'EX', ttl)
     end
   end
@@ -175,7 +217,8 @@ local function dstate(keys, args)
              epoch = tonumber(m[2]) or 0, used = tonumber(m[3]) or 0, pfw = tonumber(m[4]) or 0,
              H = tonumber(args[17]), Hp = tonumber(args[18]), beta = tonumber(args[19]),
              sample = tonumber(args[20]), hist_cap = tonumber(args[21]), gate = args[22] == '1',
-             F = {}, D = {}, ent = {}, user = {}, dF = {}, dD = {}, wasted = 0}
+             F = {}, D = {}, ent = {}, user = {}, dF = {}, dD = {}, wasted = 0,
+             entd = {}, kd = {}, gone = {}, cands = {}, ncand = 0, thresh = -1}
   clock(c)
   return c
 end
@@ -201,12 +244,12 @@ local function preload(c, items, users, preds, uprefix)
 end
 
 local function predict(c, u, preds, probs, base, kk)  -- add the user's new predicted demand
-  local r = {ids = {}, probs = {}, tick = c.tick, new = true}
+  local r = {ids = {}, probs = {}, praw = {}, tick = c.tick, new = true}
   for j = base + 1, base + kk do
     local p = preds[j]
     if p ~= '-' then
       local pr = tonumber(probs[j])
-      r.ids[#r.ids + 1] = p; r.probs[#r.probs + 1] = pr
+      r.ids[#r.ids + 1] = p; r.probs[#r.probs + 1] = pr; r.praw[#r.praw + 1] = probs[j]
       c.D[p] = c.D[p] + pr / c.sd; c.dD[p] = true; touch(c, p)
     end
   end
@@ -238,7 +281,7 @@ local function demand_batch(keys, args)
       flags[i] = '1'
       if e % 2 == 1 then
         pf_used = pf_used + 1; c.pfw = c.pfw - (c.items and 1 or size)
-        c.ent[id] = e - 1; redis.call('HSET', c.k.ent, id, e - 1)
+        c.ent[id] = e - 1; c.entd[id] = true
       end
       touch(c, id)
     else
