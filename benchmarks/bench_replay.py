@@ -3,8 +3,8 @@
     python benchmarks/bench_replay.py [--requests 200000] [--batch 2000]
 
 Prints requests/s of: the predictive replay (Markov predictions + prefetch through the
-Redis function), the same path with prefetching off (plain LRU), raw pipelined GETs on the
-same server, and libCacheSim LRU on the same trace; then the ratios between them.
+demand-aware Redis function), the same with LRU eviction, prefetching off (plain LRU), raw
+pipelined GETs on the same server, and libCacheSim LRU on the same trace; then the ratios.
 """
 
 from __future__ import annotations
@@ -57,9 +57,9 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def redis_replay(url: str, stream: EdgeStream, catalog: Catalog, pred: Predictor | None,
-                 capacity: int, batch: int) -> tuple[float, float]:
+                 capacity: int, batch: int, eviction: str = "lru") -> tuple[float, float]:
     """(seconds, hit ratio) of the Redis flow over the whole stream."""
-    cache = EdgeCache(edge_namespace(url, "edge-00", 0), CacheSettings(capacity=capacity))
+    cache = EdgeCache(edge_namespace(url, "edge-00", 0), CacheSettings(capacity=capacity, eviction=eviction))
     cache.flush()
     cache.load()
     flow = DeliveryFlow("edge-00", "bench", cache, catalog, pred, 3)
@@ -97,14 +97,16 @@ def main() -> None:
     trace = Trace(stream.item, catalog.sizes[stream.item])
     lcs_s = timed(lambda: run_policy("lru", trace, args.capacity, "items"))
     with EmbeddedRedis() as server:
-        pred_s, pred_hr = redis_replay(server.url, stream, catalog, pred, args.capacity, args.batch)
+        pred_s, pred_hr = redis_replay(server.url, stream, catalog, pred, args.capacity, args.batch, "demand")
+        plru_s, plru_hr = redis_replay(server.url, stream, catalog, pred, args.capacity, args.batch)
         lru_s, lru_hr = redis_replay(server.url, stream, catalog, None, args.capacity, args.batch)
         get_s = raw_gets(server.url, stream, catalog, args.batch)
-    rows = [("predictive replay (Redis, prefetch)", pred_s), ("Redis LRU, prefetch off", lru_s),
-            ("raw pipelined GETs", get_s), ("libCacheSim LRU", lcs_s)]
+    rows = [("predictive replay (Redis demand, prefetch)", pred_s), ("predictive, LRU eviction", plru_s),
+            ("Redis LRU, prefetch off", lru_s), ("raw pipelined GETs", get_s), ("libCacheSim LRU", lcs_s)]
     for name, secs in rows:
-        log.info("%-38s %10.0f req/s", name, n / secs)
-    log.info("hit ratio: predictive %.4f, redis lru %.4f (capacity %d items)", pred_hr, lru_hr, args.capacity)
+        log.info("%-42s %10.0f req/s", name, n / secs)
+    log.info("hit ratio: predictive demand %.4f, predictive lru %.4f, redis lru %.4f (capacity %d items)",
+             pred_hr, plru_hr, lru_hr, args.capacity)
     log.info("ratio predictive / raw GETs:      %.2f", get_s / pred_s)
     log.info("ratio predictive / libCacheSim LRU: %.2f", lcs_s / pred_s)
     log.info("ratio redis lru / libCacheSim LRU:  %.2f", lcs_s / lru_s)

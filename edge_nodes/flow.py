@@ -134,31 +134,36 @@ class DeliveryFlow:
 
     def serve(self, batch: RequestBatch) -> np.ndarray:
         """Serve a batch; per-request hit flags (all False for requests served during an outage)."""
-        preds = self._predict(batch)
+        preds, probs = self._predict(batch)
         sizes = self.catalog.sizes[batch.item]
-        outcome = self._call_cache(batch, sizes, preds) if self.breaker.allow() else None
+        outcome = self._call_cache(batch, sizes, preds, probs) if self.breaker.allow() else None
         if outcome is None:
             self._count_outage(batch, sizes)
             return np.zeros(len(batch), dtype=bool)
         self._count(batch, sizes, outcome)
         return outcome.hits
 
-    def _predict(self, batch: RequestBatch) -> np.ndarray:
+    def _predict(self, batch: RequestBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Each request's top-k predictions and their probabilities, from its own history."""
         if self.predictor is None or self.top_k == 0:
-            return np.empty((len(batch), 0), dtype=np.int64)
+            empty = np.empty((len(batch), 0), dtype=np.int64)
+            return empty, empty.astype(np.float64)
         t0 = time.perf_counter()
-        preds = self.predictor.predict(batch.hist, batch.device_idx, batch.hour, self.top_k)
+        preds, probs = self.predictor.predict_scored(batch.hist, batch.device_idx, batch.hour, self.top_k)
         preds = self.demand.filter(preds)
+        probs = np.where(preds >= 0, probs, 0.0)
         PREDICTION_SECONDS.labels(self.edge_id).observe(time.perf_counter() - t0)
-        return preds
+        return preds, probs
 
-    def _call_cache(self, batch: RequestBatch, sizes: np.ndarray, preds: np.ndarray) -> BatchOutcome | None:
+    def _call_cache(self, batch: RequestBatch, sizes: np.ndarray, preds: np.ndarray,
+                    probs: np.ndarray) -> BatchOutcome | None:
         flat = preds.ravel()
         try:
             out = self.cache.serve(self.catalog.ids[batch.item].tolist(), sizes.tolist(),
                                    batch.user.tolist(), self.catalog.ids[flat].tolist(),
                                    self.catalog.sizes[flat].tolist(), self.top_k,
-                                   self.stats.requested_bytes, self.stats.prefetch_bytes)
+                                   self.stats.requested_bytes, self.stats.prefetch_bytes,
+                                   probs.ravel().tolist())
         except OUTAGE_ERRORS as e:
             log.warning("edge %s: Redis unavailable (%s); serving %d requests from the origin",
                         self.edge_id, e.__class__.__name__, len(batch))

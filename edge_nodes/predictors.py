@@ -2,7 +2,9 @@
 
 A predictor maps a batch of user states - the last items watched (oldest first, -1 padded,
 the current request included), device index and hour - to each user's top-k next item_idx
-(-1 where it has nothing to say). All of them are vectorized over the batch.
+(-1 where it has nothing to say) and, in `predict_scored`, the probability of each
+(the model's softmax, the Markov transition probability, the item's share of views).
+All of them are vectorized over the batch.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pyarrow.parquet as pq
 from edge_nodes.errors import PredictorError
 
 TopK = Callable[[Any, Any, np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
+TopKProbs = Callable[[Any, Any, np.ndarray, np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 
 class Predictor(Protocol):
@@ -29,19 +32,33 @@ class Predictor(Protocol):
         """(n, k) int item_idx, -1 padded."""
         ...
 
+    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray,
+                       k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(n, k) int item_idx, -1 padded, and (n, k) probabilities (0 where -1)."""
+        ...
+
 
 def first_k_unique(cand: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
     """Per row, the first k distinct non-negative candidates not in `exclude` (-1 padded)."""
+    return first_k_unique_scored(cand, np.zeros(cand.shape), k, exclude)[0]
+
+
+def first_k_unique_scored(cand: np.ndarray, prob: np.ndarray, k: int,
+                          exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """first_k_unique, carrying each candidate's probability along (0 where -1)."""
     bad = cand < 0
     bad |= np.tril(cand[:, :, None] == cand[:, None, :], -1).any(-1)  # later duplicates
     if exclude is not None:
         bad |= (cand[:, :, None] == exclude[:, None, :]).any(-1)
     order = np.argsort(bad, axis=1, kind="stable")[:, :k]
     picked = np.take_along_axis(cand, order, axis=1)
-    picked[np.take_along_axis(bad, order, axis=1)] = -1
+    p = np.take_along_axis(prob, order, axis=1).astype(np.float64)
+    drop = np.take_along_axis(bad, order, axis=1)
+    picked[drop], p[drop] = -1, 0.0
     if picked.shape[1] < k:
-        picked = np.pad(picked, ((0, 0), (0, k - picked.shape[1])), constant_values=-1)
-    return picked
+        pad = ((0, 0), (0, k - picked.shape[1]))
+        picked, p = np.pad(picked, pad, constant_values=-1), np.pad(p, pad)
+    return picked, p
 
 
 class PopularityPredictor:
@@ -51,6 +68,8 @@ class PopularityPredictor:
 
     def __init__(self, scores: np.ndarray) -> None:
         self.ranked = np.argsort(-scores, kind="stable").astype(np.int64)
+        total = float(np.sum(scores))
+        self.share = scores / total if total > 0 else np.zeros(scores.size)
 
     @classmethod
     def from_table(cls, path: Path, items: int) -> PopularityPredictor:
@@ -62,8 +81,13 @@ class PopularityPredictor:
         return cls(scores)
 
     def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int) -> np.ndarray:
+        return self.predict_scored(hist, device_idx, hour, k)[0]
+
+    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray,
+                       k: int) -> tuple[np.ndarray, np.ndarray]:
         top = self.ranked[:k + hist.shape[1]]
-        return first_k_unique(np.broadcast_to(top, (hist.shape[0], top.size)), k, hist)
+        shape = (hist.shape[0], top.size)
+        return first_k_unique_scored(np.broadcast_to(top, shape), np.broadcast_to(self.share[top], shape), k, hist)
 
 
 class MarkovPredictor:
@@ -71,25 +95,36 @@ class MarkovPredictor:
 
     name = "markov_sql"
 
-    def __init__(self, table: np.ndarray, fallback: PopularityPredictor) -> None:
+    def __init__(self, table: np.ndarray, fallback: PopularityPredictor, probs: np.ndarray | None = None) -> None:
         self.table = table  # (items, N) next item_idx by rank, -1 padded
+        self.probs = probs if probs is not None else np.where(table >= 0, 1.0 / (1 + np.arange(table.shape[1])), 0.0)
         self.fallback = fallback
 
     @classmethod
     def from_table(cls, path: Path, items: int, fallback: PopularityPredictor) -> MarkovPredictor:
         t = _read(path, ("prev_idx", "next_idx", "rank"))
         prev, nxt, rank = (t[c].to_numpy().astype(np.int64) for c in ("prev_idx", "next_idx", "rank"))
+        prob = t["prob"].to_numpy().astype(np.float64) if "prob" in t.column_names else 1.0 / rank
         width = int(rank.max()) if rank.size else 1
         table = np.full((items, width), -1, dtype=np.int64)
+        probs = np.zeros((items, width))
         ok = (prev >= 0) & (prev < items) & (rank >= 1)
         table[prev[ok], rank[ok] - 1] = nxt[ok]
-        return cls(table, fallback)
+        probs[prev[ok], rank[ok] - 1] = prob[ok]
+        return cls(table, fallback, probs)
 
     def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int) -> np.ndarray:
+        return self.predict_scored(hist, device_idx, hour, k)[0]
+
+    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray,
+                       k: int) -> tuple[np.ndarray, np.ndarray]:
         last = hist[:, -1]
-        rows = np.where((last >= 0)[:, None], self.table[np.maximum(last, 0)], -1)
-        pop = self.fallback.predict(hist, device_idx, hour, k)
-        return first_k_unique(np.concatenate([rows, pop], axis=1), k, hist[:, -1:])
+        known = (last >= 0)[:, None]
+        rows = np.where(known, self.table[np.maximum(last, 0)], -1)
+        rprob = np.where(known, self.probs[np.maximum(last, 0)], 0.0)
+        pop, pprob = self.fallback.predict_scored(hist, device_idx, hour, k)
+        return first_k_unique_scored(np.concatenate([rows, pop], axis=1),
+                                     np.concatenate([rprob, pprob], axis=1), k, hist[:, -1:])
 
 
 class ModelPredictor:
@@ -97,8 +132,10 @@ class ModelPredictor:
 
     name = "model"
 
-    def __init__(self, params: Any, spec: Any, top_k: TopK, name: str = "model") -> None:
+    def __init__(self, params: Any, spec: Any, top_k: TopK, name: str = "model",
+                 top_k_probs: TopKProbs | None = None) -> None:
         self.params, self.spec, self._top_k, self.name = params, spec, top_k, name
+        self._top_k_probs = top_k_probs
 
     @classmethod
     def from_npz(cls, path: Path, name: str = "model") -> ModelPredictor:
@@ -106,11 +143,20 @@ class ModelPredictor:
             raise PredictorError(f"model file {path} is missing; run `edgecache train` first")
         model = _model_module()
         params, spec = model.load_params(path)
-        return cls(params, spec, model.top_k, name)
+        return cls(params, spec, model.top_k, name, getattr(model, "top_k_with_probs", None))
 
     def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int) -> np.ndarray:
         out = np.asarray(self._top_k(self.params, self.spec, hist, device_idx, hour, k), dtype=np.int64)
         return first_k_unique(out, k, hist[:, -1:])
+
+    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray,
+                       k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The model's softmax probabilities (a model without them: 1/rank)."""
+        if self._top_k_probs is None:
+            ids = self.predict(hist, device_idx, hour, k)
+            return ids, np.where(ids >= 0, 1.0 / (1 + np.arange(k)), 0.0)
+        ids, probs = self._top_k_probs(self.params, self.spec, hist, device_idx, hour, k + 1)
+        return first_k_unique_scored(np.asarray(ids, dtype=np.int64), np.asarray(probs), k, hist[:, -1:])
 
 
 def _model_module() -> Any:

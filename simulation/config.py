@@ -134,6 +134,14 @@ class CacheConfig:
     prefetch_on_hit: bool = _f(True, doc="refresh predictions and prefetch after hits too")
     prefetch_min_demand: float = _f(0.0, lo=0.0, doc="edge demand a prediction needs to be prefetched; 0 = all")
     replay_batch: int = _f(2000, lo=1, doc="requests per server call in the replay")
+    eviction: str = _f("demand", choices=("demand", "lru"),
+                       doc="predictive policies' cache: demand (frequency + predicted demand) or lru")
+    freq_half_life: float = _f(2000.0, lo=1.0, doc="demand: half-life of request counts, in edge requests")
+    pred_half_life: float = _f(300.0, lo=1.0, doc="demand: half-life of predicted demand, in edge requests")
+    pred_weight: float = _f(30.0, lo=0.0, doc="demand: value of a prediction with probability 1, in requests")
+    evict_sample: int = _f(8, lo=1, doc="demand: lowest-key entries whose exact value is compared per eviction")
+    admission: bool = _f(True, doc="demand: cache a miss only if it beats the eviction victim")
+    history_entries: int = _f(20000, lo=1, doc="demand: items whose decayed request count is remembered")
 
 
 @dataclass(frozen=True)

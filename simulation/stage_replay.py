@@ -40,7 +40,10 @@ def settings_from(cfg: ExperimentConfig) -> ReplaySettings:
     c = cfg.cache
     cache = CacheSettings(capacity=c.capacity, unit=c.capacity_unit, prediction_ttl_s=c.prediction_ttl_s,
                           prefetch_budget=c.prefetch_budget, prefetch_max_share=c.prefetch_max_share,
-                          prefetch_on_hit=c.prefetch_on_hit)
+                          prefetch_on_hit=c.prefetch_on_hit, eviction=c.eviction,
+                          freq_half_life=c.freq_half_life, pred_half_life=c.pred_half_life,
+                          pred_weight=c.pred_weight, evict_sample=c.evict_sample, admission=c.admission,
+                          history_entries=c.history_entries)
     return ReplaySettings(cache, top_k=c.prefetch_top_k, batch_size=c.replay_batch, min_demand=c.prefetch_min_demand,
                           latency=Latency(c.edge_latency_ms, c.origin_latency_ms))
 

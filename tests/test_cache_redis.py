@@ -44,12 +44,12 @@ def test_hand_computed_lru_sequence(edge_cache: Callable[..., EdgeCache]) -> Non
     assert res.hits.tolist() == [False, False, True, False, False, False]
 
 
-def test_concurrent_clients_keep_capacity_exact(edge_cache: Callable[..., EdgeCache]) -> None:
+@pytest.mark.parametrize("eviction", ["lru", "demand"])
+def test_concurrent_clients_keep_capacity_exact(edge_cache: Callable[..., EdgeCache], eviction: str) -> None:
     capacity = 25_000
-    caches = [edge_cache(capacity, "bytes") for _ in range(4)]  # same db: one edge, four clients
+    caches = [edge_cache(capacity, "bytes", eviction=eviction) for _ in range(4)]  # one edge, four clients
     obj, item_size = zipf_trace(4000, 300, seed=5)
     ids = content_ids(300)
-    preds = ids[(obj + 1) % 300]
     errors: list[BaseException] = []
 
     def client(cache: EdgeCache, part: np.ndarray) -> None:
@@ -57,7 +57,7 @@ def test_concurrent_clients_keep_capacity_exact(edge_cache: Callable[..., EdgeCa
             for s in range(0, part.size, 100):
                 o = part[s:s + 100]
                 cache.serve(ids[o].tolist(), item_size[o].tolist(), ["U1"] * o.size,
-                            preds[o].tolist(), item_size[(o + 1) % 300].tolist(), 1, 10**9, 0)
+                            ids[(o + 1) % 300].tolist(), item_size[(o + 1) % 300].tolist(), 1, 10**9, 0)
         except BaseException as e:  # noqa: BLE001 - surfaced in the main thread
             errors.append(e)
 
