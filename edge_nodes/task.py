@@ -137,8 +137,8 @@ def train(params: Params, spec: ModelSpec, ex: Examples, settings: TrainSettings
 
 def _objective(spec: ModelSpec, ex: Examples, settings: TrainSettings,
                rng: np.random.Generator) -> Callable[[Params, Batch], tuple[float, Params]]:
-    """The loss to train with: sampled softmax when settings.negatives > 0, else the full softmax."""
-    if settings.negatives <= 0:
+    """The loss to train with: sampled softmax when 0 < negatives < n_items, else the full softmax."""
+    if not 0 < settings.negatives < spec.n_items:
         return lambda params, batch: loss_and_grads(params, spec, batch, settings.l2)
     sampler = NegativeSampler(ex.label, spec.n_items, settings.negatives)  # own label counts, kept here
 
