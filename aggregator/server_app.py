@@ -36,9 +36,9 @@ def starting_point(store: CheckpointStore, spec: ModelSpec, s: ServerSettings) -
     return 0, init_params(spec, np.random.default_rng(s.seed))
 
 
-def personalize(grid: Grid, params: Params, s: ServerSettings) -> dict[str, Any]:
+def personalize(grid: Grid, params: Params, spec: ModelSpec, s: ServerSettings) -> dict[str, Any]:
     """Ask every edge to fine-tune the final global model locally; collect global vs personal quality."""
-    config = ConfigRecord({**s.train_config(), "personalize-epochs": s.personalize_epochs,
+    config = ConfigRecord({**s.edge_config(spec), "personalize-epochs": s.personalize_epochs,
                            "global-round": s.rounds + 1})
     content = RecordDict({"arrays": ArrayRecord(params), "config": config})
     messages = [Message(content=content, message_type=PERSONALIZE, dst_node_id=node)
@@ -63,7 +63,7 @@ def personalize(grid: Grid, params: Params, s: ServerSettings) -> dict[str, Any]
 def run_federated(grid: Grid, s: ServerSettings) -> dict[str, Any]:
     """All rounds of federated training with checkpoints; writes models/federated.json."""
     store = CheckpointStore(s.model_dir)
-    spec = ModelSpec(s.n_items, s.dim, s.history_len)
+    spec = s.model_spec()
     start, params = starting_point(store, spec, s)
     random.seed(s.seed)  # Flower samples nodes with `random`
     strategy = RecordedStrategy(build_strategy(s), store, spec, s, offset=start)
@@ -73,12 +73,12 @@ def run_federated(grid: Grid, s: ServerSettings) -> dict[str, Any]:
     try:
         if start < s.rounds:
             strategy.start(grid, ArrayRecord(params), num_rounds=s.rounds - start,
-                           timeout=s.round_timeout_s, train_config=ConfigRecord(s.train_config()),
-                           evaluate_config=ConfigRecord(s.train_config()), evaluate_fn=strategy.after_round)
+                           timeout=s.round_timeout_s, train_config=ConfigRecord(s.edge_config(spec)),
+                           evaluate_config=ConfigRecord(s.edge_config(spec)), evaluate_fn=strategy.after_round)
             if strategy.last_arrays is not None:
                 params = strategy.last_arrays.to_numpy_ndarrays()
         if s.personalize_epochs > 0:
-            summary["personalized"] = personalize(grid, params, s)
+            summary["personalized"] = personalize(grid, params, spec, s)
     except Exception as e:
         summary.update(status="failed", error=f"{type(e).__name__}: {e}")
         store.write_summary(summary)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aggregator.errors import StrategyConfigError
+from edge_nodes.catalog_links import load_successor_map
+from edge_nodes.model import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,10 @@ class ServerSettings:
     dp_noise: float = 0.0
     local_epochs: int = 1
     lr: float = 0.01
-    batch_size: int = 256
+    batch_size: int = 512
     l2: float = 1e-6
+    negatives: int = 0
+    catalog_path: str = ""
     eval_fraction: float = 0.1
     top_k: int = 10
     personalize_epochs: int = 0
@@ -49,8 +53,17 @@ class ServerSettings:
     def train_config(self) -> dict[str, Any]:
         """The hyperparameters every edge receives with the global model."""
         return {"local-epochs": self.local_epochs, "lr": self.lr, "batch-size": self.batch_size,
-                "l2": self.l2, "eval-fraction": self.eval_fraction, "top-k": self.top_k,
-                "seed": self.seed}
+                "l2": self.l2, "negatives": self.negatives, "eval-fraction": self.eval_fraction,
+                "top-k": self.top_k, "seed": self.seed}
+
+    def model_spec(self) -> ModelSpec:
+        """The model's spec, with the successor map of the public catalog when catalog_path is set."""
+        return ModelSpec(self.n_items, self.dim, self.history_len,
+                         successor=load_successor_map(self.catalog_path))
+
+    def edge_config(self, spec: ModelSpec) -> dict[str, Any]:
+        """train_config() plus the spec's successor map: what every edge receives with the model."""
+        return {**self.train_config(), "successor": list(spec.successor)}
 
     def to_run_config(self) -> dict[str, Any]:
         """Flat kebab-case keys for Flower's run_config."""

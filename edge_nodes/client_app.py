@@ -68,22 +68,26 @@ def _split(examples_dir: str, edge_id: str, history_len: int, eval_fraction: flo
     return split_by_time(load_examples(examples_dir, edge_id, history_len), eval_fraction)
 
 
-def _setup(msg: Message, who: EdgeIdentity) -> tuple[Params, dict[str, Any], Examples, Examples]:
-    """Global params, config and this edge's (train, held-out) examples; injected failures raise."""
+def _setup(msg: Message, who: EdgeIdentity) -> tuple[Params, ModelSpec, dict[str, Any], Examples, Examples]:
+    """Global params, their spec, config and this edge's (train, held-out) examples; injected failures raise.
+
+    The spec's successor map (public catalog structure) arrives in the config with the model.
+    """
     cfg: dict[str, Any] = dict(msg.content.config_records["config"])
     rnd = int(cfg.get("global-round", cfg.get("server-round", 0)))
     if rnd in who.fail_rounds:
         raise InjectedFailure(f"{who.edge_id}: failure injected in round {rnd} (federated.fail_edges)")
     params = msg.content.array_records["arrays"].to_numpy_ndarrays()
-    spec = ModelSpec.from_params(params)
+    spec = ModelSpec.from_params(params, tuple(cfg.get("successor", ())))
     fit, held = _split(who.examples_dir, who.edge_id, spec.history_len, float(cfg["eval-fraction"]))
     check_examples(fit, spec, who.edge_id)
-    return params, cfg, fit, held
+    return params, spec, cfg, fit, held
 
 
 def _settings(cfg: dict[str, Any], epochs: int) -> TrainSettings:
     return TrainSettings(epochs=epochs, lr=float(cfg["lr"]), batch_size=int(cfg["batch-size"]),
-                         l2=float(cfg["l2"]), proximal_mu=float(cfg.get("proximal-mu", 0.0)))
+                         l2=float(cfg["l2"]), proximal_mu=float(cfg.get("proximal-mu", 0.0)),
+                         negatives=int(cfg.get("negatives", 0)))
 
 
 def _rng(cfg: dict[str, Any], who: EdgeIdentity) -> np.random.Generator:
@@ -97,8 +101,8 @@ def _reply(msg: Message, metrics: dict[str, Any], params: Params | None = None) 
     return Message(content=content, reply_to=msg)
 
 
-def _quality(prefix: str, params: Params, held: Examples, k: int) -> dict[str, float]:
-    return {f"{prefix}{key}": value for key, value in evaluate(params, held, k).items()}
+def _quality(prefix: str, params: Params, spec: ModelSpec, held: Examples, k: int) -> dict[str, float]:
+    return {f"{prefix}{key}": value for key, value in evaluate(params, spec, held, k).items()}
 
 
 def build_client_app(identify: Callable[[Context], EdgeIdentity] = identity_from_node_config) -> ClientApp:
@@ -108,23 +112,25 @@ def build_client_app(identify: Callable[[Context], EdgeIdentity] = identity_from
     @app.train()
     def fit(msg: Message, context: Context) -> Message:
         who = identify(context)
-        params, cfg, ex, _ = _setup(msg, who)
-        params, loss = train(params, ex, _settings(cfg, int(cfg["local-epochs"])), _rng(cfg, who))
+        params, spec, cfg, ex, _ = _setup(msg, who)
+        params, loss = train(params, spec, ex, _settings(cfg, int(cfg["local-epochs"])), _rng(cfg, who))
         return _reply(msg, {"train_loss": loss, "num-examples": len(ex)}, params)
 
     @app.evaluate()
     def held_out(msg: Message, context: Context) -> Message:
-        params, cfg, _, held = _setup(msg, identify(context))
-        return _reply(msg, {**_quality("eval_", params, held, int(cfg["top-k"])), "num-examples": len(held)})
+        params, spec, cfg, _, held = _setup(msg, identify(context))
+        return _reply(msg, {**_quality("eval_", params, spec, held, int(cfg["top-k"])),
+                            "num-examples": len(held)})
 
     @app.evaluate("personalize")
     def personalize(msg: Message, context: Context) -> Message:
         who = identify(context)
-        params, cfg, ex, held = _setup(msg, who)
+        params, spec, cfg, ex, held = _setup(msg, who)
         k = int(cfg["top-k"])
-        own, _ = train(params, ex, _settings(cfg, int(cfg["personalize-epochs"])), _rng(cfg, who))
-        save_params(Path(who.model_dir) / "personalized" / f"{who.edge_id}.npz", own, ModelSpec.from_params(own))
-        return _reply(msg, {**_quality("global_", params, held, k), **_quality("personalized_", own, held, k),
+        own, _ = train(params, spec, ex, _settings(cfg, int(cfg["personalize-epochs"])), _rng(cfg, who))
+        save_params(Path(who.model_dir) / "personalized" / f"{who.edge_id}.npz", own, spec)
+        return _reply(msg, {**_quality("global_", params, spec, held, k),
+                            **_quality("personalized_", own, spec, held, k),
                             "edge-index": who.edge_index, "num-examples": len(held)})
 
     return app

@@ -1,16 +1,20 @@
-"""The next-content model: pooled history embeddings + context, a softmax over the catalog.
+"""The next-content model: pooled history embeddings + context + catalog links, scored over the catalog.
 
 A user's state is the position-weighted sum of the embeddings of their last k items (the
-most recent item weighs most at start; the weights are learned) plus a device and an hour
-embedding. Every catalog item is scored by a dot product with its output embedding plus a
-bias, and the model is trained with softmax cross-entropy and Adam. Parameters are a plain
-list of float32 arrays so Flower can ship them as an ArrayRecord.
+weights are learned, the most recent item starts heaviest) plus a device and an hour
+embedding. Every catalog item is scored by a dot product with its output embedding, a bias
+(its popularity), and learned weights on two links the public catalog and the history give:
+"this item is the next episode after history item j" and "this item is history item j".
+One scalar then carries binge continuation, which a low-rank factorization spreads thin.
+Parameters are a plain list of float32 arrays so Flower can ship them as an ArrayRecord;
+the successor map is part of the spec (public catalog structure, not learned, not shipped).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -18,31 +22,52 @@ import numpy as np
 from edge_nodes.errors import ModelFileError
 
 Params = list[np.ndarray]
-PARAM_NAMES = ("item_emb", "pos_w", "device_emb", "hour_emb", "out_emb", "out_bias")
+PARAM_NAMES = ("item_emb", "pos_w", "device_emb", "hour_emb", "out_emb", "out_bias", "link_w")
 N_DEVICES = 5  # TV, mobile, tablet, web, console (docs/internals.md order)
 N_HOURS = 24
+N_LINKS = 2  # link kinds per history position: next episode of h_j, h_j itself
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The shape of a model: catalog size, embedding width and history length."""
+    """The shape of a model (catalog size, width, history length) and the catalog's successor map.
+
+    `successor[i]` is the item_idx of the episode after item i in its series, -1 if none; an
+    empty tuple means no catalog structure is known (the link weights then see no successor).
+    """
 
     n_items: int
     dim: int
     history_len: int
     n_devices: int = N_DEVICES
     n_hours: int = N_HOURS
+    successor: tuple[int, ...] = field(default=(), repr=False)
+
+    def __post_init__(self) -> None:
+        if self.successor and len(self.successor) != self.n_items:
+            raise ModelFileError(f"successor map has {len(self.successor)} entries for {self.n_items} items")
 
     @classmethod
-    def from_params(cls, params: Params) -> ModelSpec:
+    def from_params(cls, params: Params, successor: tuple[int, ...] = ()) -> ModelSpec:
         """The spec a parameter list was built for (shapes carry every dimension)."""
         return cls(n_items=params[0].shape[0], dim=params[0].shape[1], history_len=params[1].shape[0],
-                   n_devices=params[2].shape[0], n_hours=params[3].shape[0])
+                   n_devices=params[2].shape[0], n_hours=params[3].shape[0], successor=tuple(successor))
 
     def shapes(self) -> list[tuple[int, ...]]:
         """Shapes of the parameter arrays, in PARAM_NAMES order."""
         return [(self.n_items, self.dim), (self.history_len,), (self.n_devices, self.dim),
-                (self.n_hours, self.dim), (self.n_items, self.dim), (self.n_items,)]
+                (self.n_hours, self.dim), (self.n_items, self.dim), (self.n_items,),
+                (N_LINKS, self.history_len)]
+
+    @cached_property
+    def successor_array(self) -> np.ndarray:
+        """The successor map as an int64 array with one extra -1 slot (index -1 = padding)."""
+        succ = np.asarray(self.successor or [-1] * self.n_items, dtype=np.int64)
+        return np.append(succ, -1)
+
+    def link_keys(self, hist: np.ndarray) -> np.ndarray:
+        """(n, N_LINKS, k) linked item per history slot: [successor of h_j, h_j]; -1 = none."""
+        return np.stack([self.successor_array[hist], np.where(hist >= 0, hist, -1)], axis=1)
 
 
 @dataclass
@@ -58,10 +83,10 @@ class Batch:
 def init_params(spec: ModelSpec, rng: np.random.Generator) -> Params:
     """Small random embeddings; position weights start at a recency decay (last item = 1)."""
     scale = 1.0 / np.sqrt(spec.dim)
-    pos = 0.5 ** np.arange(spec.history_len - 1, -1, -1, dtype=np.float64)
     arrays = [rng.normal(0.0, scale, s) for s in spec.shapes()]
-    arrays[1] = pos
+    arrays[1] = 0.5 ** np.arange(spec.history_len - 1, -1, -1, dtype=np.float64)
     arrays[5] = np.zeros(spec.n_items)
+    arrays[6] = np.zeros((N_LINKS, spec.history_len))
     return [a.astype(np.float32) for a in arrays]
 
 
@@ -73,7 +98,7 @@ def check_params(params: Params, spec: ModelSpec) -> None:
                              "for another catalog size, dim or history length")
 
 
-def _state(params: Params, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+def state(params: Params, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
     """User state (n, dim) and the history mask (n, k)."""
     item_emb, pos_w, dev_emb, hour_emb = params[:4]
     mask = batch.hist >= 0
@@ -81,71 +106,28 @@ def _state(params: Params, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
     return emb.sum(axis=1) + dev_emb[batch.device] + hour_emb[batch.hour], mask
 
 
-def scores(params: Params, batch: Batch) -> np.ndarray:
+def add_links(z: np.ndarray, keys: np.ndarray, link_w: np.ndarray) -> None:
+    """Add link weight (kind, j) to z[row, keys[row, kind, j]] in place, for every key >= 0."""
+    rows = np.arange(len(z))
+    for kind in range(keys.shape[1]):
+        for j in range(keys.shape[2]):
+            col = keys[:, kind, j]
+            ok = col >= 0
+            z[rows[ok], col[ok]] += link_w[kind, j]
+
+
+def scores(params: Params, spec: ModelSpec, batch: Batch) -> np.ndarray:
     """Logits (n, n_items) for every catalog item."""
-    u, _ = _state(params, batch)
-    return u @ params[4].T + params[5]
+    u, _ = state(params, batch)
+    z = u @ params[4].T + params[5]
+    add_links(z, spec.link_keys(batch.hist), params[6])
+    return z
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax, stable for large logits."""
     z = z - z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
-def loss_and_grads(params: Params, batch: Batch, l2: float = 0.0) -> tuple[float, Params]:
-    """Mean cross-entropy (+ l2/2 * |params|^2) and its exact gradient w.r.t. every array."""
-    assert batch.label is not None
-    item_emb, pos_w, _, _, out_emb, _ = params
-    n = len(batch.label)
-    u, mask = _state(params, batch)
-    logp = _log_softmax(u @ out_emb.T + params[5])
-    rows = np.arange(n)
-    loss = -float(logp[rows, batch.label].mean())
-    dz = np.exp(logp)
-    dz[rows, batch.label] -= 1.0
-    dz /= n
-    du = dz @ out_emb
-    grads = [np.zeros_like(p) for p in params]
-    grads[4] = dz.T @ u
-    grads[5] = dz.sum(axis=0)
-    np.add.at(grads[2], batch.device, du)
-    np.add.at(grads[3], batch.hour, du)
-    hist = np.where(mask, batch.hist, 0)
-    grads[1] = ((item_emb[hist] * du[:, None, :]).sum(axis=2) * mask).sum(axis=0)
-    contrib = du[:, None, :] * (mask * pos_w)[:, :, None]
-    np.add.at(grads[0], hist[mask], contrib[mask])
-    if l2 > 0:
-        loss += 0.5 * l2 * sum(float((p.astype(np.float64) ** 2).sum()) for p in params)
-        grads = [g + l2 * p for g, p in zip(grads, params, strict=True)]
-    return loss, [g.astype(np.float32) for g in grads]
-
-
-@dataclass
-class Adam:
-    """Adam optimizer state for a parameter list (moments start at zero)."""
-
-    lr: float
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    t: int = 0
-    m: Params = field(default_factory=list)
-    v: Params = field(default_factory=list)
-
-    def step(self, params: Params, grads: Params) -> Params:
-        """Return updated parameters (inputs are not modified)."""
-        if not self.m:
-            self.m = [np.zeros_like(p) for p in params]
-            self.v = [np.zeros_like(p) for p in params]
-        self.t += 1
-        c1, c2 = 1.0 - self.beta1 ** self.t, 1.0 - self.beta2 ** self.t
-        out = []
-        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-            self.m[i] = self.beta1 * self.m[i] + (1.0 - self.beta1) * g
-            self.v[i] = self.beta2 * self.v[i] + (1.0 - self.beta2) * g * g
-            upd = self.lr * (self.m[i] / c1) / (np.sqrt(self.v[i] / c2) + self.eps)
-            out.append((p - upd).astype(np.float32))
-        return out
 
 
 def top_k(params: Params, spec: ModelSpec, hist: np.ndarray, device_idx: np.ndarray,
@@ -161,7 +143,7 @@ def top_k_with_probs(params: Params, spec: ModelSpec, hist: np.ndarray, device_i
     k = min(k, spec.n_items)
     batch = Batch(np.asarray(hist, dtype=np.int64).reshape(len(device_idx), -1),
                   np.asarray(device_idx, dtype=np.int64), np.asarray(hour, dtype=np.int64))
-    logp = _log_softmax(scores(params, batch))
+    logp = log_softmax(scores(params, spec, batch))
     part = np.argpartition(-logp, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(logp, part, axis=1), axis=1, kind="stable")
     best = np.take_along_axis(part, order, axis=1)
@@ -169,26 +151,32 @@ def top_k_with_probs(params: Params, spec: ModelSpec, hist: np.ndarray, device_i
 
 
 def save_params(path: str | Path, params: Params, spec: ModelSpec) -> Path:
-    """Write arrays + spec to one .npz (no pickled objects), atomically."""
+    """Write arrays + spec (+ the successor map as an int array) to one .npz, atomically, no pickle."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     check_params(params, spec)
     arrays = {name: p for name, p in zip(PARAM_NAMES, params, strict=True)}
+    meta = {k: v for k, v in asdict(spec).items() if k != "successor"}
+    succ = np.asarray(spec.successor, dtype=np.int32)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, spec=np.array(json.dumps(asdict(spec))), **arrays)  # type: ignore[arg-type]
+    np.savez(tmp, spec=np.array(json.dumps(meta)), successor=succ, **arrays)  # type: ignore[arg-type]
     tmp.replace(path)
     return path
 
 
 def load_params(path: str | Path) -> tuple[Params, ModelSpec]:
-    """Read a model written by save_params (allow_pickle=False)."""
+    """Read a model written by save_params (allow_pickle=False); older files get zero link weights."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} not found; run `edgecache train` first")
     try:
         with np.load(path, allow_pickle=False) as data:
-            spec = ModelSpec(**json.loads(str(data["spec"])))
-            params = [data[name].astype(np.float32) for name in PARAM_NAMES]
+            meta = json.loads(str(data["spec"]))
+            succ = tuple(int(s) for s in data["successor"]) if "successor" in data.files else ()
+            spec = ModelSpec(**meta, successor=succ)
+            params = [data[name].astype(np.float32) for name in PARAM_NAMES[:-1]]
+            links = data["link_w"] if "link_w" in data.files else np.zeros(spec.shapes()[-1])
+            params.append(links.astype(np.float32))
     except (KeyError, ValueError, TypeError) as e:
         raise ModelFileError(f"{path} is not an edgecache model file ({e})") from e
     check_params(params, spec)

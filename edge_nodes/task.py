@@ -8,6 +8,7 @@ never looks at the test period the replay uses.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from edge_nodes.errors import EdgeDataError
-from edge_nodes.model import Adam, Batch, ModelSpec, Params, loss_and_grads, scores
+from edge_nodes.model import Batch, ModelSpec, Params, scores
+from edge_nodes.objective import Adam, NegativeSampler, loss_and_grads, sampled_loss_and_grads
 
 log = logging.getLogger(__name__)
 COLUMNS = ("ts", "hist", "device_idx", "hour", "label")
@@ -59,6 +61,7 @@ class TrainSettings:
     batch_size: int = 256
     l2: float = 1e-6
     proximal_mu: float = 0.0
+    negatives: int = 0  # draws per batch for the sampled softmax; 0 = full softmax
 
 
 def edge_partition(examples_dir: str | Path, edge_id: str) -> Path:
@@ -112,33 +115,47 @@ def split_by_time(ex: Examples, eval_fraction: float) -> tuple[Examples, Example
     return ex.take(slice(0, cut)), ex.take(slice(cut, len(ex)))
 
 
-def train(params: Params, ex: Examples, settings: TrainSettings,
+def train(params: Params, spec: ModelSpec, ex: Examples, settings: TrainSettings,
           rng: np.random.Generator) -> tuple[Params, float]:
-    """Minibatch Adam for `settings.epochs` epochs; returns new params and mean batch loss."""
+    """Minibatch Adam for `settings.epochs` epochs; returns new params (inputs untouched), mean batch loss."""
+    params = [p.copy() for p in params]
     anchor = [p.copy() for p in params] if settings.proximal_mu > 0 else None
+    step = _objective(spec, ex, settings, rng)
     opt = Adam(lr=settings.lr)
     losses: list[float] = []
     for _ in range(settings.epochs):
         order = rng.permutation(len(ex))
         for start in range(0, len(ex), settings.batch_size):
-            loss, grads = loss_and_grads(params, ex.batch(order[start:start + settings.batch_size]),
-                                         settings.l2)
+            loss, grads = step(params, ex.batch(order[start:start + settings.batch_size]))
             if anchor is not None:  # FedProx: pull towards the round's global model
-                grads = [g + settings.proximal_mu * (p - a)
-                         for g, p, a in zip(grads, params, anchor, strict=True)]
+                for g, p, a in zip(grads, params, anchor, strict=True):
+                    g += settings.proximal_mu * (p - a)
             params = opt.step(params, grads)
             losses.append(loss)
     return params, float(np.mean(losses)) if losses else float("nan")
 
 
-def evaluate(params: Params, ex: Examples, k: int, batch_size: int = 1024) -> dict[str, float]:
+def _objective(spec: ModelSpec, ex: Examples, settings: TrainSettings,
+               rng: np.random.Generator) -> Callable[[Params, Batch], tuple[float, Params]]:
+    """The loss to train with: sampled softmax when 0 < negatives < n_items, else the full softmax."""
+    if not 0 < settings.negatives < spec.n_items:
+        return lambda params, batch: loss_and_grads(params, spec, batch, settings.l2)
+    sampler = NegativeSampler(ex.label, spec.n_items, settings.negatives)  # own label counts, kept here
+
+    def step(params: Params, batch: Batch) -> tuple[float, Params]:
+        return sampled_loss_and_grads(params, spec, batch, sampler.draw(rng), sampler.log_q, settings.l2)
+
+    return step
+
+
+def evaluate(params: Params, spec: ModelSpec, ex: Examples, k: int, batch_size: int = 1024) -> dict[str, float]:
     """Cross-entropy, hit@k and NDCG@k of the true next item (one relevant item per row)."""
     if len(ex) == 0:
         return {"loss": float("nan"), "hit_at_k": 0.0, "ndcg_at_k": 0.0}
     loss_sum = hit_sum = ndcg_sum = 0.0
     for start in range(0, len(ex), batch_size):
         b = ex.batch(slice(start, start + batch_size))
-        z = scores(params, b)
+        z = scores(params, spec, b)
         assert b.label is not None
         true = z[np.arange(len(b.label)), b.label]
         rank = (z > true[:, None]).sum(axis=1)  # items strictly better than the truth

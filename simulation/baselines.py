@@ -3,12 +3,19 @@
 - `local_only`: every edge trains alone on its own examples (no aggregation).
 - `centralized`: one model on all edges' training examples pooled — the privacy-violating
   upper bound. Both train for rounds x local_epochs epochs (the passes over each example
-  the federated run makes) and are evaluated on each edge's own held-out slice.
+  the federated run makes) with the same loss, and are evaluated on each edge's own
+  held-out slice.
+
+The jobs (one centralized model, one local model per edge) run in a pool of single-threaded
+worker processes, as many as there are cores; each worker reads the data it needs itself.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +23,14 @@ import numpy as np
 
 from aggregator.settings import ServerSettings
 from edge_nodes.client_app import EdgeIdentity
-from edge_nodes.model import ModelSpec, Params, init_params, save_params
+from edge_nodes.model import ModelSpec, init_params, save_params
 from edge_nodes.task import Examples, TrainSettings, evaluate, load_examples, split_by_time, train
 from monitoring.metrics import EVAL_HIT_RATIO, TRAIN_LOSS
+from simulation.federation import single_threaded_workers
 
 log = logging.getLogger(__name__)
 Splits = dict[str, tuple[Examples, Examples]]
+Quality = dict[str, dict[str, float]]
 
 
 def load_splits(edges: tuple[EdgeIdentity, ...], s: ServerSettings) -> Splits:
@@ -31,7 +40,8 @@ def load_splits(edges: tuple[EdgeIdentity, ...], s: ServerSettings) -> Splits:
 
 
 def _budget(s: ServerSettings) -> TrainSettings:
-    return TrainSettings(epochs=s.rounds * s.local_epochs, lr=s.lr, batch_size=s.batch_size, l2=s.l2)
+    return TrainSettings(epochs=s.rounds * s.local_epochs, lr=s.lr, batch_size=s.batch_size, l2=s.l2,
+                         negatives=s.negatives)
 
 
 def weighted_quality(per_edge: dict[str, dict[str, float]], sizes: dict[str, int]) -> dict[str, float]:
@@ -41,39 +51,51 @@ def weighted_quality(per_edge: dict[str, dict[str, float]], sizes: dict[str, int
     return {k: sum(per_edge[e][k] * sizes[e] for e in per_edge) / total for k in keys}
 
 
-def _report(name: str, per_edge: dict[str, dict[str, float]], splits: Splits,
-            train_loss: float, s: ServerSettings) -> dict[str, Any]:
-    sizes = {e: len(splits[e][1]) for e in per_edge}
+def _report(name: str, per_edge: Quality, sizes: dict[str, int], train_loss: float,
+            s: ServerSettings) -> dict[str, Any]:
     overall = weighted_quality(per_edge, sizes)
     TRAIN_LOSS.labels(model=name).set(train_loss)
     EVAL_HIT_RATIO.labels(model=name).set(overall["hit_at_k"])
+    log.info("%s: hit@%d %.4f", name, s.top_k, overall["hit_at_k"])
     return {"train_loss": train_loss, "epochs": _budget(s).epochs, **{f"eval_{k}": v for k, v in overall.items()},
             "per_edge": per_edge}
 
 
-def train_local_only(splits: Splits, s: ServerSettings, model_dir: Path) -> dict[str, Any]:
-    """One model per edge on its own data only; saved as models/local_only/<edge>.npz."""
-    spec = ModelSpec(s.n_items, s.dim, s.history_len)
-    per_edge: dict[str, dict[str, float]] = {}
-    losses = []
-    for i, (edge, (fit, held)) in enumerate(sorted(splits.items())):
-        rng = np.random.default_rng([s.seed, i, 0])
-        params, loss = train(init_params(spec, np.random.default_rng(s.seed)), fit, _budget(s), rng)
-        save_params(model_dir / "local_only" / f"{edge}.npz", params, spec)
-        per_edge[edge] = evaluate(params, held, s.top_k)
-        losses.append(loss)
-        log.info("local_only %s: hit@%d %.4f", edge, s.top_k, per_edge[edge]["hit_at_k"])
-    return _report("local_only", per_edge, splits, float(np.mean(losses)), s)
+def fit_local_only(edge: EdgeIdentity, index: int, s: ServerSettings, spec: ModelSpec,
+                   model_dir: Path) -> tuple[dict[str, float], float, int]:
+    """One edge alone: train, save models/local_only/<edge>.npz; (quality, train loss, held-out size)."""
+    fit, held = load_splits((edge,), s)[edge.edge_id]
+    params, loss = train(init_params(spec, np.random.default_rng(s.seed)), spec, fit, _budget(s),
+                         np.random.default_rng([s.seed, index, 0]))
+    save_params(model_dir / "local_only" / f"{edge.edge_id}.npz", params, spec)
+    return evaluate(params, spec, held, s.top_k), loss, len(held)
 
 
-def train_centralized(splits: Splits, s: ServerSettings, model_dir: Path) -> dict[str, Any]:
-    """One model on all edges' training examples pooled; saved as models/centralized.npz."""
-    spec = ModelSpec(s.n_items, s.dim, s.history_len)
+def fit_centralized(edges: tuple[EdgeIdentity, ...], s: ServerSettings, spec: ModelSpec,
+                    model_dir: Path) -> tuple[Quality, float, dict[str, int]]:
+    """All edges' examples pooled: train, save models/centralized.npz; per-edge quality on held-out."""
+    splits = load_splits(edges, s)
     pooled = Examples.concat([fit for fit, _ in splits.values()])
-    params: Params = init_params(spec, np.random.default_rng(s.seed))
-    params, loss = train(params, pooled, _budget(s), np.random.default_rng([s.seed, 1_000_003]))
+    params, loss = train(init_params(spec, np.random.default_rng(s.seed)), spec, pooled, _budget(s),
+                         np.random.default_rng([s.seed, 1_000_003]))
     save_params(model_dir / "centralized.npz", params, spec)
-    per_edge = {edge: evaluate(params, held, s.top_k) for edge, (_, held) in sorted(splits.items())}
-    out = _report("centralized", per_edge, splits, loss, s)
-    log.info("centralized: hit@%d %.4f", s.top_k, out["eval_hit_at_k"])
-    return out
+    per_edge = {edge: evaluate(params, spec, held, s.top_k) for edge, (_, held) in sorted(splits.items())}
+    return per_edge, loss, {edge: len(held) for edge, (_, held) in splits.items()}
+
+
+def train_baselines(edges: tuple[EdgeIdentity, ...], s: ServerSettings, model_dir: Path,
+                    workers: int | None = None) -> dict[str, Any]:
+    """local_only and centralized, trained in parallel worker processes; {name: report}."""
+    spec = s.model_spec()
+    workers = workers or max(1, min(os.cpu_count() or 1, len(edges) + 1))
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: the BLAS thread setting applies
+    with single_threaded_workers(), ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        central: Future[Any] = pool.submit(fit_centralized, edges, s, spec, model_dir)
+        local = {e.edge_id: pool.submit(fit_local_only, e, i, s, spec, model_dir)
+                 for i, e in enumerate(sorted(edges, key=lambda e: e.edge_id))}
+        per_edge = {edge: f.result() for edge, f in local.items()}
+        c_quality, c_loss, sizes = central.result()
+    local_report = _report("local_only", {e: r[0] for e, r in per_edge.items()},
+                           {e: r[2] for e, r in per_edge.items()},
+                           float(np.mean([r[1] for r in per_edge.values()])), s)
+    return {"local_only": local_report, "centralized": _report("centralized", c_quality, sizes, c_loss, s)}

@@ -90,8 +90,10 @@ class FeaturesConfig:
 class ModelConfig:
     dim: int = _f(64, lo=2, hi=1024)
     lr: float = _f(0.01, lo=0.0, lo_open=True)
-    batch_size: int = _f(256, lo=1)
+    batch_size: int = _f(512, lo=1)
     l2: float = _f(1e-6, lo=0.0)
+    negatives: int = _f(512, lo=0, doc="negatives drawn per batch for the sampled softmax used in "
+                        "training; 0 (or >= the catalog size) = full softmax")
     eval_fraction: float = _f(0.1, lo=0.0, hi=0.5)
     top_k: int = _f(10, lo=1)
 

@@ -26,7 +26,7 @@ import tomli_w
 
 from edge_nodes.client_app import EdgeIdentity
 from simulation.errors import DeploymentError
-from simulation.federation import REPO_ROOT, FederationPlan, _python_path
+from simulation.federation import REPO_ROOT, FederationPlan, _python_path, worker_env
 
 log = logging.getLogger(__name__)
 BIN = Path(sys.executable).parent
@@ -91,7 +91,7 @@ def node_config(e: EdgeIdentity) -> str:
 
 
 def _env(flwr_home: Path) -> dict[str, str]:
-    return {**os.environ, "FLWR_HOME": str(flwr_home), "PYTHONPATH": _python_path(),
+    return {**os.environ, **worker_env(), "FLWR_HOME": str(flwr_home), "PYTHONPATH": _python_path(),
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,29 @@ from simulation.rundir import RunDir
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RAY_OBJECT_STORE_BYTES = 256 * 1024 * 1024
+# One BLAS thread per worker process: every worker already has its own core, and threads that
+# oversubscribe a small (or shared) machine made each matrix product ~10x slower here.
+SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def worker_env() -> dict[str, str]:
+    """Thread settings for worker processes; a user's own setting of a variable wins."""
+    return {k: os.environ.get(k, v) for k, v in SINGLE_THREAD_ENV.items()}
+
+
+@contextmanager
+def single_threaded_workers() -> Iterator[None]:
+    """Processes started inside the block (Ray workers, process pools) get worker_env()."""
+    saved = {k: os.environ.get(k) for k in SINGLE_THREAD_ENV}
+    os.environ.update(worker_env())
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @dataclass(frozen=True)
@@ -65,6 +90,7 @@ def server_settings(cfg: ExperimentConfig, run: RunDir, n_items: int, num_edges:
         proximal_mu=f.proximal_mu, server_lr=f.server_lr, server_momentum=f.server_momentum,
         trimmed_beta=f.trimmed_beta, byzantine_nodes=f.byzantine_nodes, dp_clip=f.dp_clip,
         dp_noise=f.dp_noise, local_epochs=f.local_epochs, lr=m.lr, batch_size=m.batch_size, l2=m.l2,
+        negatives=m.negatives, catalog_path=str(run.catalog.resolve()) if run.catalog.is_file() else "",
         eval_fraction=m.eval_fraction, top_k=m.top_k, personalize_epochs=f.personalize_epochs,
         seed=cfg.run.seed, resume=f.resume, round_timeout_s=f.round_timeout_s,
         connect_timeout_s=f.connect_timeout_s)
@@ -107,9 +133,10 @@ def run_simulation_engine(plan: FederationPlan) -> None:
     level = flwr_log.level
     flwr_log.setLevel(logging.WARNING)
     try:
-        run_simulation(server_app=build_server_app(lambda _ctx: plan.settings),
-                       client_app=build_client_app(PartitionTable(plan.edges)),
-                       num_supernodes=len(plan.edges), backend_config=backend)  # type: ignore[arg-type]
+        with single_threaded_workers():
+            run_simulation(server_app=build_server_app(lambda _ctx: plan.settings),
+                           client_app=build_client_app(PartitionTable(plan.edges)),
+                           num_supernodes=len(plan.edges), backend_config=backend)  # type: ignore[arg-type]
     finally:
         flwr_log.setLevel(level)
         if ray.is_initialized():

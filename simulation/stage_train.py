@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from monitoring import metrics
-from simulation.baselines import load_splits, train_centralized, train_local_only
+from simulation.baselines import train_baselines
 from simulation.federation import plan_federation, run_federation
 from simulation.pipeline import StageContext
 
@@ -45,10 +45,7 @@ def train_stage(ctx: StageContext) -> dict[str, Any]:
     if "personalized" in summary:
         fed["personalized"] = summary["personalized"]
     if ctx.cfg.federated.baselines:
-        splits = load_splits(plan.edges, plan.settings)
-        model_dir = Path(plan.settings.model_dir)
-        fed["local_only"] = train_local_only(splits, plan.settings, model_dir)
-        fed["centralized"] = train_centralized(splits, plan.settings, model_dir)
+        fed.update(train_baselines(plan.edges, plan.settings, Path(plan.settings.model_dir)))
     for name in ("local_only", "centralized"):
         if isinstance(fed.get(name), dict):
             _record_baseline(name, fed[name])

@@ -4,7 +4,7 @@ A tiny synthetic workload with the structure the model must learn, written in th
 documented layout `features/examples/edge_id=<id>/part.parquet` (the Spark stage is not
 needed): episodes of a series follow each other (item i -> i+1), every edge has its own
 taste (a different slice of the catalog is popular there), and the newest item in the
-history matters most.
+history matters most. The public `catalog.parquet` beside it names the series.
 """
 
 from __future__ import annotations
@@ -33,6 +33,23 @@ class SyntheticRun:
     @property
     def examples(self) -> Path:
         return self.root / "features" / "examples"
+
+    @property
+    def catalog(self) -> Path:
+        return self.root / "catalog.parquet"
+
+
+def write_catalog(path: Path, n_items: int) -> None:
+    """The catalog columns the model reads: the first half of the items are 5-episode series."""
+    n_series_items = (n_items // 2) // SERIES_LEN * SERIES_LEN
+    idx = np.arange(n_items)
+    in_series = idx < n_series_items
+    pq.write_table(pa.table({
+        "content_id": [f"C{i:05d}" for i in idx], "item_idx": pa.array(idx, pa.int32()),
+        "series_id": [f"S{i // SERIES_LEN:03d}" if s else None for i, s in zip(idx, in_series, strict=True)],
+        "season": [1 if s else None for s in in_series],
+        "episode": [int(i % SERIES_LEN) + 1 if s else None for i, s in zip(idx, in_series, strict=True)],
+    }), path)
 
 
 def _user_items(rng: np.random.Generator, taste: np.ndarray, n_events: int, n_series_items: int) -> list[int]:
@@ -85,6 +102,7 @@ def write_synthetic_run(root: Path, n_edges: int = 3, n_items: int = 40, history
         part.mkdir(parents=True, exist_ok=True)
         pq.write_table(_edge_table(rng, i, n_edges, n_items, history_len, users, events),
                        part / "part.parquet")
+    write_catalog(root / "catalog.parquet", n_items)
     return SyntheticRun(root=root, edges=edges, n_items=n_items, history_len=history_len)
 
 

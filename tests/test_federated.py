@@ -168,3 +168,18 @@ def test_run_config_round_trip_and_pyproject_declares_every_key(synthetic_run: S
     assert ServerSettings.from_run_config(s.to_run_config()) == s
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"]
     assert set(declared) == set(s.to_run_config())
+
+
+def test_edges_receive_the_catalog_successor_map(synthetic_run: SyntheticRun, tmp_path: Path,
+                                                 task_identity: None) -> None:
+    from edge_nodes.model import load_params
+    s = _settings(synthetic_run, tmp_path, catalog_path=str(synthetic_run.catalog), negatives=8)
+    spec = s.model_spec()
+    assert spec.successor[:6] == (1, 2, 3, 4, -1, 6)
+    grid, app = StubGrid(3), _edge_app(synthetic_run, tmp_path)
+    config = ConfigRecord({**s.edge_config(spec), "personalize-epochs": 1, "global-round": 1})
+    msgs = [Message(RecordDict({"arrays": _initial(s), "config": config}), dst_node_id=n,
+                    message_type="evaluate.personalize") for n in grid.ids]
+    assert not any(r.has_error() for r in _deliver(app, grid, msgs))
+    _, saved = load_params(tmp_path / "models" / "personalized" / "edge-01.npz")
+    assert saved == spec and saved.successor == spec.successor
