@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -58,13 +57,3 @@ def test_report_on_an_empty_dir_fails_cleanly(tmp_path: Path) -> None:
     out = edgecache("report", str(tmp_path))
     assert out.returncode != 0
     assert "Traceback" not in out.stdout + out.stderr
-
-
-def test_run_saves_the_resolved_config(tmp_path: Path) -> None:
-    out = edgecache("run", "-c", str(EXPERIMENTS / "smoke.toml"), "-o", str(tmp_path / "r"),
-                    "--set", "cache.capacity=9", "--set", "workload.events=3000")
-    assert out.returncode == 0, out.stdout + out.stderr
-    saved = (tmp_path / "r" / "config.toml").read_text()
-    assert "capacity = 9" in saved
-    results = json.loads((tmp_path / "r" / "results.json").read_text())
-    assert results["config"]["cache"]["capacity"] == 9
