@@ -3,6 +3,7 @@
     models/round-<n>.npz    global model after round n (edge_nodes.model.save_params format)
     models/rounds.jsonl     one JSON object per finished round (metrics, failures)
     models/federated.json   the server's summary: status, error, dp, personalization
+    models/local_layers/, models/federated/   edges' kept local layers and composed models (FedPer)
 
 The checkpoint is written before the round's record, so a record never names a round whose
 model is missing; resume truncates the record to the last checkpoint.
@@ -54,6 +55,9 @@ class CheckpointStore:
             self.path(n).unlink()
         for f in (self.rounds_file, self.summary_file):
             f.unlink(missing_ok=True)
+        for sub in ("local_layers", "federated"):  # an earlier run's FedPer files would outlive it
+            for f in (self.dir / sub).glob("*.npz"):
+                f.unlink()
 
     def save(self, server_round: int, params: Params, spec: ModelSpec) -> Path:
         return save_params(self.path(server_round), params, spec)

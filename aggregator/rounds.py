@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
@@ -22,6 +23,7 @@ from flwr.serverapp.strategy import Strategy
 from aggregator.checkpoint import CheckpointStore
 from aggregator.errors import TooFewEdges
 from aggregator.settings import ServerSettings
+from edge_nodes.local_layers import compose
 from edge_nodes.model import ModelSpec
 from monitoring.metrics import EDGE_FAILURES, EVAL_HIT_RATIO, FEDERATED_ROUND, TRAIN_LOSS
 
@@ -54,11 +56,17 @@ def _reply_order(msg: Message) -> str:
 
 
 class RecordedStrategy(Strategy):
-    """Wraps a Flower strategy; numbers rounds from `offset` (resume) and records each one."""
+    """Wraps a Flower strategy; numbers rounds from `offset` (resume) and records each one.
+
+    With local layers (FedPer) the strategy sees only the shared arrays; checkpoints fill the
+    local slots with `local_fill` (their initial values) so a round file stays a whole model.
+    """
 
     def __init__(self, inner: Strategy, store: CheckpointStore, spec: ModelSpec,
-                 settings: ServerSettings, offset: int = 0) -> None:
+                 settings: ServerSettings, offset: int = 0,
+                 local_fill: dict[str, np.ndarray] | None = None) -> None:
         self.inner, self.store, self.spec, self.s, self.offset = inner, store, spec, settings, offset
+        self.local_fill = local_fill or {}
         self.record: dict[str, Any] = {}
         self.last_arrays: ArrayRecord | None = None
         self.replies_checked = 0
@@ -151,7 +159,8 @@ class RecordedStrategy(Strategy):
             return None
         self.last_arrays = arrays
         rec = self._finish_record()
-        self.store.save(rec["round"], arrays.to_numpy_ndarrays(), self.spec)
+        params = compose(arrays.to_numpy_ndarrays(), self.local_fill, tuple(self.local_fill))
+        self.store.save(rec["round"], params, self.spec)
         self.store.append_round(rec)
         FEDERATED_ROUND.set(rec["round"])
         if "train_loss" in rec:

@@ -20,6 +20,7 @@ from aggregator.checkpoint import CheckpointStore
 from aggregator.rounds import RecordedStrategy, contract_violations
 from aggregator.settings import ServerSettings
 from aggregator.strategies import build_strategy, dp_settings
+from edge_nodes.local_layers import parse_names, split
 from edge_nodes.model import ModelSpec, Params, init_params
 
 log = logging.getLogger(__name__)
@@ -27,13 +28,17 @@ PERSONALIZE = "evaluate.personalize"
 
 
 def starting_point(store: CheckpointStore, spec: ModelSpec, s: ServerSettings) -> tuple[int, Params]:
-    """Resume from the last checkpoint when asked (and one exists), else a fresh model."""
+    """Resume from the last checkpoint when asked (and one exists), else a fresh model.
+
+    Only the shared arrays are returned: the local layers (FedPer) never go through the server.
+    """
+    local = parse_names(s.local_layers)
     if s.resume and (found := store.latest(spec)) is not None:
         store.truncate_rounds(found[0])
         log.info("resuming from round %d (%s)", found[0], store.path(found[0]))
-        return found
+        return found[0], split(found[1], local)[0]
     store.reset()
-    return 0, init_params(spec, np.random.default_rng(s.seed))
+    return 0, split(init_params(spec, np.random.default_rng(s.seed)), local)[0]
 
 
 def personalize(grid: Grid, params: Params, spec: ModelSpec, s: ServerSettings) -> dict[str, Any]:
@@ -66,9 +71,11 @@ def run_federated(grid: Grid, s: ServerSettings) -> dict[str, Any]:
     spec = s.model_spec()
     start, params = starting_point(store, spec, s)
     random.seed(s.seed)  # Flower samples nodes with `random`
-    strategy = RecordedStrategy(build_strategy(s), store, spec, s, offset=start)
+    local = parse_names(s.local_layers)
+    fill = split(init_params(spec, np.random.default_rng(s.seed)), local)[1]
+    strategy = RecordedStrategy(build_strategy(s), store, spec, s, offset=start, local_fill=fill)
     summary: dict[str, Any] = {"strategy": s.strategy, "status": "running", "resumed_from_round": start,
-                               "dp": dp_settings(s)}
+                               "dp": dp_settings(s), "local_layers": list(local)}
     store.write_summary(summary)
     try:
         if start < s.rounds:

@@ -45,6 +45,7 @@ class ServerSettings:
     eval_fraction: float = 0.1
     top_k: int = 10
     personalize_epochs: int = 0
+    local_layers: str = ""  # comma-separated model arrays the edges keep (FedPer); "" = none
     seed: int = 42
     resume: bool = False
     round_timeout_s: float = 600.0
@@ -54,7 +55,7 @@ class ServerSettings:
         """The hyperparameters every edge receives with the global model."""
         return {"local-epochs": self.local_epochs, "lr": self.lr, "batch-size": self.batch_size,
                 "l2": self.l2, "negatives": self.negatives, "eval-fraction": self.eval_fraction,
-                "top-k": self.top_k, "seed": self.seed}
+                "top-k": self.top_k, "seed": self.seed, "local-layers": self.local_layers}
 
     def model_spec(self) -> ModelSpec:
         """The model's spec, with the successor map of the public catalog when catalog_path is set."""

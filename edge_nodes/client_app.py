@@ -3,7 +3,9 @@
 An edge learns who it is from its SuperNode's node_config (deployment: `edge-id`,
 `edge-index`, `examples-dir`, `model-dir`, optional `fail-rounds` "2,3") or, in the
 simulation engine, from a table indexed by Flower's `partition-id`. Hyperparameters arrive
-with the global model. Replies hold only the model arrays and scalar metrics.
+with the global model. Replies hold only the model arrays and scalar metrics. With
+`local-layers` set, the edge keeps those arrays on its own disk (edge_nodes/local_layers.py)
+and sends only the shared ones.
 """
 
 from __future__ import annotations
@@ -20,6 +22,15 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from edge_nodes.errors import InjectedFailure
+from edge_nodes.local_layers import (
+    compose,
+    composed_path,
+    load_local,
+    parse_names,
+    save_local,
+    spec_of_shared,
+    split,
+)
 from edge_nodes.model import ModelSpec, Params, save_params
 from edge_nodes.task import (
     Examples,
@@ -68,17 +79,33 @@ def _split(examples_dir: str, edge_id: str, history_len: int, eval_fraction: flo
     return split_by_time(load_examples(examples_dir, edge_id, history_len), eval_fraction)
 
 
-def _setup(msg: Message, who: EdgeIdentity) -> tuple[Params, ModelSpec, dict[str, Any], Examples, Examples]:
-    """Global params, their spec, config and this edge's (train, held-out) examples; injected failures raise.
+def _local_layers(cfg: dict[str, Any]) -> tuple[str, ...]:
+    return parse_names(str(cfg.get("local-layers", "")))
+
+
+def _full_model(received: Params, cfg: dict[str, Any], who: EdgeIdentity, fresh: bool) -> tuple[Params, ModelSpec]:
+    """The received arrays, composed with this edge's kept local layers when there are any."""
+    local, successor = _local_layers(cfg), tuple(cfg.get("successor", ()))
+    if not local:
+        return received, ModelSpec.from_params(received, successor)
+    spec = spec_of_shared(received, local, successor)
+    own = load_local(who.model_dir, who.edge_id, spec, local, int(cfg["seed"]), fresh)
+    return compose(received, own, local), spec
+
+
+def _setup(msg: Message, who: EdgeIdentity,
+           training: bool = False) -> tuple[Params, ModelSpec, dict[str, Any], Examples, Examples]:
+    """Full params (global + own local layers), their spec, config and this edge's (train, held-out) examples.
 
     The spec's successor map (public catalog structure) arrives in the config with the model.
+    Injected failures raise. Training round 1 starts the local layers afresh.
     """
     cfg: dict[str, Any] = dict(msg.content.config_records["config"])
     rnd = int(cfg.get("global-round", cfg.get("server-round", 0)))
     if rnd in who.fail_rounds:
         raise InjectedFailure(f"{who.edge_id}: failure injected in round {rnd} (federated.fail_edges)")
-    params = msg.content.array_records["arrays"].to_numpy_ndarrays()
-    spec = ModelSpec.from_params(params, tuple(cfg.get("successor", ())))
+    received = msg.content.array_records["arrays"].to_numpy_ndarrays()
+    params, spec = _full_model(received, cfg, who, fresh=training and rnd <= 1)
     fit, held = _split(who.examples_dir, who.edge_id, spec.history_len, float(cfg["eval-fraction"]))
     check_examples(fit, spec, who.edge_id)
     return params, spec, cfg, fit, held
@@ -112,13 +139,19 @@ def build_client_app(identify: Callable[[Context], EdgeIdentity] = identity_from
     @app.train()
     def fit(msg: Message, context: Context) -> Message:
         who = identify(context)
-        params, spec, cfg, ex, _ = _setup(msg, who)
+        params, spec, cfg, ex, _ = _setup(msg, who, training=True)
         params, loss = train(params, spec, ex, _settings(cfg, int(cfg["local-epochs"])), _rng(cfg, who))
+        if local := _local_layers(cfg):  # keep the local part here; send only the shared arrays
+            params, own = split(params, local)
+            save_local(who.model_dir, who.edge_id, own)
         return _reply(msg, {"train_loss": loss, "num-examples": len(ex)}, params)
 
     @app.evaluate()
     def held_out(msg: Message, context: Context) -> Message:
-        params, spec, cfg, _, held = _setup(msg, identify(context))
+        who = identify(context)
+        params, spec, cfg, _, held = _setup(msg, who)
+        if _local_layers(cfg):  # this round's global model as this edge serves it
+            save_params(composed_path(who.model_dir, who.edge_id), params, spec)
         return _reply(msg, {**_quality("eval_", params, spec, held, int(cfg["top-k"])),
                             "num-examples": len(held)})
 

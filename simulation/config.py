@@ -25,6 +25,7 @@ STRATEGIES = (
     "fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedavgm",
     "fedmedian", "fedtrimmedavg", "krum", "bulyan",
 )
+LOCAL_LAYERS = ("out_bias", "link_w", "out_emb")  # model arrays an edge may keep (edge_nodes/local_layers.py)
 
 
 def _rule(*, choices: tuple[str, ...] | None = None, lo: float | None = None,
@@ -114,6 +115,8 @@ class FederatedConfig:
     dp_clip: float = _f(0.0, lo=0.0, doc="0 = no differential privacy")
     dp_noise: float = _f(0.0, lo=0.0)
     personalize_epochs: int = _f(0, lo=0)
+    local_layers: tuple[str, ...] = _f(("out_bias",), choices=LOCAL_LAYERS,
+                                       doc="arrays each edge keeps and never sends (FedPer); [] = plain FedAvg")
     fail_edges: tuple[str, ...] = _f((), doc="edge ids that raise in fail_rounds (testing)")
     fail_rounds: tuple[int, ...] = _f(())
     resume: bool = _f(False)

@@ -92,6 +92,7 @@ def server_settings(cfg: ExperimentConfig, run: RunDir, n_items: int, num_edges:
         dp_noise=f.dp_noise, local_epochs=f.local_epochs, lr=m.lr, batch_size=m.batch_size, l2=m.l2,
         negatives=m.negatives, catalog_path=str(run.catalog.resolve()) if run.catalog.is_file() else "",
         eval_fraction=m.eval_fraction, top_k=m.top_k, personalize_epochs=f.personalize_epochs,
+        local_layers=",".join(f.local_layers),
         seed=cfg.run.seed, resume=f.resume, round_timeout_s=f.round_timeout_s,
         connect_timeout_s=f.connect_timeout_s)
 

@@ -66,7 +66,9 @@ def build_predictor(policy: str, run: RunDir, edge: str, items: int) -> Predicto
     paths = {"local_only": run.models / "local_only" / f"{edge}.npz",
              "centralized": run.models / "centralized.npz",
              "federated_personalized": run.models / "personalized" / f"{edge}.npz"}
-    path = latest_round(run.models) if policy == "federated" else paths.get(policy)
+    composed = run.models / "federated" / f"{edge}.npz"  # global + this edge's local layers (FedPer)
+    newest = composed if composed.is_file() else latest_round(run.models)
+    path = newest if policy == "federated" else paths.get(policy)
     if path is None:
         raise EdgeError(f"no model for {policy}: {run.models} has no round-<n>.npz; run `edgecache train`")
     return ModelPredictor.from_npz(path, policy)
