@@ -95,3 +95,21 @@ def test_deployment_engine_runs_three_rounds_and_leaves_no_process(synthetic_run
     assert (Path(synthetic_run.root) / "models" / "deployment" / "superlink.log").is_file()
     assert _our_flower_processes() == [], "deployment left Flower processes running"
     assert os.environ.get("FLWR_HOME", "").find("edgecache-flwr-") < 0
+
+
+def test_simulation_engine_keeps_local_layers_on_the_edge_across_rounds(synthetic_run: SyntheticRun) -> None:
+    import numpy as np
+
+    run, models = RunDir(synthetic_run.root), synthetic_run.root / "models"
+    run_federation(plan_federation(_cfg(synthetic_run, rounds=1, local_layers=["out_bias"]), run))
+    params, _ = load_params(models / "round-1.npz")
+    assert not params[5].any()  # the checkpoint holds the global part; the item bias never reached it
+    sentinel = np.full(synthetic_run.n_items, 50.0, dtype=np.float32)
+    for edge in synthetic_run.edges:
+        np.savez(models / "local_layers" / f"{edge}.npz", out_bias=sentinel)
+    run_federation(plan_federation(_cfg(synthetic_run, rounds=2, resume=True, local_layers=["out_bias"]), run))
+    for edge in synthetic_run.edges:  # round 2 trained on from what the edge kept, in a fresh ClientApp
+        with np.load(models / "local_layers" / f"{edge}.npz") as kept:
+            assert np.abs(kept["out_bias"] - 50.0).max() < 10.0
+        own, _ = load_params(models / "federated" / f"{edge}.npz")
+        assert np.abs(own[5] - 50.0).max() < 10.0
