@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgpack
 import numpy as np
 import redis
 
@@ -108,16 +109,14 @@ class EdgeCache:
         `pred_probs` (the predictions' probabilities) feed the demand mode; LRU ignores them.
         """
         s = self.settings
-        args = [s.capacity, int(s.unit == "items"), s.prediction_ttl_s, s.prefetch_budget,
-                req_bytes0, pf_bytes0, s.prefetch_cap, int(s.prefetch_on_hit), k,
-                self.ns.key("user:"), " ".join(items), " ".join(map(str, sizes)), " ".join(users),
-                " ".join(preds), " ".join(map(str, pred_sizes))]
-        fn = FUNCTION
+        head = [s.capacity, int(s.unit == "items"), s.prediction_ttl_s, s.prefetch_budget,
+                req_bytes0, pf_bytes0, s.prefetch_cap, int(s.prefetch_on_hit), k, self.ns.key("user:")]
         if self.demand:
             probs = pred_probs if pred_probs is not None else [1.0] * len(preds)
-            fn = DEMAND_FUNCTION
-            args += [" ".join(f"{p:.6g}" for p in probs), s.freq_half_life, s.pred_half_life,
-                     s.pred_weight, s.evict_sample, s.history_entries, int(s.admission)]
+            fn, args = DEMAND_FUNCTION, head + demand_args(items, sizes, users, preds, pred_sizes, probs, s)
+        else:
+            fn, args = FUNCTION, head + [" ".join(items), " ".join(map(str, sizes)), " ".join(users),
+                                         " ".join(preds), " ".join(map(str, pred_sizes))]
         try:
             flags, pf_n, pf_bytes, pf_used, wasted = self.client.fcall(fn, len(self.keys), *self.keys, *args)
         except redis.ResponseError as e:
@@ -160,6 +159,16 @@ class EdgeCache:
         """The user's current top predicted content ids (empty when expired or unknown)."""
         raw = self.client.get(self.ns.key(f"user:{user_id}"))
         return raw.decode().split(";", 1)[0].split(",") if raw else []
+
+
+def demand_args(items: Sequence[str], sizes: Sequence[int], users: Sequence[str], preds: Sequence[str],
+                pred_sizes: Sequence[int], probs: Sequence[float], s: CacheSettings) -> list[object]:
+    """The demand function's per-batch ARGV: msgpack arrays (probabilities as %.6g text), then settings."""
+    def pack(xs: Sequence[object]) -> bytes:
+        return msgpack.packb(xs, default=lambda x: x.item())  # numpy scalars too
+    return [pack(items), pack(sizes), pack(users), pack(preds), pack(pred_sizes),
+            pack([f"{p:.6g}" for p in probs]), s.freq_half_life, s.pred_half_life, s.pred_weight,
+            s.evict_sample, s.history_entries, int(s.admission)]
 
 
 def _chunks(seq: list[bytes], n: int) -> list[list[bytes]]:
