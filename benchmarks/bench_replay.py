@@ -63,7 +63,7 @@ def redis_replay(url: str, stream: EdgeStream, catalog: Catalog, pred: Predictor
     cache.flush()
     cache.load()
     flow = DeliveryFlow("edge-00", "bench", cache, catalog, pred, 3)
-    secs = timed(lambda: [flow.serve(b) for b in stream.batches(batch)])
+    secs = timed(lambda: flow.serve_stream(stream.batches(batch)))
     cache.flush()
     cache.client.close()
     return secs, flow.stats.hits / flow.stats.requests
