@@ -36,14 +36,21 @@ local function dload(c, ids)  -- fetch f, d and entry state of ids not seen in t
     if ent[id] == nil and not seen[id] then seen[id] = true; new[#new + 1] = id end
   end
   local F, D, n = c.F, c.D, #new
+  local all = n > 0 and call('HLEN', c.k.ent) < n and call('HGETALL', c.k.ent)
+  if all then  -- fewer entries than ids to look up: read them all (cheaper than n misses)
+    local m = {}
+    for j = 1, #all, 2 do m[all[j]] = all[j + 1] end
+    for j = 1, n do ent[new[j]] = tonumber(m[new[j]]) or false end
+  end
   for s = 1, n, 1000 do
     local e = s + 999 < n and s + 999 or n
     local f = call('ZMSCORE', c.k.fq, unpack(new, s, e))
     local d = call('HMGET', c.k.dm, unpack(new, s, e))
-    local x = call('HMGET', c.k.ent, unpack(new, s, e))
+    local x = not all and call('HMGET', c.k.ent, unpack(new, s, e))
     for j = 1, e - s + 1 do
       local id = new[s + j - 1]
-      F[id] = tonumber(f[j]) or 0; D[id] = tonumber(d[j]) or 0; ent[id] = tonumber(x[j]) or false
+      F[id] = tonumber(f[j]) or 0; D[id] = tonumber(d[j]) or 0
+      if x then ent[id] = tonumber(x[j]) or false end
     end
   end
 end

@@ -13,15 +13,32 @@ local match, gmatch, concat, unpack, mp = string.match, string.gmatch, table.con
 
 -- A user's predictions: {tick = t, n = n, id_1..id_n, prob_1..prob_n} as read from `user:<id>`,
 -- or {tick = t, base = b} when made in this call (ids and probs are preds/probs[b+1..b+k]).
-local function parse_user(raw)
+local function parse_user(raw, full)  -- full: pattern of a value with k ids and k probabilities
   if not raw then return false end
+  local r = full and {match(raw, full)} or {}
+  local n = #r
+  if n > 0 then  -- the usual shape: one match, one table
+    local k = (n - 1) / 2
+    for j = k + 1, n - 1 do r[j] = tonumber(r[j]) end
+    r.tick, r[n], r.n = tonumber(r[n]), nil, k
+    return r
+  end
   local ids, pr, tick = match(raw, '^([^;]*);([^;]*);(%S+)$')
   if not ids then return false end
-  local r, n, m = {tick = tonumber(tick)}, 0, 0
+  local m
+  r, n, m = {tick = tonumber(tick)}, 0, 0
   for w in gmatch(ids, '[^,]+') do n = n + 1; r[n] = w end
   for w in gmatch(pr, '[^,]+') do m = m + 1; r[n + m] = tonumber(w) end
   r.n = n
   return r
+end
+
+local function full_pattern(kk)  -- 'a,b,c;pa,pb,pc;tick' for k = 3
+  if kk < 1 then return nil end
+  local tok = {}
+  for j = 1, kk do tok[j] = '([^,;]+)' end
+  local part = concat(tok, ',')
+  return '^' .. part .. ';' .. part .. ';(%S+)$'
 end
 
 local function withdraw(c, id, d)  -- d: the item's demand after the withdrawal
@@ -112,7 +129,7 @@ local function dstate(keys, args)
   return c
 end
 
-local function preload(c, items, users, preds, uprefix)
+local function preload(c, items, users, preds, uprefix, kk)
   local ids, ukeys, uniq = {}, {}, {}
   for i = 1, #items do ids[#ids + 1] = items[i] end
   for i = 1, #preds do if preds[i] ~= '-' then ids[#ids + 1] = preds[i] end end
@@ -120,12 +137,13 @@ local function preload(c, items, users, preds, uprefix)
     local u = users[i]
     if not uniq[u] then uniq[u] = true; ukeys[#ukeys + 1] = u end
   end
+  local full = full_pattern(kk)
   for s = 1, #ukeys, 1000 do
     local part = {}
     for j = s, s + 999 < #ukeys and s + 999 or #ukeys do part[#part + 1] = uprefix .. ukeys[j] end
     local raw = call('MGET', unpack(part))
     for j = 1, #raw do
-      local r = parse_user(raw[j])
+      local r = parse_user(raw[j], full)
       c.user[ukeys[s + j - 1]] = r
       if r then for k = 1, r.n do ids[#ids + 1] = r[k] end end
     end
@@ -164,7 +182,7 @@ local function demand_batch(keys, args)
   c.pf_cap = tonumber(args[7])
   local items, sizes, users = mp(args[11]), mp(args[12]), mp(args[13])
   local preds, psizes, probs = mp(args[14]), mp(args[15]), mp(args[16])
-  preload(c, items, users, preds, uprefix)
+  preload(c, items, users, preds, uprefix, kk)
   local flags, pf_used, limit, F, dF = {}, 0, 500 * math.min(c.H, c.Hp), c.F, c.dF
   for i = 1, #items do
     c.tick = c.tick + 1
