@@ -227,22 +227,29 @@ class EdgeCache:
 
 def demand_args(items: Sequence[str], sizes: Sequence[int], users: Sequence[str], preds: Sequence[str],
                 pred_sizes: Sequence[int], probs: Sequence[float], s: CacheSettings) -> list[object]:
-    """The demand function's per-batch ARGV: msgpack arrays (probabilities as %.6g text), then settings."""
+    """The demand function's per-batch ARGV: msgpack arrays, then settings.
+
+    Probabilities go as '%.6g' text (kept in `user:<id>`) and as the numbers that text reads as.
+    """
     def pack(xs: Sequence[object]) -> bytes:
         return msgpack.packb(xs, default=lambda x: x.item())  # numpy scalars too
-    return [pack(items), pack(sizes), pack(users), pack(preds), pack(pred_sizes),
-            pack(format_probs(probs)), s.freq_half_life, s.pred_half_life, s.pred_weight,
-            s.evict_sample, s.history_entries, int(s.admission)]
+    text, values = format_probs(probs)
+    return [pack(items), pack(sizes), pack(users), pack(preds), pack(pred_sizes), pack(text),
+            s.freq_half_life, s.pred_half_life, s.pred_weight, s.evict_sample, s.history_entries,
+            int(s.admission), pack(values)]
 
 
-def format_probs(probs: Sequence[float] | np.ndarray) -> list[str]:
-    """Each probability as '%.6g' text, formatting each distinct value (bit pattern) once."""
+def format_probs(probs: Sequence[float] | np.ndarray) -> tuple[list[str], list[float]]:
+    """Each probability as '%.6g' text and as float(text), converting each distinct value once."""
     p = np.ascontiguousarray(probs, dtype=np.float64)
     bits, inv = np.unique(p.view(np.int64), return_inverse=True)
     if 4 * bits.size > p.size:  # mostly distinct (a model's softmax): no gain from sharing
-        return [f"{x:.6g}" for x in p.tolist()]
-    text = np.array([f"{x:.6g}" for x in bits.view(np.float64).tolist()], dtype=object)
-    return text[inv.ravel()].tolist()
+        text = [f"{x:.6g}" for x in p.tolist()]
+        return text, [float(t) for t in text]
+    uniq = [f"{x:.6g}" for x in bits.view(np.float64).tolist()]
+    inv = inv.ravel()
+    return (np.array(uniq, dtype=object)[inv].tolist(),
+            np.array([float(t) for t in uniq], dtype=np.float64)[inv].tolist())
 
 
 def _chunks(seq: list[bytes], n: int) -> list[list[bytes]]:

@@ -41,23 +41,21 @@ local function full_pattern(kk)  -- 'a,b,c;pa,pb,pc;tick' for k = 3
   return '^' .. part .. ';' .. part .. ';(%S+)$'
 end
 
-local function withdraw(c, id, d)  -- d: the item's demand after the withdrawal
-  if d * c.sd < D_EPS then d = 0 end
-  c.D[id] = d; c.dD[id] = true; touch(c, id)
-end
-
 local function retract(c, u, preds, probs, kk)  -- withdraw the demand of the user's previous predictions
   local r = c.user[u]
   if not r then return end
-  local s, D = 2 ^ ((r.tick - c.epoch) / c.Hp), c.D
-  if r.base then
-    for j = r.base + 1, r.base + kk do
-      local id = preds[j]
-      if id ~= '-' then withdraw(c, id, D[id] - tonumber(probs[j]) * s) end
+  local s, D, dD, ent, sd = 2 ^ ((r.tick - c.epoch) / c.Hp), c.D, c.dD, c.ent, c.sd
+  local n, base = r.n, r.base
+  if base then n = kk end
+  for j = 1, n do
+    local id, p
+    if base then id = preds[base + j]; p = id ~= '-' and probs[base + j] else id, p = r[j], r[n + j] end
+    if p then
+      local d = D[id] - p * s
+      if d * sd < D_EPS then d = 0 end
+      D[id] = d; dD[id] = true
+      if ent[id] then touch(c, id) end  -- touch only acts on cached entries
     end
-  else
-    local n = r.n
-    for j = 1, n do withdraw(c, r[j], D[r[j]] - r[n + j] * s) end
   end
   c.user[u] = false
 end
@@ -152,10 +150,13 @@ local function preload(c, items, users, preds, uprefix, kk)
 end
 
 local function predict(c, u, preds, probs, base, kk)  -- add the user's new predicted demand
-  local D, dD, sd = c.D, c.dD, c.sd
+  local D, dD, sd, ent = c.D, c.dD, c.sd, c.ent
   for j = base + 1, base + kk do
     local p = preds[j]
-    if p ~= '-' then D[p] = D[p] + tonumber(probs[j]) / sd; dD[p] = true; touch(c, p) end
+    if p ~= '-' then
+      D[p] = D[p] + probs[j] / sd; dD[p] = true
+      if ent[p] then touch(c, p) end
+    end
   end
   c.user[u] = {tick = c.tick, base = base}
 end
@@ -173,15 +174,15 @@ end
 
 -- KEYS: dk ent fq dm meta
 -- ARGV: cap unit_items ttl budget req_bytes0 pf_bytes0 pf_cap prefetch_on_hit k user_prefix
---       items sizes users preds pred_sizes pred_probs (msgpack arrays; probs as text)
---       H Hp beta sample hist_cap admit
+--       items sizes users preds pred_sizes pred_probs (msgpack arrays; probs as '%.6g' text)
+--       H Hp beta sample hist_cap admit pred_prob_values (msgpack: the numbers the texts read as)
 local function demand_batch(keys, args)
   local c = dstate(keys, args)
   local ttl, budget, req_bytes, pf = tonumber(args[3]), tonumber(args[4]), tonumber(args[5]), {0, 0, tonumber(args[6])}
   local on_hit, kk, uprefix = args[8] == '1', tonumber(args[9]), args[10]
   c.pf_cap = tonumber(args[7])
   local items, sizes, users = mp(args[11]), mp(args[12]), mp(args[13])
-  local preds, psizes, probs = mp(args[14]), mp(args[15]), mp(args[16])
+  local preds, psizes, probs, pnum = mp(args[14]), mp(args[15]), mp(args[16]), mp(args[23])
   preload(c, items, users, preds, uprefix, kk)
   local flags, pf_used, limit, F, dF = {}, 0, 500 * math.min(c.H, c.Hp), c.F, c.dF
   for i = 1, #items do
@@ -191,7 +192,7 @@ local function demand_batch(keys, args)
     local id, size, u = items[i], sizes[i], users[i]
     local e = c.ent[id]
     local refresh = kk > 0 and (on_hit or not e)
-    if refresh then retract(c, u, preds, probs, kk) end
+    if refresh then retract(c, u, preds, pnum, kk) end
     F[id] = F[id] + c.isf; dF[id] = true
     if e then
       flags[i] = '1'
@@ -206,7 +207,7 @@ local function demand_batch(keys, args)
     end
     req_bytes = req_bytes + size
     if refresh then
-      predict(c, u, preds, probs, (i - 1) * kk, kk)
+      predict(c, u, preds, pnum, (i - 1) * kk, kk)
       prefetch(c, preds, psizes, (i - 1) * kk, kk, budget, req_bytes, pf)
     end
   end
