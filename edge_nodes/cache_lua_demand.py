@@ -125,11 +125,8 @@ end
 
 local function weight(c, id) return c.items and 1 or floor(c.ent[id] / 2) end
 
-local function pick(c, w)  -- cheapest entries that free room for weight w: (ids, total value)
-  if c.used + w <= c.cap then return nil, 0 end
-  if c.items and c.vid and c.vtick == c.tick then return c.vid, dval(c, c.vid) end
+local function pick_many(c, w)  -- victims until weight w fits: (ids, total value)
   local out, skip, tot, used, m = {}, {}, 0, c.used, c.sample
-  if c.ncand == 0 or c.ncand > 4 * c.sample then refill(c, m) end
   while used + w > c.cap do
     local id, v = lowest(c, skip)
     if not id then
@@ -143,6 +140,20 @@ local function pick(c, w)  -- cheapest entries that free room for weight w: (ids
   if c.items then c.vid, c.vtick = out[1], c.tick end  -- reused until this tick ends or it changes
   if #out == 0 then return nil, tot end
   return out, tot
+end
+
+local NONE = {}  -- an empty skip set (never written)
+
+local function pick(c, w)  -- cheapest entries that free room for weight w: (id or ids, total value)
+  if c.used + w <= c.cap then return nil, 0 end
+  if c.items and c.vid and c.vtick == c.tick then return c.vid, dval(c, c.vid) end
+  if c.ncand == 0 or c.ncand > 4 * c.sample then refill(c, c.sample) end
+  local id, v = lowest(c, NONE)
+  if id and c.used - weight(c, id) + w <= c.cap then  -- one victim is enough (the usual case)
+    if c.items then c.vid, c.vtick = id, c.tick end
+    return id, v
+  end
+  return pick_many(c, w)
 end
 
 local function evict(c, id)
