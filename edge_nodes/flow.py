@@ -154,13 +154,15 @@ class DeliveryFlow:
         Same outcome as `serve` one batch at a time: a batch is sent only after the previous
         reply is counted (it needs the running byte counters); `on_batch` runs just before.
         """
-        for batch in batches:
-            prep = self.prepare(batch)
-            self.finish()
-            if on_batch is not None:
-                on_batch(batch)
-            self.submit(prep)
-        self.finish()
+        try:
+            for batch in batches:
+                prep = self.prepare(batch)
+                self.finish()
+                if on_batch is not None:
+                    on_batch(batch)
+                self.submit(prep)
+        finally:
+            self.finish()  # also when a prediction fails: the batch in flight is still counted
 
     def prepare(self, batch: RequestBatch) -> Prepared:
         """Predictions for the batch and its encoding for the server (no server call)."""
