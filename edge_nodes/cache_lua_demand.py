@@ -26,8 +26,8 @@ DEMAND_CORE_LUA = r"""
 local function build_core()
 local LN2 = 0.69314718055994531
 local log, floor, huge, call, unpack = math.log, math.floor, math.huge, redis.call, unpack
-local format = string.format
-local function fmt(x) return format('%.17g', x) end
+-- numbers go to redis.call as Lua numbers: the server writes them exactly (shortest round-trip
+-- text, or %.17g on older servers), never with Lua's 14-digit tostring
 
 local function dload(c, ids)  -- fetch f, d and entry state of ids not seen in this call yet
   local new, seen, ent = {}, {}, c.ent
@@ -76,7 +76,7 @@ end
 
 local function flush_keys(c)  -- write the ordering keys changed since the last flush
   local add, rem = {}, {}
-  for id in pairs(c.kd) do add[#add + 1] = fmt(dkey(c, dval(c, id))); add[#add + 1] = id end
+  for id in pairs(c.kd) do add[#add + 1] = dkey(c, dval(c, id)); add[#add + 1] = id end
   for id in pairs(c.gone) do rem[#rem + 1] = id end
   bulk('ZADD', c.k.dk, add); bulk('ZREM', c.k.dk, rem)
   c.kd, c.gone = {}, {}
@@ -180,7 +180,7 @@ local function admit(c, id, size, pf, gate)  -- insert if it beats what it evict
   return true
 end
 
-return {fmt = fmt, dload = dload, clock = clock, bulk = bulk, flush_keys = flush_keys,
+return {dload = dload, clock = clock, bulk = bulk, flush_keys = flush_keys,
         touch = touch, admit = admit}
 end
 """

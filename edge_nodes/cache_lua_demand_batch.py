@@ -8,7 +8,7 @@ DEMAND_BATCH_LUA = r"""
 local function build_batch(core)
 local D_EPS = 1e-9
 local touch, admit, dload, clock = core.touch, core.admit, core.dload, core.clock
-local bulk, flush_keys, fmt, call = core.bulk, core.flush_keys, core.fmt, redis.call
+local bulk, flush_keys, call = core.bulk, core.flush_keys, redis.call
 local match, gmatch, concat, unpack, mp = string.match, string.gmatch, table.concat, unpack, cmsgpack.unpack
 
 -- A user's predictions: {tick = t, n = n, id_1..id_n, prob_1..prob_n} as read from `user:<id>`,
@@ -67,14 +67,14 @@ local function rescale(c)  -- move the time reference to now so stored values st
   for id, d in pairs(c.D) do c.D[id] = d * fd; c.dD[id] = true end
   local fq = call('ZRANGE', c.k.fq, 0, -1, 'WITHSCORES')
   for j = 1, #fq, 2 do
-    if c.F[fq[j]] == nil then call('ZADD', c.k.fq, fmt(tonumber(fq[j + 1]) * ff), fq[j]) end
+    if c.F[fq[j]] == nil then call('ZADD', c.k.fq, tonumber(fq[j + 1]) * ff, fq[j]) end
   end
   local dm = call('HGETALL', c.k.dm)
   for j = 1, #dm, 2 do
-    if c.D[dm[j]] == nil then call('HSET', c.k.dm, dm[j], fmt(tonumber(dm[j + 1]) * fd)) end
+    if c.D[dm[j]] == nil then call('HSET', c.k.dm, dm[j], tonumber(dm[j + 1]) * fd) end
   end
   local dk = call('ZRANGE', c.k.dk, 0, -1, 'WITHSCORES')
-  for j = 1, #dk, 2 do call('ZADD', c.k.dk, fmt(tonumber(dk[j + 1]) - sh), dk[j]) end
+  for j = 1, #dk, 2 do call('ZADD', c.k.dk, tonumber(dk[j + 1]) - sh, dk[j]) end
   c.epoch = c.tick
   clock(c)
 end
@@ -100,10 +100,10 @@ local function flush(c, ttl, uprefix, preds, probs, kk)  -- write back what chan
   end
   bulk('HSET', c.k.ent, ent); bulk('HDEL', c.k.ent, drop)
   local fq, dm, gone = {}, {}, {}
-  for id in pairs(c.dF) do fq[#fq + 1] = fmt(c.F[id]); fq[#fq + 1] = id end
+  for id in pairs(c.dF) do fq[#fq + 1] = c.F[id]; fq[#fq + 1] = id end
   for id in pairs(c.dD) do
     if c.D[id] * c.sd < D_EPS then gone[#gone + 1] = id
-    else dm[#dm + 1] = id; dm[#dm + 1] = fmt(c.D[id]) end
+    else dm[#dm + 1] = id; dm[#dm + 1] = c.D[id] end
   end
   bulk('ZADD', c.k.fq, fq); bulk('HSET', c.k.dm, dm); bulk('HDEL', c.k.dm, gone)
   flush_users(c, ttl, uprefix, preds, probs, kk)
