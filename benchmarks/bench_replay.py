@@ -1,10 +1,12 @@
 """Throughput of the predictive Redis replay against baselines measured in the same run.
 
-    python benchmarks/bench_replay.py [--requests 200000] [--batch 2000]
+    python benchmarks/bench_replay.py [--requests 200000] [--batch 2000] [--repeats 3]
 
 Prints requests/s of: the predictive replay (Markov predictions + prefetch through the
 demand-aware Redis function), the same with LRU eviction, prefetching off (plain LRU), raw
-pipelined GETs on the same server, and libCacheSim LRU on the same trace; then the ratios.
+pipelined GETs on the same server, and libCacheSim LRU on the same trace; then the ratios of
+the predictive replay to raw GETs and to libCacheSim LRU, each taken within one round (the
+machine may be shared: best and range over the rounds).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from simulation.reactive import Trace, run_policy
 from simulation.streams import EdgeStream, build_hist
 
 log = logging.getLogger("bench_replay")
+
+PRED, GETS, LCS = "predictive replay (Redis demand, prefetch)", "raw pipelined GETs", "libCacheSim LRU"
 
 
 def make_stream(n: int, items: int, users: int, seed: int) -> tuple[EdgeStream, Catalog, Predictor]:
@@ -63,7 +67,7 @@ def redis_replay(url: str, stream: EdgeStream, catalog: Catalog, pred: Predictor
     cache.flush()
     cache.load()
     flow = DeliveryFlow("edge-00", "bench", cache, catalog, pred, 3)
-    secs = timed(lambda: [flow.serve(b) for b in stream.batches(batch)])
+    secs = timed(lambda: flow.serve_stream(stream.batches(batch)))
     cache.flush()
     cache.client.close()
     return secs, flow.stats.hits / flow.stats.requests
@@ -85,31 +89,42 @@ def raw_gets(url: str, stream: EdgeStream, catalog: Catalog, batch: int) -> floa
     return secs
 
 
+def measure(args: argparse.Namespace, stream: EdgeStream, catalog: Catalog,
+            pred: Predictor) -> tuple[dict[str, float], dict[str, float]]:
+    """One round of every contender on the same trace and server: (seconds, hit ratios)."""
+    trace = Trace(stream.item, catalog.sizes[stream.item])
+    secs: dict[str, float] = {LCS: timed(lambda: run_policy("lru", trace, args.capacity, "items"))}
+    hr: dict[str, float] = {}
+    with EmbeddedRedis() as server:
+        for name, p, ev in ((PRED, pred, "demand"), ("predictive, LRU eviction", pred, "lru"),
+                            ("Redis LRU, prefetch off", None, "lru")):
+            secs[name], hr[name] = redis_replay(server.url, stream, catalog, p, args.capacity, args.batch, ev)
+        secs[GETS] = raw_gets(server.url, stream, catalog, args.batch)
+    return secs, hr
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--capacity", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=3, help="rounds; each ratio is taken within one round")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     stream, catalog, pred = make_stream(args.requests, 3000, 4000, seed=1)
     n = len(stream)
-    trace = Trace(stream.item, catalog.sizes[stream.item])
-    lcs_s = timed(lambda: run_policy("lru", trace, args.capacity, "items"))
-    with EmbeddedRedis() as server:
-        pred_s, pred_hr = redis_replay(server.url, stream, catalog, pred, args.capacity, args.batch, "demand")
-        plru_s, plru_hr = redis_replay(server.url, stream, catalog, pred, args.capacity, args.batch)
-        lru_s, lru_hr = redis_replay(server.url, stream, catalog, None, args.capacity, args.batch)
-        get_s = raw_gets(server.url, stream, catalog, args.batch)
-    rows = [("predictive replay (Redis demand, prefetch)", pred_s), ("predictive, LRU eviction", plru_s),
-            ("Redis LRU, prefetch off", lru_s), ("raw pipelined GETs", get_s), ("libCacheSim LRU", lcs_s)]
-    for name, secs in rows:
-        log.info("%-42s %10.0f req/s", name, n / secs)
-    log.info("hit ratio: predictive demand %.4f, predictive lru %.4f, redis lru %.4f (capacity %d items)",
-             pred_hr, plru_hr, lru_hr, args.capacity)
-    log.info("ratio predictive / raw GETs:      %.2f", get_s / pred_s)
-    log.info("ratio predictive / libCacheSim LRU: %.2f", lcs_s / pred_s)
-    log.info("ratio redis lru / libCacheSim LRU:  %.2f", lcs_s / lru_s)
+    rounds = [measure(args, stream, catalog, pred) for _ in range(args.repeats)]
+    for name in rounds[0][0]:
+        rates = sorted(n / r[0][name] for r in rounds)
+        log.info("%-44s %10.0f req/s (range %.0f-%.0f over %d rounds)", name, rates[-1], rates[0], rates[-1],
+                 len(rates))
+    log.info("hit ratio (capacity %d items): %s", args.capacity,
+             ", ".join(f"{k} {v:.4f}" for k, v in rounds[0][1].items()))
+    for label, base in (("predictive / raw pipelined GETs", GETS), ("predictive / libCacheSim LRU", LCS)):
+        ratios = sorted(r[0][base] / r[0][PRED] for r in rounds)
+        log.info("ratio %-36s best %.2f (range %.2f-%.2f)", label, ratios[-1], ratios[0], ratios[-1])
+    ratios = sorted(r[0][LCS] / r[0]["Redis LRU, prefetch off"] for r in rounds)
+    log.info("ratio %-36s best %.2f (range %.2f-%.2f)", "redis lru / libCacheSim LRU", ratios[-1], ratios[0], ratios[-1])
 
 
 if __name__ == "__main__":

@@ -12,12 +12,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgpack
 import numpy as np
 import redis
 
 from edge_nodes.cache_lua import DEMAND_FUNCTION, FUNCTION, LIBRARY_NAME, LUA
 from edge_nodes.errors import CacheConfigError
-from edge_nodes.redis_conn import EdgeNamespace
+from edge_nodes.redis_conn import RETRIABLE, EdgeNamespace
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,23 @@ class BatchOutcome:
     prefetch_wasted: int
 
 
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch encoded for the server function; args[4:6] are filled in by `EdgeCache.send`."""
+
+    fn: str
+    args: list[object]
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    """A batch sent on `conn` (None: sending failed) whose reply is still to be read."""
+
+    fn: str
+    args: list[object]
+    conn: redis.connection.AbstractConnection | None
+
+
 class EdgeCache:
     """The edge cache on one EdgeNamespace; `serve` runs a batch atomically on the server."""
 
@@ -107,26 +125,71 @@ class EdgeCache:
 
         `pred_probs` (the predictions' probabilities) feed the demand mode; LRU ignores them.
         """
+        prep = self.prepare(items, sizes, users, preds, pred_sizes, k, pred_probs)
+        return self.receive(self.send(prep, req_bytes0, pf_bytes0))
+
+    def prepare(self, items: Sequence[str], sizes: Sequence[int], users: Sequence[str],
+                preds: Sequence[str], pred_sizes: Sequence[int], k: int,
+                pred_probs: Sequence[float] | np.ndarray | None = None) -> PreparedBatch:
+        """Encode a batch for `send` (everything but the running byte counters)."""
         s = self.settings
-        args = [s.capacity, int(s.unit == "items"), s.prediction_ttl_s, s.prefetch_budget,
-                req_bytes0, pf_bytes0, s.prefetch_cap, int(s.prefetch_on_hit), k,
-                self.ns.key("user:"), " ".join(items), " ".join(map(str, sizes)), " ".join(users),
-                " ".join(preds), " ".join(map(str, pred_sizes))]
-        fn = FUNCTION
+        head = [s.capacity, int(s.unit == "items"), s.prediction_ttl_s, s.prefetch_budget,
+                0, 0, s.prefetch_cap, int(s.prefetch_on_hit), k, self.ns.key("user:")]
         if self.demand:
             probs = pred_probs if pred_probs is not None else [1.0] * len(preds)
-            fn = DEMAND_FUNCTION
-            args += [" ".join(f"{p:.6g}" for p in probs), s.freq_half_life, s.pred_half_life,
-                     s.pred_weight, s.evict_sample, s.history_entries, int(s.admission)]
+            return PreparedBatch(DEMAND_FUNCTION, head + demand_args(items, sizes, users, preds, pred_sizes, probs, s))
+        return PreparedBatch(FUNCTION, head + [" ".join(items), " ".join(map(str, sizes)), " ".join(users),
+                                               " ".join(preds), " ".join(map(str, pred_sizes))])
+
+    def send(self, prep: PreparedBatch, req_bytes0: int, pf_bytes0: int) -> PendingBatch:
+        """Write the batch's FCALL without waiting for the reply (read it with `receive`).
+
+        A connection error here is not raised: `receive` then retries synchronously.
+        """
+        args = list(prep.args)
+        args[4], args[5] = req_bytes0, pf_bytes0
+        pool, conn = self.client.connection_pool, None
         try:
-            flags, pf_n, pf_bytes, pf_used, wasted = self.client.fcall(fn, len(self.keys), *self.keys, *args)
+            conn = pool.get_connection()
+            conn.send_command("FCALL", prep.fn, len(self.keys), *self.keys, *args)
+        except RETRIABLE:
+            if conn is not None:
+                conn.disconnect()
+                pool.release(conn)
+            return PendingBatch(prep.fn, args, None)
+        return PendingBatch(prep.fn, args, conn)
+
+    def receive(self, pending: PendingBatch) -> BatchOutcome:
+        """The outcome of a sent batch; retried (with the client's backoff) after a connection error."""
+        reply = None
+        if pending.conn is not None:
+            try:
+                reply = pending.conn.read_response()
+            except redis.ResponseError as e:
+                if "function" not in str(e).lower():
+                    raise
+                reply = None  # no library on a fresh server: the synchronous call below loads it
+            except RETRIABLE:
+                pending.conn.disconnect()
+            except BaseException:
+                pending.conn.disconnect()
+                raise
+            finally:
+                self.client.connection_pool.release(pending.conn)
+        if reply is None:
+            reply = self._fcall(pending.fn, pending.args)
+        flags, pf_n, pf_bytes, pf_used, wasted = reply
+        hits = np.frombuffer(flags, dtype=np.uint8) == ord("1") if flags else np.zeros(0, bool)
+        return BatchOutcome(hits, int(pf_n), int(pf_bytes), int(pf_used), int(wasted))
+
+    def _fcall(self, fn: str, args: list[object]) -> list[object]:
+        try:
+            return self.client.fcall(fn, len(self.keys), *self.keys, *args)
         except redis.ResponseError as e:
             if "function" not in str(e).lower():
                 raise
             self.load()  # a fresh or restarted server has no library yet
-            flags, pf_n, pf_bytes, pf_used, wasted = self.client.fcall(fn, len(self.keys), *self.keys, *args)
-        hits = np.frombuffer(flags, dtype=np.uint8) == ord("1") if flags else np.zeros(0, bool)
-        return BatchOutcome(hits, int(pf_n), int(pf_bytes), int(pf_used), int(wasted))
+            return self.client.fcall(fn, len(self.keys), *self.keys, *args)
 
     def _entries(self) -> list[tuple[str, int, bool]]:
         """(content id, size, still an unrequested prefetch) per cached entry."""
@@ -160,6 +223,33 @@ class EdgeCache:
         """The user's current top predicted content ids (empty when expired or unknown)."""
         raw = self.client.get(self.ns.key(f"user:{user_id}"))
         return raw.decode().split(";", 1)[0].split(",") if raw else []
+
+
+def demand_args(items: Sequence[str], sizes: Sequence[int], users: Sequence[str], preds: Sequence[str],
+                pred_sizes: Sequence[int], probs: Sequence[float], s: CacheSettings) -> list[object]:
+    """The demand function's per-batch ARGV: msgpack arrays, then settings.
+
+    Probabilities go as '%.6g' text (kept in `user:<id>`) and as the numbers that text reads as.
+    """
+    def pack(xs: Sequence[object]) -> bytes:
+        return msgpack.packb(xs, default=lambda x: x.item())  # numpy scalars too
+    text, values = format_probs(probs)
+    return [pack(items), pack(sizes), pack(users), pack(preds), pack(pred_sizes), pack(text),
+            s.freq_half_life, s.pred_half_life, s.pred_weight, s.evict_sample, s.history_entries,
+            int(s.admission), pack(values)]
+
+
+def format_probs(probs: Sequence[float] | np.ndarray) -> tuple[list[str], list[float]]:
+    """Each probability as '%.6g' text and as float(text), converting each distinct value once."""
+    p = np.ascontiguousarray(probs, dtype=np.float64)
+    bits, inv = np.unique(p.view(np.int64), return_inverse=True)
+    if 4 * bits.size > p.size:  # mostly distinct (a model's softmax): no gain from sharing
+        text = [f"{x:.6g}" for x in p.tolist()]
+        return text, [float(t) for t in text]
+    uniq = [f"{x:.6g}" for x in bits.view(np.float64).tolist()]
+    inv = inv.ravel()
+    return (np.array(uniq, dtype=object)[inv].tolist(),
+            np.array([float(t) for t in uniq], dtype=np.float64)[inv].tolist())
 
 
 def _chunks(seq: list[bytes], n: int) -> list[list[bytes]]:

@@ -9,7 +9,7 @@ cached entry, score 2*tick, +1 while the entry is a prefetch not yet requested (
 order, size and prefetch state come back in the single ZPOPMIN of an eviction);
 `meta` hash: tick, used (items or bytes), pfw (weight of pending prefetches);
 `user:<id>` string: the user's top predicted content ids, comma-separated, with a TTL.
-The demand-aware mode (`edgecache_demand_v1`) has its own keys, see `cache_lua_demand`.
+The demand-aware mode (`edgecache_demand_v2`) has its own keys, see `cache_lua_demand`.
 """
 
 from edge_nodes.cache_lua_demand import DEMAND_LUA
@@ -17,7 +17,7 @@ from edge_nodes.cache_lua_demand import DEMAND_LUA
 LIBRARY_NAME = "edgecache"
 LIBRARY_VERSION = "2"
 FUNCTION = "edgecache_batch_v" + LIBRARY_VERSION
-DEMAND_FUNCTION = "edgecache_demand_v1"
+DEMAND_FUNCTION = "edgecache_demand_v2"
 
 LRU_LUA = r"""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +20,7 @@ import redis
 from redis.backoff import AbstractBackoff, ExponentialBackoff
 
 from edge_nodes.accounting import EdgeStats
-from edge_nodes.cache import BatchOutcome, EdgeCache
+from edge_nodes.cache import BatchOutcome, EdgeCache, PendingBatch, PreparedBatch
 from edge_nodes.predictors import Predictor
 from monitoring.metrics import (
     ORIGIN_BYTES,
@@ -63,6 +63,15 @@ class Catalog:
     @classmethod
     def of(cls, content_ids: np.ndarray, size_bytes: np.ndarray) -> Catalog:
         return cls(np.append(content_ids.astype(str), "-"), np.append(size_bytes.astype(np.int64), 0))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch with its predictions made and encoded, ready to send."""
+
+    batch: RequestBatch
+    sizes: np.ndarray
+    enc: PreparedBatch
 
 
 class Breaker:
@@ -131,12 +140,54 @@ class DeliveryFlow:
         self.breaker = breaker or Breaker()
         self.stats = EdgeStats()
         self.demand = EdgeDemand(catalog.sizes.size - 1, min_demand)
+        self._inflight: tuple[Prepared, PendingBatch | None] | None = None
 
     def serve(self, batch: RequestBatch) -> np.ndarray:
         """Serve a batch; per-request hit flags (all False for requests served during an outage)."""
+        self.submit(self.prepare(batch))
+        return self.finish()
+
+    def serve_stream(self, batches: Iterable[RequestBatch],
+                     on_batch: Callable[[RequestBatch], None] | None = None) -> None:
+        """Serve batches in order, predicting and encoding batch i+1 while the server runs batch i.
+
+        Same outcome as `serve` one batch at a time: a batch is sent only after the previous
+        reply is counted (it needs the running byte counters); `on_batch` runs just before.
+        """
+        try:
+            for batch in batches:
+                prep = self.prepare(batch)
+                self.finish()
+                if on_batch is not None:
+                    on_batch(batch)
+                self.submit(prep)
+        finally:
+            self.finish()  # also when a prediction fails: the batch in flight is still counted
+
+    def prepare(self, batch: RequestBatch) -> Prepared:
+        """Predictions for the batch and its encoding for the server (no server call)."""
         preds, probs = self._predict(batch)
         sizes = self.catalog.sizes[batch.item]
-        outcome = self._call_cache(batch, sizes, preds, probs) if self.breaker.allow() else None
+        flat = preds.ravel()
+        enc = self.cache.prepare(self.catalog.ids[batch.item].tolist(), sizes.tolist(), batch.user.tolist(),
+                                 self.catalog.ids[flat].tolist(), self.catalog.sizes[flat].tolist(),
+                                 self.top_k, probs.ravel())
+        return Prepared(batch, sizes, enc)
+
+    def submit(self, prep: Prepared) -> None:
+        """Send a prepared batch (or, while the breaker is open, mark it for the origin)."""
+        pending = None
+        if self.breaker.allow():
+            pending = self.cache.send(prep.enc, self.stats.requested_bytes, self.stats.prefetch_bytes)
+        self._inflight = (prep, pending)
+
+    def finish(self) -> np.ndarray:
+        """Read and count the submitted batch's outcome; its hit flags (empty if none was submitted)."""
+        if self._inflight is None:
+            return np.zeros(0, dtype=bool)
+        (prep, pending), self._inflight = self._inflight, None
+        batch, sizes = prep.batch, prep.sizes
+        outcome = self._receive(batch, pending) if pending is not None else None
         if outcome is None:
             self._count_outage(batch, sizes)
             return np.zeros(len(batch), dtype=bool)
@@ -155,15 +206,9 @@ class DeliveryFlow:
         PREDICTION_SECONDS.labels(self.edge_id).observe(time.perf_counter() - t0)
         return preds, probs
 
-    def _call_cache(self, batch: RequestBatch, sizes: np.ndarray, preds: np.ndarray,
-                    probs: np.ndarray) -> BatchOutcome | None:
-        flat = preds.ravel()
+    def _receive(self, batch: RequestBatch, pending: PendingBatch) -> BatchOutcome | None:
         try:
-            out = self.cache.serve(self.catalog.ids[batch.item].tolist(), sizes.tolist(),
-                                   batch.user.tolist(), self.catalog.ids[flat].tolist(),
-                                   self.catalog.sizes[flat].tolist(), self.top_k,
-                                   self.stats.requested_bytes, self.stats.prefetch_bytes,
-                                   probs.ravel().tolist())
+            out = self.cache.receive(pending)
         except OUTAGE_ERRORS as e:
             log.warning("edge %s: Redis unavailable (%s); serving %d requests from the origin",
                         self.edge_id, e.__class__.__name__, len(batch))

@@ -87,10 +87,8 @@ def replay_predictive(stream: EdgeStream, catalog: Catalog, cache: EdgeCache, pr
         log.warning("edge %s: could not flush before %s (%s)", stream.edge_id, policy, e)
     flow = DeliveryFlow(stream.edge_id, policy, cache, catalog, predictor, settings.top_k, breaker,
                         settings.min_demand)
-    for batch in stream.batches(settings.batch_size):
-        if on_batch is not None:
-            on_batch(stream.edge_id, policy, batch)
-        flow.serve(batch)
+    hook = None if on_batch is None else lambda batch: on_batch(stream.edge_id, policy, batch)
+    flow.serve_stream(stream.batches(settings.batch_size), hook)
     return flow.stats
 
 
