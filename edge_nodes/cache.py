@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -155,13 +156,13 @@ class EdgeCache:
         except RETRIABLE:
             if conn is not None:
                 conn.disconnect()
-                pool.release(conn)
+                pool.release(conn)  # type: ignore[arg-type]
             return PendingBatch(prep.fn, args, None)
         return PendingBatch(prep.fn, args, conn)
 
     def receive(self, pending: PendingBatch) -> BatchOutcome:
         """The outcome of a sent batch; retried (with the client's backoff) after a connection error."""
-        reply = None
+        reply: Any = None
         if pending.conn is not None:
             try:
                 reply = pending.conn.read_response()
@@ -175,7 +176,7 @@ class EdgeCache:
                 pending.conn.disconnect()
                 raise
             finally:
-                self.client.connection_pool.release(pending.conn)
+                self.client.connection_pool.release(pending.conn)  # type: ignore[arg-type]
         if reply is None:
             reply = self._fcall(pending.fn, pending.args)
         flags, pf_n, pf_bytes, pf_used, wasted = reply
@@ -194,9 +195,10 @@ class EdgeCache:
     def _entries(self) -> list[tuple[str, int, bool]]:
         """(content id, size, still an unrequested prefetch) per cached entry."""
         if self.demand:
-            raw = self.client.hgetall(self.keys[1])
+            raw: dict[bytes, bytes] = self.client.hgetall(self.keys[1])  # type: ignore[assignment]
             return [(k.decode(), int(v) // 2, int(v) % 2 == 1) for k, v in raw.items()]
-        members = self.client.zrange(self.keys[0], 0, -1, withscores=True)
+        members: list[tuple[bytes, float]] = self.client.zrange(  # type: ignore[assignment]
+            self.keys[0], 0, -1, withscores=True)
         return [(m.decode().rsplit("|", 1)[0], int(m.rsplit(b"|", 1)[1]), int(s) % 2 == 1) for m, s in members]
 
     def entries(self) -> dict[str, tuple[int, bool]]:
@@ -221,12 +223,12 @@ class EdgeCache:
 
     def predictions(self, user_id: str) -> list[str]:
         """The user's current top predicted content ids (empty when expired or unknown)."""
-        raw = self.client.get(self.ns.key(f"user:{user_id}"))
+        raw: bytes | None = self.client.get(self.ns.key(f"user:{user_id}"))  # type: ignore[assignment]
         return raw.decode().split(";", 1)[0].split(",") if raw else []
 
 
 def demand_args(items: Sequence[str], sizes: Sequence[int], users: Sequence[str], preds: Sequence[str],
-                pred_sizes: Sequence[int], probs: Sequence[float], s: CacheSettings) -> list[object]:
+                pred_sizes: Sequence[int], probs: Sequence[float] | np.ndarray, s: CacheSettings) -> list[object]:
     """The demand function's per-batch ARGV: msgpack arrays, then settings.
 
     Probabilities go as '%.6g' text (kept in `user:<id>`) and as the numbers that text reads as.

@@ -9,7 +9,6 @@ All of them are vectorized over the batch.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow.parquet as pq
 
+from edge_nodes import model
 from edge_nodes.errors import PredictorError
 
 TopK = Callable[[Any, Any, np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
@@ -141,12 +141,12 @@ class ModelPredictor:
     def from_npz(cls, path: Path, name: str = "model") -> ModelPredictor:
         if not path.is_file():
             raise PredictorError(f"model file {path} is missing; run `edgecache train` first")
-        model = _model_module()
         params, spec = model.load_params(path)
-        return cls(params, spec, model.top_k, name, getattr(model, "top_k_with_probs", None))
+        return cls(params, spec, model.top_k, name, model.top_k_with_probs)
 
     def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int) -> np.ndarray:
-        out = np.asarray(self._top_k(self.params, self.spec, hist, device_idx, hour, k), dtype=np.int64)
+        # one more than asked: the item just requested is dropped from the candidates
+        out = np.asarray(self._top_k(self.params, self.spec, hist, device_idx, hour, k + 1), dtype=np.int64)
         return first_k_unique(out, k, hist[:, -1:])
 
     def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray,
@@ -157,14 +157,6 @@ class ModelPredictor:
             return ids, np.where(ids >= 0, 1.0 / (1 + np.arange(k)), 0.0)
         ids, probs = self._top_k_probs(self.params, self.spec, hist, device_idx, hour, k + 1)
         return first_k_unique_scored(np.asarray(ids, dtype=np.int64), np.asarray(probs), k, hist[:, -1:])
-
-
-def _model_module() -> Any:
-    try:
-        return importlib.import_module("edge_nodes.model")
-    except ImportError as e:
-        raise PredictorError("edge_nodes.model is not available (the federated issue provides it); "
-                             "model-backed predictors cannot run without it") from e
 
 
 def _read(path: Path, columns: tuple[str, ...]) -> Any:

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from edge_nodes.errors import PredictorError
+from edge_nodes.model import ModelSpec, init_params, save_params
 from edge_nodes.predictors import MarkovPredictor, ModelPredictor, PopularityPredictor, first_k_unique
 from simulation.config import build_config
 from simulation.pipeline import StageContext
@@ -42,14 +44,22 @@ def test_edge_demand_is_causal_and_hand_computed() -> None:
     assert demand.score[2] == pytest.approx((0.5 + 1 + 1) * 0.5)  # decays between batches
 
 
-def test_model_predictor_with_stand_in_top_k() -> None:
-    # STAND-IN: edge_nodes/model.py is not on this branch; swap for the real top_k when merged.
-    def fake_top_k(params: Any, spec: Any, hist: np.ndarray, dev: np.ndarray, hour: np.ndarray,
-                   k: int) -> np.ndarray:
-        return (hist[:, -1:] + np.arange(1, k + 1)) % params
+def test_model_predictor_loads_a_real_model_file(tmp_path: Path) -> None:
+    spec = ModelSpec(n_items=12, dim=4, history_len=2, successor=tuple(range(1, 12)) + (-1,))
+    path = save_params(tmp_path / "m.npz", init_params(spec, np.random.default_rng(0)), spec)
+    pred = ModelPredictor.from_npz(path, "federated")
+    hist = np.array([[-1, 4], [8, 9], [3, 3]])
+    ids = pred.predict(hist, np.zeros(3, dtype=int), np.array([1, 20, 23]), 3)
+    assert ids.shape == (3, 3) and ((ids >= 0) & (ids < 12)).all()
+    for row, last in zip(ids, hist[:, -1], strict=True):
+        assert len(set(row)) == 3 and last not in row  # unique, never the item just requested
+    ids2, probs = pred.predict_scored(hist, np.zeros(3, dtype=int), np.array([1, 20, 23]), 3)
+    assert (np.diff(probs, axis=1) <= 1e-7).all() and (probs > 0).all() and (probs.sum(axis=1) <= 1 + 1e-6).all()
 
-    pred = ModelPredictor(10, None, fake_top_k, "federated")
-    assert pred.predict(np.array([[-1, 4], [8, 9]]), np.zeros(2), np.zeros(2), 2).tolist() == [[5, 6], [0, 1]]
+
+def test_model_predictor_names_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(PredictorError, match="edgecache train"):
+        ModelPredictor.from_npz(tmp_path / "none.npz")
 
 
 def _ctx(root: Path, redis_url: str, **cache: Any) -> StageContext:
