@@ -155,9 +155,10 @@ def _raise_on_sigterm(signum: int, frame: object) -> None:
 
 def main() -> None:
     """Console-script entry: one-line errors for the errors we raise on purpose."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("py4j", "alembic", "filelock", "matplotlib"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    # Our packages log progress at INFO; libraries (py4j, Ray, alembic, ...) only warnings.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for ours in ("simulation", "edge_nodes", "aggregator", "spark_features", "monitoring"):
+        logging.getLogger(ours).setLevel(logging.INFO)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         app()

@@ -22,6 +22,7 @@ from simulation.report_policies import overall_verdict, policy_sections
 from simulation.report_sections import (
     capacity_section,
     config_section,
+    quality_section,
     static_section,
     summary_section,
     timings_section,
@@ -32,7 +33,7 @@ from simulation.rundir import RunDir
 log = logging.getLogger(__name__)
 
 SECTION_IDS = ("summary", "configuration", "workload", "policies", "per-edge", "capacity",
-               "federated", "static-efficiency", "failures", "timings")
+               "federated", "static-efficiency", "prediction-quality", "failures", "timings")
 
 
 def build_sections(results: Mapping[str, Any]) -> list[Section]:
@@ -46,6 +47,7 @@ def build_sections(results: Mapping[str, Any]) -> list[Section]:
         capacity_section(results),
         federated_section(results),
         static_section(results),
+        quality_section(results),
         failures_section(results),
         timings_section(results),
     ]

@@ -114,6 +114,22 @@ def static_section(results: Mapping[str, Any]) -> Section:
     return Section("static-efficiency", "Static cache efficiency", tuple(blocks))
 
 
+def quality_section(results: Mapping[str, Any]) -> Section:
+    """Prediction quality: each predictor's hit@K against users' next requests in the test period."""
+    pq = results.get("prediction_quality")
+    title = "Prediction quality"
+    if not isinstance(pq, Mapping) or len(pq) <= 2:
+        return Section("prediction-quality", title, (not_in_run(title),))
+    k = pq.get("k")
+    models = {name: {"overall": {"hit_ratio": v["overall"]["hit_at_k"]},
+                     "per_edge": {e: {"hit_ratio": s["hit_at_k"]} for e, s in v["per_edge"].items()}}
+              for name, v in pq.items() if isinstance(v, Mapping)}
+    table = static_table(models)
+    table = Table(("predictor", *table.headers[1:]), table.rows,
+                        f"hit@{k} against the same user's next request in the test period.")
+    return Section("prediction-quality", title, (f"{pq.get('note', '')}.", table))
+
+
 def _hit_of(v: Any) -> Any:
     return v.get("hit_ratio") if isinstance(v, Mapping) else v
 

@@ -18,6 +18,7 @@ from monitoring import metrics
 from simulation.config import ExperimentConfig
 from simulation.errors import RunDirError
 from simulation.pipeline import StageContext
+from simulation.prediction_quality import hit_at_k, summarize_quality
 from simulation.reactive import OFFLINE, REACTIVE
 from simulation.replay import (
     PolicyRun,
@@ -93,6 +94,7 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
     runs: dict[str, PolicyRun] = {}
     skipped: dict[str, str] = {}
     static: dict[str, dict[str, Any]] = {"popularity": {}, "oracle": {}}
+    quality: dict[str, dict[str, tuple[int, int]]] = {}
     with redis_server(cfg.redis.url, databases=len(edges) + 1) as url:
         for i, edge in enumerate(edges):
             stream = load_stream(run.test_stream / f"edge_id={edge}", run.features / "user_state" / f"edge_id={edge}",
@@ -103,19 +105,20 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
             replay_reactive(stream, catalog, settings, cfg.cache.policies, runs)
             cache = EdgeCache(edge_namespace(url, edge, i, cfg.redis.isolation), settings.cache)
             try:
-                _replay_predictive_edge(cfg, run, stream, catalog, cache, settings, runs, skipped)
+                _replay_predictive_edge(cfg, run, stream, catalog, cache, settings, runs, skipped, quality)
                 _static(run, stream, catalog, settings, static)
             finally:
                 cache.flush()
                 cache.client.close()
             metrics.set_stage_progress("replay", (i + 1) / len(edges))
     return {"policies": summarize(runs, settings.latency), "static_efficiency": _static_summary(static),
-            "degraded": degraded(runs), "policies_skipped": skipped}
+            "degraded": degraded(runs), "policies_skipped": skipped,
+            "prediction_quality": summarize_quality(quality, cfg.model.top_k)}
 
 
 def _replay_predictive_edge(cfg: ExperimentConfig, run: RunDir, stream: EdgeStream, catalog: Catalog,
                             cache: EdgeCache, settings: ReplaySettings, runs: dict[str, PolicyRun],
-                            skipped: dict[str, str]) -> None:
+                            skipped: dict[str, str], quality: dict[str, dict[str, tuple[int, int]]]) -> None:
     items = catalog.sizes.size - 1
     for policy in predictive_policies(cfg, run):
         try:
@@ -126,6 +129,7 @@ def _replay_predictive_edge(cfg: ExperimentConfig, run: RunDir, stream: EdgeStre
             continue
         pr = runs.setdefault(policy, PolicyRun("predictive"))
         pr.per_edge[stream.edge_id] = replay_predictive(stream, catalog, cache, predictor, policy, settings)
+        quality.setdefault(policy, {})[stream.edge_id] = hit_at_k(stream, predictor, cfg.model.top_k)
 
 
 def _static(run: RunDir, stream: EdgeStream, catalog: Catalog, settings: ReplaySettings,
