@@ -17,7 +17,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import ROOT, figure, python, run_sampled
+import psutil
+
+from benchmarks.harness import ROOT, figure, python, run_sampled, tree_top
 
 STAGES = ("generate", "features", "train", "replay", "report")
 IDLE = "import simulation.cli, time; time.sleep(1.0)"
@@ -31,6 +33,7 @@ class StageClock:
         self.mtime = 0.0
         self.done: set[str] = set()
         self.peak: dict[str, float] = {}
+        self.top: dict[str, list[tuple[str, float]]] = {}  # biggest processes at each stage's peak
 
     def current(self) -> str:
         """The first stage without a timing in results.json yet."""
@@ -43,9 +46,11 @@ class StageClock:
             pass  # not written yet, or caught mid-write: keep the last view
         return next((s for s in STAGES if s not in self.done), "exit")
 
-    def __call__(self, elapsed: float, total_mb: float) -> None:
+    def __call__(self, elapsed: float, total_mb: float, proc: psutil.Process) -> None:
         stage = self.current()
-        self.peak[stage] = max(self.peak.get(stage, 0.0), total_mb)
+        if total_mb > self.peak.get(stage, 0.0):
+            self.peak[stage] = total_mb
+            self.top[stage] = tree_top(proc)
 
 
 def idle_rss_mb(workdir: Path) -> float:
@@ -80,9 +85,21 @@ def measure(config: Path, overrides: list[str], workdir: Path, logs: Path,
             figures.append(figure(f"e2e {stage} peak RSS (tree)", clock.peak[stage], "MB",
                                   "idle CLI interpreter", idle))
     figures.append(figure("e2e peak RSS (tree)", sample.peak_rss_mb, "MB", "idle CLI interpreter", idle))
+    figures += _train_split(results)
     return {"figures": figures, "config": str(config), "overrides": overrides, "timings": timings,
             "events": results.get("workload", {}).get("events"), "stage_peak_rss_mb": clock.peak,
+            "stage_peak_processes": clock.top,
             "idle_rss_mb": round(idle, 1), "rss_series": sample.series[::4]}
+
+
+def _train_split(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """How much of the train stage the federated rounds are (the rest: Ray start, baselines, personalization)."""
+    timings, rounds = results["timings"], results.get("federated", {}).get("rounds", [])
+    if "train_round_mean_s" not in timings or not rounds:
+        return []
+    in_rounds = float(timings["train_round_mean_s"]) * len(rounds)
+    return [figure(f"e2e train: {len(rounds)} federated rounds", in_rounds, "s", "train stage", float(timings["train_s"]),
+                   "the rest: Ray start-up, local_only + centralized baselines, personalization")]
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ Parser = Callable[[str, Path], dict[str, Any]]
 
 @dataclass(frozen=True)
 class Bench:
-    """One benchmark: a command (with `{json}` where its JSON output path goes) and a timeout."""
+    """One benchmark: a command (`{json}`: its JSON output path, `{logs}`: a log folder) and a timeout."""
 
     name: str
     argv: tuple[str, ...]
@@ -67,8 +67,23 @@ def tree_rss_mb(proc: psutil.Process) -> tuple[float, float]:
     return total, biggest
 
 
+def tree_top(proc: psutil.Process, n: int = 5) -> list[tuple[str, float]]:
+    """The n biggest processes of a tree by RSS: (name, MB), to say what a peak is made of."""
+    rows = []
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return []
+    for p in procs:
+        try:
+            rows.append((p.name(), round(p.memory_info().rss / MB, 1)))
+        except psutil.Error:
+            continue
+    return sorted(rows, key=lambda r: -r[1])[:n]
+
+
 def run_sampled(argv: list[str], timeout_s: float, stdout: Path, interval: float = 0.25,
-                on_sample: Callable[[float, float], None] | None = None,
+                on_sample: Callable[[float, float, psutil.Process], None] | None = None,
                 env: dict[str, str] | None = None) -> tuple[int, float, TreeSample]:
     """Run argv in its own session; return (exit code, wall seconds, memory samples).
 
@@ -89,7 +104,7 @@ def run_sampled(argv: list[str], timeout_s: float, stdout: Path, interval: float
             total, biggest = tree_rss_mb(proc)
             _record(sample, elapsed, total, biggest)
             if on_sample is not None:
-                on_sample(elapsed, total)
+                on_sample(elapsed, total, proc)
             code = _reap(child, sample)
             if code is None:
                 time.sleep(interval)
@@ -144,7 +159,8 @@ def run_bench(bench: Bench, workdir: Path) -> dict[str, Any]:
     json_path = workdir / f"{bench.name}.json"
     json_path.unlink(missing_ok=True)
     log_path = workdir / f"{bench.name}.log"
-    argv = [a.replace("{json}", str(json_path)) for a in bench.argv]
+    logs = str(workdir / f"{bench.name}-logs")
+    argv = [a.replace("{json}", str(json_path)).replace("{logs}", logs) for a in bench.argv]
     log.info("bench %s: %s", bench.name, " ".join(argv))
     code, wall, sample = run_sampled(argv, bench.timeout_s, log_path)
     result: dict[str, Any] = {"name": bench.name, "command": argv, "returncode": code,

@@ -16,11 +16,12 @@ SCALE_NOTE = """\
 Which stages the sweep covers, and why: `make bench` must finish in under 20 minutes on this
 2-core machine, and the default experiment alone takes ~4 minutes of it. The events axis runs
 generate + features (the two stages whose cost is per event) at 0.25M, 1M and 4M events, and
-generate alone at 16M: the Spark job at 16M would take roughly a third of the budget by itself
-(extrapolate it from the slope). Users grow with events (250 events per user), so a bigger
+generate alone at 16M: the Spark job took 175 s at 4M here, so 16M would take ~12 minutes, more
+than half the budget by itself (extrapolate it from the slope). Users grow with events (250 events per user), so a bigger
 point is a bigger service with the same viewing habits. The edges axis runs generate +
-features + 2 federated rounds (no baselines, no personalization) at 1M events: same data,
-split over more edges, so any growth is per-edge overhead. Train and replay per event are
+features + 2 federated rounds (no baselines, no personalization) at 250k events: the same data
+split over more edges, so any growth is per-edge overhead (Spark partitions and files per edge,
+one Ray actor turn per ClientApp). Train and replay per event are
 covered by the federated and replay benchmarks and by the end-to-end run."""
 
 
@@ -95,10 +96,12 @@ def _e2e_section(e2e: dict[str, Any]) -> list[str]:
     out = ["", "## End to end by stage", "",
            f"`{e2e.get('config')}` {' '.join(e2e.get('overrides', []))}: {e2e.get('events'):,} events, "
            f"pipeline total {total:.1f} s. Dominant stage: **{top}** ({stages[top] / total:.0%} of the time).", "",
-           "| stage | seconds | share | peak RSS MB (tree) |", "|---|---|---|---|"]
-    peaks = e2e.get("stage_peak_rss_mb", {})
+           "| stage | seconds | share | peak RSS MB (tree) | biggest processes at the peak (MB) |",
+           "|---|---|---|---|---|"]
+    peaks, tops = e2e.get("stage_peak_rss_mb", {}), e2e.get("stage_peak_processes", {})
     for s, v in stages.items():
-        out.append(f"| {s} | {v:.1f} | {v / total:.0%} | {_fmt(peaks.get(s, float('nan')))} |")
+        top = ", ".join(f"{name} {mb:,.0f}" for name, mb in tops.get(s, []))
+        out.append(f"| {s} | {v:.1f} | {v / total:.0%} | {_fmt(peaks.get(s, float('nan')))} | {top} |")
     return out
 
 

@@ -61,8 +61,9 @@ def benches(quick: bool) -> list[Bench]:
     out += [
         Bench("replay", python("benchmarks/bench_replay.py", "--requests", "50000" if quick else "200000"),
               300, parse=parse_replay),
-        Bench("e2e", python("-m", "benchmarks.bench_e2e", *e2e_sets, "--json", "{json}"), 1500),
-        Bench("scale", python("-m", "benchmarks.scale", *(["--quick"] if quick else []), "--json", "{json}"),
+        Bench("e2e", python("-m", "benchmarks.bench_e2e", *e2e_sets, "--json", "{json}", "--logs", "{logs}"), 1500),
+        Bench("scale", python("-m", "benchmarks.scale", *(["--quick"] if quick else []), "--json", "{json}",
+                                     "--logs", "{logs}"),
               1500),
     ]
     return out
