@@ -10,7 +10,7 @@ from rich.table import Table
 
 from benchmarks.harness import figures_of, write_json
 
-COLUMNS = ("bench", "figure", "value", "unit", "baseline", "baseline_value", "ratio")
+COLUMNS = ("bench", "figure", "value", "unit", "baseline", "baseline_value", "ratio", "note")
 SHOWN = ("bench", "figure", "value", "baseline", "baseline value", "ratio")
 SCALE_NOTE = """\
 Which stages the sweep covers, and why: `make bench` must finish in under 20 minutes on this
@@ -140,6 +140,9 @@ def plot_scale(scale: dict[str, Any], path: Path) -> Path | None:
         ax.set_xlabel(f"{axis} (log)")
         ax.set_ylabel(ylabel)
         ax.set_xscale("log")
+        ticks = sorted({p["value"] for p in points if p["axis"] == axis})
+        ax.set_xticks(ticks, [f"{t / 1e6:g}M" if axis == "events" else str(t) for t in ticks])
+        ax.minorticks_off()
         ax.set_yscale("log" if axis == "events" else "linear")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
