@@ -46,6 +46,7 @@ class TreeSample:
 
     peak_rss_mb: float = 0.0
     peak_process_mb: float = 0.0
+    kernel_peak_mb: float = 0.0  # wait4 ru_maxrss: the child (or a descendant it reaped), never a sum
     samples: int = 0
     series: list[tuple[float, float]] = field(default_factory=list)  # (seconds, tree RSS MB)
 
@@ -123,6 +124,7 @@ def _reap(child: subprocess.Popen[Any], sample: TreeSample) -> int | None:
         return None
     child.returncode = os.waitstatus_to_exitcode(status)
     peak = usage.ru_maxrss / 1024  # KB on Linux
+    sample.kernel_peak_mb = peak
     sample.peak_process_mb = max(sample.peak_process_mb, peak)
     sample.peak_rss_mb = max(sample.peak_rss_mb, peak)
     return child.returncode
@@ -166,6 +168,7 @@ def run_bench(bench: Bench, workdir: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"name": bench.name, "command": argv, "returncode": code,
                               "wall_s": round(wall, 2), "peak_rss_mb": round(sample.peak_rss_mb, 1),
                               "peak_process_rss_mb": round(sample.peak_process_mb, 1),
+                              "kernel_peak_rss_mb": round(sample.kernel_peak_mb, 1),
                               "log": str(log_path)}
     try:
         text = log_path.read_text(errors="replace")

@@ -14,10 +14,11 @@ COLUMNS = ("bench", "figure", "value", "unit", "baseline", "baseline_value", "ra
 SHOWN = ("bench", "figure", "value", "baseline", "baseline value", "ratio")
 SCALE_NOTE = """\
 Which stages the sweep covers, and why: `make bench` must finish in under 20 minutes on this
-2-core machine, and the default experiment alone takes ~4 minutes of it. The events axis runs
+2-core machine, and the default experiment alone takes 3-4 minutes of it. The events axis runs
 generate + features (the two stages whose cost is per event) at 0.25M, 1M and 4M events, and
-generate alone at 16M: the Spark job took 175 s at 4M here, so 16M would take ~12 minutes, more
-than half the budget by itself (extrapolate it from the slope). Users grow with events (250 events per user), so a bigger
+generate alone at 16M: the Spark job took 100-175 s at 4M here (load-dependent), so 16M would take
+5-12 minutes, up to half the budget by itself; its time is extrapolated below from the marginal
+cost between the two largest measured points. Users grow with events (250 events per user), so a bigger
 point is a bigger service with the same viewing habits. The edges axis runs generate +
 features + 2 federated rounds (no baselines, no personalization) at 250k events: the same data
 split over more edges, so any growth is per-edge overhead (Spark partitions and files per edge,
@@ -102,7 +103,7 @@ def _e2e_section(e2e: dict[str, Any]) -> list[str]:
     for s, v in stages.items():
         top = ", ".join(f"{name} {mb:,.0f}" for name, mb in tops.get(s, []))
         out.append(f"| {s} | {v:.1f} | {v / total:.0%} | {_fmt(peaks.get(s, float('nan')))} | {top} |")
-    return out
+    return out + _leftovers(tops)
 
 
 def _scale_section(scale: dict[str, Any], plot: Path | None) -> list[str]:
@@ -112,6 +113,7 @@ def _scale_section(scale: dict[str, Any], plot: Path | None) -> list[str]:
     out = ["", "## Scale sweep", "", SCALE_NOTE, ""]
     if plot is not None:
         out += [f"![scale sweep]({plot.name})", ""]
+    out += _extrapolation(points)
     out += ["| axis | value | stage | stage s | wall s | peak RSS MB |", "|---|---|---|---|---|---|"]
     for p in points:
         for stage, v in p["stages"].items():
@@ -120,6 +122,29 @@ def _scale_section(scale: dict[str, Any], plot: Path | None) -> list[str]:
         if "error" in p:
             out.append(f"| {p['axis']} | {p['value']:,} | FAILED | {p['error']} | | |")
     return out
+
+
+def _extrapolation(points: list[dict[str, Any]]) -> list[str]:
+    """The features stage at 16M events, from the marginal cost between its two largest points."""
+    xy = sorted((p["value"], float(p["stages"]["features"]["s"])) for p in points
+                if p["axis"] == "events" and "features" in p["stages"])
+    if len(xy) < 2 or xy[-1][0] >= 16_000_000:
+        return []
+    (x0, y0), (x1, y1) = xy[-2], xy[-1]
+    per_m = (y1 - y0) / (x1 - x0) * 1e6
+    guess = y1 + per_m * (16_000_000 - x1) / 1e6
+    return [f"Features at 16M events (not run): {per_m:.1f} s per extra million events between "
+            f"{x0 / 1e6:g}M and {x1 / 1e6:g}M, so about {guess:.0f} s at 16M if it stays linear.", ""]
+
+
+def _leftovers(tops: dict[str, list[Any]]) -> list[str]:
+    """Say when the Spark JVM is still resident during later stages (memory they do not use)."""
+    later = [(s, mb) for s in ("train", "replay", "report") for name, mb in tops.get(s, []) if name == "java"]
+    if not later:
+        return []
+    stages = ", ".join(s for s, _ in later)
+    return ["", f"The Spark JVM is still resident during {stages} ({max(mb for _, mb in later):,.0f} MB at "
+            "those stages' peaks): stopping the SparkSession does not end PySpark's gateway JVM."]
 
 
 def plot_scale(scale: dict[str, Any], path: Path) -> Path | None:

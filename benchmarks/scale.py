@@ -79,7 +79,9 @@ def run_point(point: Point, workdir: Path, logs: Path, timeout_s: float) -> dict
             break
         timings = json.loads((out / "results.json").read_text()).get("timings", {})
         row["stages"][stage] = {"s": timings.get(f"{stage}_s", wall), "wall_s": round(wall, 2),
-                                "peak_rss_mb": round(sample.peak_rss_mb, 1)}
+                                "peak_rss_mb": round(sample.peak_rss_mb, 1),
+                                "peak_process_rss_mb": round(sample.peak_process_mb, 1),
+                                "kernel_peak_rss_mb": round(sample.kernel_peak_mb, 1)}
     shutil.rmtree(out, ignore_errors=True)  # 16M events are ~2 GB of JSONL
     return row
 
