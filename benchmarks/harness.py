@@ -5,6 +5,8 @@ from its output). Every dict carries `figures`: rows of value vs a baseline meas
 same run, so the ratio is what survives a noisy, shared machine. The harness adds the
 subprocess's wall time and the peak RSS of its whole process tree (JVM, Ray workers and
 Redis included: the sum of the tree's RSS, sampled, so shared pages count more than once).
+Descendants younger than a second are left out of the sum: a JVM forks helpers (Hadoop's
+shell commands) whose copy-on-write RSS would otherwise count the JVM's memory twice.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import psutil
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1024 * 1024
+MIN_AGE_S = 1.0  # younger descendants are fork-then-exec helpers sharing their parent's pages
 
 Parser = Callable[[str, Path], dict[str, Any]]
 
@@ -51,14 +54,25 @@ class TreeSample:
     series: list[tuple[float, float]] = field(default_factory=list)  # (seconds, tree RSS MB)
 
 
-def tree_rss_mb(proc: psutil.Process) -> tuple[float, float]:
-    """(sum, max) RSS in MB over a process and all its descendants; vanished ones count 0."""
-    total, biggest = 0.0, 0.0
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    """The process and its descendants that have lived at least MIN_AGE_S (none if it is gone)."""
     try:
-        procs = [proc, *proc.children(recursive=True)]
+        kids = proc.children(recursive=True)
     except psutil.Error:
-        return 0.0, 0.0
-    for p in procs:
+        return []
+    now = time.time()
+    settled = []
+    for p in kids:
+        with contextlib.suppress(psutil.Error):
+            if now - p.create_time() >= MIN_AGE_S:
+                settled.append(p)
+    return [proc, *settled]
+
+
+def tree_rss_mb(proc: psutil.Process) -> tuple[float, float]:
+    """(sum, max) RSS in MB over a process and its settled descendants; vanished ones count 0."""
+    total, biggest = 0.0, 0.0
+    for p in _tree(proc):
         try:
             rss = p.memory_info().rss / MB
         except psutil.Error:
@@ -71,11 +85,7 @@ def tree_rss_mb(proc: psutil.Process) -> tuple[float, float]:
 def tree_top(proc: psutil.Process, n: int = 5) -> list[tuple[str, float]]:
     """The n biggest processes of a tree by RSS: (name, MB), to say what a peak is made of."""
     rows = []
-    try:
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.Error:
-        return []
-    for p in procs:
+    for p in _tree(proc):
         try:
             rows.append((p.name(), round(p.memory_info().rss / MB, 1)))
         except psutil.Error:

@@ -170,7 +170,8 @@ def plot_scale(scale: dict[str, Any], path: Path) -> Path | None:
         ax.minorticks_off()
         ax.set_yscale("log" if axis == "events" else "linear")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     axes[0].set_title("time vs events (dashed: linear from 1M)")
     axes[1].set_title("memory vs events")
     axes[2].set_title("time vs edges (same events)")

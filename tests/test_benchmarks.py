@@ -99,3 +99,18 @@ def test_real_workload_benchmark_through_the_harness(tmp_path: Path) -> None:
     assert "error" not in res, res.get("error")
     ratios = [f["ratio"] for f in res["figures"]]
     assert len(ratios) == 3 and all(r > 0 for r in ratios)
+
+
+def test_report_sections_name_the_dominant_stage_and_extrapolate(tmp_path: Path) -> None:
+    e2e = {"config": "default.toml", "overrides": [], "events": 1000,
+           "timings": {"generate_s": 1.0, "features_s": 3.0, "train_s": 6.0, "train_round_mean_s": 0.5,
+                       "total_s": 10.0},
+           "stage_peak_rss_mb": {"train": 300.0}, "stage_peak_processes": {"train": [["java", 200.0]]}}
+    scale = {"points": [{"axis": "events", "value": v, "stages": {"features": {"s": s, "wall_s": s,
+                                                                               "peak_rss_mb": 10.0}}}
+                        for v, s in ((1_000_000, 10.0), (4_000_000, 40.0))]}
+    md = write_report(_payload({"e2e": e2e, "scale": scale}), tmp_path / "bench.json", tmp_path).read_text()
+    assert "Dominant stage: **train** (60% of the time)" in md
+    assert "Spark JVM is still resident during train" in md
+    assert "10.0 s per extra million events" in md and "about 160 s at 16M" in md
+    assert (tmp_path / "scale.png").stat().st_size > 0
