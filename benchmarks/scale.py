@@ -17,6 +17,7 @@ import logging
 import math
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ def run_point(point: Point, workdir: Path, logs: Path, timeout_s: float) -> dict
     return row
 
 
-def slope(xs: list[float], ys: list[float]) -> float:
+def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     """Least-squares slope of log y on log x: 1.0 = linear growth."""
     lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
     mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
