@@ -31,8 +31,10 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# Every benchmark, ratios vs same-run baselines -> bench.json, benchmarks/out/bench.md (< 20 min on
+# 2 cores). make bench BENCH_ARGS=--quick (a few minutes) or BENCH_ARGS='--only features,replay'.
 bench: setup
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 # Re-pin after changing dependencies in pyproject.toml.
 lock:

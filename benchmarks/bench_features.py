@@ -1,6 +1,6 @@
 """Benchmark (not a test): events/s of the Spark feature job on ~1M events, against DuckDB.
 
-    python benchmarks/bench_features.py [--events 1000000] [--master local[2]] [--keep DIR]
+    python benchmarks/bench_features.py [--events 1000000] [--master local[2]] [--keep DIR] [--json PATH]
 
 Writes a synthetic run directory (numpy: Zipf items, per-user sessions, 1% dirty rows) in the
 generate contract, then measures in the same process:
@@ -13,6 +13,7 @@ generate contract, then measures in the same process:
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -119,20 +120,13 @@ def timed(label: str, fn, *args):  # noqa: ANN001, ANN202
     return out, dt
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--edges", type=int, default=8)
-    ap.add_argument("--master", default="local[2]")
-    ap.add_argument("--shuffle-partitions", type=int, default=8)
-    ap.add_argument("--keep", type=Path, help="write the run here and keep it")
-    a = ap.parse_args()
-    root = a.keep or Path(tempfile.mkdtemp(prefix="bench_features_"))
-    root.mkdir(parents=True, exist_ok=True)
-    n = a.events
-    _, t_gen = timed(f"generate {n} events (numpy)", write_workload, root, n, a.edges, 4000, 3000)
-    spark, t_jvm = timed(f"JVM start-up ({a.master})", get_spark, a.master, a.shuffle_partitions, "3g")
+def measure(root: Path, events: int, edges: int, master: str, shuffle_partitions: int) -> dict:
+    """Write the workload under root, time the Spark job and both transition aggregations."""
+    from benchmarks.harness import figure
+
+    n = events
+    _, t_gen = timed(f"generate {n} events (numpy)", write_workload, root, n, edges, 4000, 3000)
+    spark, t_jvm = timed(f"JVM start-up ({master})", get_spark, master, shuffle_partitions, "3g")
     cut = str(START + np.timedelta64(DAYS - TEST_DAYS, "D")).replace("T", " ")
     settings = FeatureSettings(run_dir=root, cut=cut)
     report, t_cold = timed("feature job (first run)", run_features, spark, settings)
@@ -141,15 +135,49 @@ def main() -> None:
     threads = int(spark.sparkContext.defaultParallelism)
     n_dd, t_dd = timed(f"transitions only: DuckDB ({threads} thr)", duckdb_transitions, root,
                        root / "bench_duckdb_trans.parquet", threads)
+    duck = f"DuckDB transitions ({threads} thr)"
+    whole = "the whole job (validate, split, every per-edge and pooled table) vs one aggregation"
+    figures = [
+        figure("Spark transitions events/s", n / t_sp, "ev/s", duck, n / t_dd, "same aggregation, same files"),
+        figure("Spark feature job events/s (warm)", n / t_warm, "ev/s", duck, n / t_dd, whole),
+        figure("Spark feature job events/s (cold)", n / t_cold, "ev/s", duck, n / t_dd, whole),
+        figure("Spark job incl. JVM start events/s", n / (t_jvm + t_cold), "ev/s", duck, n / t_dd, whole),
+    ]
+    return {"events": n, "edges": edges, "master": master, "figures": figures,
+            "seconds": {"generate": t_gen, "jvm_start": t_jvm, "job_cold": t_cold, "job_warm": t_warm,
+                        "spark_transitions": t_sp, "duckdb_transitions": t_dd},
+            "transition_rows": {"spark": n_sp, "duckdb": n_dd, "same": n_sp == n_dd},
+            "rows": {"input": report["input"], "train": report["train_events"], "test": report["test_events"],
+                     "quarantined": report["quarantined"]["total"]}}
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--edges", type=int, default=8)
+    ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--shuffle-partitions", type=int, default=8)
+    ap.add_argument("--keep", type=Path, help="write the run here and keep it")
+    ap.add_argument("--json", type=Path, help="also write the figures (value, baseline, ratio) here")
+    a = ap.parse_args()
+    root = a.keep or Path(tempfile.mkdtemp(prefix="bench_features_"))
+    root.mkdir(parents=True, exist_ok=True)
+    res = measure(root, a.events, a.edges, a.master, a.shuffle_partitions)
+    n, sec, rows = a.events, res["seconds"], res["rows"]
+    n_sp, n_dd = res["transition_rows"]["spark"], res["transition_rows"]["duckdb"]
     log.info("transition rows: Spark %d, DuckDB %d (%s)", n_sp, n_dd, "same" if n_sp == n_dd else "DIFFERENT")
-    log.info("rows %d: %d train, %d test, %d quarantined", report["input"], report["train_events"],
-             report["test_events"], report["quarantined"]["total"])
-    rate = {"job incl. JVM start-up": n / (t_jvm + t_cold), "job, first run": n / t_cold,
-            "job, warm JVM": n / t_warm, "transitions, Spark": n / t_sp, "transitions, DuckDB": n / t_dd}
+    log.info("rows %d: %d train, %d test, %d quarantined", rows["input"], rows["train"], rows["test"],
+             rows["quarantined"])
+    rate = {"job incl. JVM start-up": n / (sec["jvm_start"] + sec["job_cold"]), "job, first run": n / sec["job_cold"],
+            "job, warm JVM": n / sec["job_warm"], "transitions, Spark": n / sec["spark_transitions"],
+            "transitions, DuckDB": n / sec["duckdb_transitions"]}
     for k, v in rate.items():
         log.info("%-26s %10.0f events/s", k, v)
-    log.info("DuckDB / Spark on the transition aggregation: %.2fx", t_sp / t_dd)
-    log.info("DuckDB transitions / full Spark job (warm): %.2fx", t_warm / t_dd)
+    log.info("DuckDB / Spark on the transition aggregation: %.2fx", sec["spark_transitions"] / sec["duckdb_transitions"])
+    log.info("DuckDB transitions / full Spark job (warm): %.2fx", sec["job_warm"] / sec["duckdb_transitions"])
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=2) + "\n")
     if a.keep is None:
         shutil.rmtree(root, ignore_errors=True)
 

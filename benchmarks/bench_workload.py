@@ -3,6 +3,7 @@
     python benchmarks/bench_workload.py              # 1M events (experiments/default.toml)
     python benchmarks/bench_workload.py --events 20000000
     python benchmarks/bench_workload.py --learnability   # also hit@10: next-item model vs popularity
+    python benchmarks/bench_workload.py --json out.json  # also the figures, for `python -m benchmarks`
 
 Each measurement runs in a fresh subprocess so its peak RSS is its own. Baselines: drawing
 the same number of uniform random events with numpy alone (the floor), and writing a
@@ -60,16 +61,34 @@ def _py(code: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def measure(events: int, config: str, tmp: Path) -> dict:
+    """Generate `events` events and the two baselines, each in its own subprocess; figures with ratios."""
+    from benchmarks.harness import figure
+
+    gen = _py(GENERATE, config, str(tmp), f"workload.events={events}")
+    floor = _py(NUMPY_FLOOR, str(events))
+    naive = _py(JSON_DUMPS, str(tmp / "naive.jsonl"))
+    rate, floor_rate = events / gen["seconds"], events / floor["seconds"]
+    figures = [
+        figure("generate events/s", rate, "ev/s", "numpy uniform draw (floor)", floor_rate),
+        figure("generate events/s", rate, "ev/s", "json.dumps per row (naive writer)",
+               1.0 / naive["seconds_per_event"]),
+        figure("generate peak RSS", gen["rss_mb"], "MB", "numpy uniform draw (floor)", floor["rss_mb"]),
+    ]
+    return {"events": events, "figures": figures, "generate": gen, "numpy_floor": floor, "json_dumps": naive}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--config", default=str(ROOT / "experiments" / "default.toml"))
     ap.add_argument("--learnability", action="store_true")
+    ap.add_argument("--json", type=Path, help="also write the figures (value, baseline, ratio) here")
     args = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
     with tempfile.TemporaryDirectory() as tmp:
-        gen = _py(GENERATE, args.config, tmp, f"workload.events={args.events}")
-        floor = _py(NUMPY_FLOOR, str(args.events))
-        naive = _py(JSON_DUMPS, str(Path(tmp) / "naive.jsonl"))
+        res = measure(args.events, args.config, Path(tmp))
+        gen, floor, naive = res["generate"], res["numpy_floor"], res["json_dumps"]
         n = args.events
         print(f"generate: {n:,} events in {gen['seconds']:.2f} s = {n / gen['seconds']:,.0f} events/s, "
               f"peak RSS {gen['rss_mb']:,.0f} MB")
@@ -79,8 +98,9 @@ def main() -> None:
         print(f"json.dumps per row, extrapolated: {naive_s:.2f} s for the writing alone "
               f"(generate end to end is {naive_s / gen['seconds']:.1f}x faster)")
         print("workload:", json.dumps(gen["summary"]))
+        if args.json:
+            args.json.write_text(json.dumps(res, indent=2) + "\n")
         if args.learnability:
-            sys.path.insert(0, str(ROOT))
             from simulation.config import load_config
             from simulation.learnability import evaluate_run
 

@@ -1,0 +1,116 @@
+"""The bench harness: a tiny benchmark through a real subprocess to bench.json; the parsers and
+the growth figures on hand-computed inputs. No wall-clock time is ever asserted."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.harness import Bench, figure, figures_of, run_all
+from benchmarks.report import write_report
+from benchmarks.scale import figures as scale_figures
+from benchmarks.scale import slope
+from benchmarks.suite import benches, parse_replay, select
+
+TINY = """
+import json, sys
+rows = [{"figure": "tiny rate", "value": 50.0, "unit": "x/s", "baseline": "floor", "baseline_value": 200.0,
+         "ratio": 0.25}]
+json.dump({"figures": rows, "buffer": len(bytearray(20 * 1024 * 1024))}, open(sys.argv[1], "w"))
+"""
+
+REPLAY_OUT = """embedded Redis valkey-server on port 1 (pid 2)
+predictive replay (Redis demand, prefetch)      50000 req/s
+Redis LRU, prefetch off                        200000 req/s
+raw pipelined GETs                             100000 req/s
+libCacheSim LRU                               1000000 req/s
+hit ratio: predictive demand 0.4673, redis lru 0.3494 (capacity 100 items)
+ratio predictive / raw GETs:      0.50
+"""
+
+
+def _payload(results: dict) -> dict:
+    return {"mode": "test", "started": "now", "wall_s": 1.0, "results": results, "load_end": [0, 0, 0],
+            "machine": {"cpus": 2, "memory_gb": 1, "load_avg_1_5_15": [0, 0, 0]}}
+
+
+def test_harness_runs_a_tiny_benchmark_and_writes_bench_json(tmp_path: Path) -> None:
+    ok = Bench("tiny", (sys.executable, "-c", TINY, "{json}"), timeout_s=60)
+    broken = Bench("broken", (sys.executable, "-c", "raise SystemExit(3)"), timeout_s=60)
+    results = run_all([ok, broken], tmp_path / "out")
+    md = write_report(_payload(results), tmp_path / "bench.json", tmp_path / "out")
+    written = json.loads((tmp_path / "bench.json").read_text())
+    tiny = written["results"]["tiny"]
+    assert tiny["returncode"] == 0 and "error" not in tiny
+    assert tiny["figures"][0]["ratio"] == 0.25
+    assert tiny["peak_rss_mb"] > 0 and tiny["wall_s"] > 0
+    assert written["results"]["broken"]["returncode"] == 3  # a failed benchmark is kept, not fatal
+    assert "exit 3" in written["results"]["broken"]["error"]
+    assert "| tiny | tiny rate | 50 | x/s | floor | 200 | 0.25 |" in md.read_text()
+
+
+def test_figure_ratio_is_value_over_baseline() -> None:
+    assert figure("f", 3.0, "s", "b", 2.0)["ratio"] == 1.5
+    assert figure("f", 3.0, "s", "b", 0.0)["ratio"] != figure("f", 3.0, "s", "b", 0.0)["ratio"]  # nan
+
+
+def test_parse_replay_matches_rows_and_baselines_by_name() -> None:
+    res = parse_replay(REPLAY_OUT, Path("unused"))
+    rows = {(f["figure"], f["baseline"]): f["ratio"] for f in res["figures"]}
+    assert rows[("predictive replay (Redis demand, prefetch)", "raw pipelined GETs")] == 0.5
+    assert rows[("predictive replay (Redis demand, prefetch)", "libCacheSim LRU")] == 0.05
+    assert rows[("Redis LRU, prefetch off", "raw pipelined GETs")] == 2.0
+    assert rows[("raw pipelined GETs", "libCacheSim LRU")] == 0.1
+    assert "0.4673" in res["hit_ratio"]
+
+
+def test_scale_slope_and_linear_extrapolation() -> None:
+    assert slope([1, 10, 100], [2, 20, 200]) == pytest.approx(1.0)
+    assert slope([1, 10, 100], [5, 5, 5]) == pytest.approx(0.0)
+    rows = [{"axis": "events", "value": v, "stages": {"generate": {"s": v / 1e5, "peak_rss_mb": 100.0}}}
+            for v in (250_000, 1_000_000, 4_000_000)]
+    rows.append({"axis": "edges", "value": 4, "stages": {"train": {"s": 10.0, "peak_rss_mb": 1.0}}})
+    rows.append({"axis": "edges", "value": 16, "stages": {"train": {"s": 15.0, "peak_rss_mb": 1.0}}})
+    figs = {f["figure"]: f for f in scale_figures(rows)}
+    assert figs["scale generate time vs events: log-log slope"]["ratio"] == pytest.approx(1.0)
+    assert figs["scale generate peak RSS vs events: log-log slope"]["value"] == pytest.approx(0.0)
+    assert figs["scale generate time @ 4M events"]["ratio"] == pytest.approx(1.0)  # vs 1M point x 4
+    assert figs["scale train time @ 16 edges"]["ratio"] == 1.5
+
+
+def test_suite_selection_and_quick_mode() -> None:
+    names = [b.name for b in benches(quick=False)]
+    assert names[:2] == ["workload", "features"] and {"federated_64", "replay", "e2e", "scale"} <= set(names)
+    assert [b.name for b in select(benches(quick=True), ["federated"])] == ["federated_4", "federated_16"]
+    with pytest.raises(SystemExit):
+        select(benches(quick=True), ["nope"])
+    assert figures_of({"a": {"figures": [{"figure": "x"}]}, "b": {}}) == [{"bench": "a", "figure": "x"}]
+
+
+@pytest.mark.slow
+def test_real_workload_benchmark_through_the_harness(tmp_path: Path) -> None:
+    """bench_workload.py --json at a tiny size, as `python -m benchmarks` runs it."""
+    bench = next(b for b in benches(quick=True) if b.name == "workload")
+    argv = tuple("20000" if a == "250000" else a for a in bench.argv)
+    res = run_all([Bench("workload", argv, 300)], tmp_path)["workload"]
+    assert "error" not in res, res.get("error")
+    ratios = [f["ratio"] for f in res["figures"]]
+    assert len(ratios) == 3 and all(r > 0 for r in ratios)
+
+
+def test_report_sections_name_the_dominant_stage_and_extrapolate(tmp_path: Path) -> None:
+    e2e = {"config": "default.toml", "overrides": [], "events": 1000,
+           "timings": {"generate_s": 1.0, "features_s": 3.0, "train_s": 6.0, "train_round_mean_s": 0.5,
+                       "total_s": 10.0},
+           "stage_peak_rss_mb": {"train": 300.0}, "stage_peak_processes": {"train": [["java", 200.0]]}}
+    scale = {"points": [{"axis": "events", "value": v, "stages": {"features": {"s": s, "wall_s": s,
+                                                                               "peak_rss_mb": 10.0}}}
+                        for v, s in ((1_000_000, 10.0), (4_000_000, 40.0))]}
+    md = write_report(_payload({"e2e": e2e, "scale": scale}), tmp_path / "bench.json", tmp_path).read_text()
+    assert "Dominant stage: **train** (60% of the time)" in md
+    assert "Spark JVM is still resident during train" in md
+    assert "10.0 s per extra million events" in md and "about 160 s at 16M" in md
+    assert (tmp_path / "scale.png").stat().st_size > 0
