@@ -119,7 +119,39 @@ def active_session() -> SparkSession | None:
 
 
 def stop_spark() -> None:
-    """Stop the process's SparkSession if one is running (frees the JVM's memory)."""
+    """Stop the process's SparkSession and end the JVM it ran in, freeing the JVM's memory.
+
+    `SparkSession.stop()` alone stops the context but leaves the py4j gateway JVM (1.6 GB
+    resident after the default job) alive until the Python process exits, so `edgecache run`
+    would carry it through training and replay. A JVM that spark-submit started is left to it.
+    """
     active = SparkSession.getActiveSession()
-    if active is not None:
-        active.stop()
+    if active is None:
+        return
+    active.stop()
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        _end_gateway()
+
+
+def _end_gateway(timeout_s: float = 30.0) -> None:
+    """Close the gateway and wait for its JVM to exit; a later get_spark() launches a new one."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    gateway.shutdown()
+    proc = getattr(gateway, "proc", None)
+    if proc is None:
+        return
+    if proc.stdin is not None:
+        proc.stdin.close()  # Spark's PythonGatewayServer exits when its stdin reaches EOF
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        log.warning("the Spark JVM (pid %d) did not exit %.0f s after its stdin closed; killing it",
+                    proc.pid, timeout_s)
+        proc.kill()
+        proc.wait()

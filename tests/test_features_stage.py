@@ -50,6 +50,10 @@ def test_stage_reports_counts_in_results_json(spark: Any, tmp_path: Path) -> Non
     assert out["features"]["per_edge"]["edge-00"]["test"] == 4
     assert "features_s" in saved["timings"]
     assert spark.sparkContext._jsc is not None  # the shared session survives the stage
+    assert not (tmp_path / "features" / "centralized").exists()  # pooled tables are opt-in
+    pooled = {**RAW, "features": {**RAW["features"], "pooled_tables": True}}
+    run_stage("features", StageContext(cfg=build_config(pooled), run=RunDir(tmp_path), console=Console(quiet=True)))
+    assert (tmp_path / "features" / "centralized" / "markov").is_dir()
 
 
 @pytest.mark.slow
@@ -93,3 +97,31 @@ def test_spark_submit_runs_the_job(spark: Any, tmp_path: Path) -> None:
     summary = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith('{"input"')))
     assert summary["test_events"] == 1 and summary["quarantined"]["per_edge"] == {"edge-01": 17}
     assert not (tmp_path / "features" / "examples" / "edge_id=edge-00").exists()
+
+
+STOP_AND_RESTART = """
+import psutil
+from pyspark import SparkContext
+from spark_features.session import get_spark, stop_spark
+spark = get_spark("local[1]", 1)
+jvm = psutil.Process(SparkContext._gateway.proc.pid)
+assert "java" in jvm.name(), jvm.name()
+stop_spark()
+assert not jvm.is_running() or jvm.status() == psutil.STATUS_ZOMBIE, "JVM still running"
+spark = get_spark("local[1]", 1)
+assert spark.range(5).count() == 5
+second = SparkContext._gateway.proc.pid
+stop_spark()
+print("ok", jvm.pid, second)
+"""
+
+
+@pytest.mark.slow
+def test_stop_spark_ends_the_jvm_and_a_new_session_starts() -> None:
+    """stop_spark frees the JVM (stop() alone leaves it resident for the rest of `edgecache run`)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYSPARK_GATEWAY_PORT"}
+    proc = subprocess.run([sys.executable, "-c", STOP_AND_RESTART], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first, second = proc.stdout.split()[1:3]
+    assert first != second
