@@ -85,6 +85,9 @@ class FeaturesConfig:
     markov_top_n: int = _f(10, lo=1, hi=1000, doc="N: next items kept per previous item by markov_sql")
     max_duration_min: float = _f(1440.0, lo=0.0, lo_open=True,
                                  doc="watch durations above this (minutes) are quarantined as absurd")
+    pooled_tables: bool = _f(False, doc="also write the seven tables pooled over every edge under "
+                             "features/centralized/ (the centralized model pools the per-edge examples "
+                             "itself and does not need them; 7 more Spark writes, ~30% of the job)")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Spark plan: the raw logs are read and tagged once (valid, or a rejection reason) and cached;
 the train events' window pass (history, previous item, sessions) is cached too; every table is
-derived from those two, so each input row is parsed once.
+derived from those two, so each input row is parsed once. The pooled (centralized) tables reuse
+the per-edge window pass unless a user has events at several edges.
 """
 
 from __future__ import annotations
@@ -88,9 +89,8 @@ def reconcile(tagged: DataFrame, edges: list[str]) -> dict[str, Any]:
                             "per_edge": {k: e["quarantined"] for k, e in ordered.items()}}}
 
 
-def write_tables(spark: SparkSession, train: DataFrame, s: FeatureSettings, out: Path, pooled: bool) -> None:
-    """Every feature table of `train` (per edge, or pooled under features/centralized/)."""
-    seqd = feat.sequence(train, s.history_len, s.session_gap_min).persist(StorageLevel.MEMORY_AND_DISK)
+def write_tables(spark: SparkSession, seqd: DataFrame, s: FeatureSettings, out: Path, pooled: bool) -> None:
+    """Every feature table of the sequenced train events (per edge, or pooled under features/centralized/)."""
     # Small aggregates read twice (their own table and the markov SQL): cached, not recomputed.
     trans = feat.transitions(seqd).persist(StorageLevel.MEMORY_AND_DISK)
     pop = feat.popularity(seqd, s.cut, s.half_life_days).persist(StorageLevel.MEMORY_AND_DISK)
@@ -107,8 +107,30 @@ def write_tables(spark: SparkSession, train: DataFrame, s: FeatureSettings, out:
     write = write_pooled if pooled else write_per_edge
     for name, (df, order) in tables.items():
         write(df, out / name, order)
-    for cached in (trans, pop, seqd):
+    for cached in (trans, pop):
         cached.unpersist()
+
+
+def users_on_several_edges(seqd: DataFrame) -> int:
+    """Users with train events at more than one edge (0 for the generator: every user has a home edge)."""
+    return (seqd.groupBy("user_id").agg(F.countDistinct("edge_id").alias("edges"))
+            .where(F.col("edges") > 1).count())
+
+
+def pooled_sequence(seqd: DataFrame, train: DataFrame, s: FeatureSettings) -> DataFrame:
+    """The pooled (centralized) sequence of every train event.
+
+    When no user is seen at two edges, each user's pooled history is their history at their
+    one edge, so the per-edge window pass is reused with edge_id set to the pooled value
+    (the window sort is most of the job). Otherwise the pooled window runs again, because a
+    roaming user's pooled history interleaves events from several edges.
+    """
+    roaming = users_on_several_edges(seqd)
+    if roaming == 0:
+        return seqd.withColumn("edge_id", F.lit(POOLED_EDGE))
+    log.info("%d user(s) have train events at several edges: pooled sequences are recomputed", roaming)
+    pooled_train = train.withColumn("edge_id", F.lit(POOLED_EDGE))
+    return feat.sequence(pooled_train, s.history_len, s.session_gap_min).persist(StorageLevel.MEMORY_AND_DISK)
 
 
 def run_features(spark: SparkSession, s: FeatureSettings) -> dict[str, Any]:
@@ -128,9 +150,13 @@ def run_features(spark: SparkSession, s: FeatureSettings) -> dict[str, Any]:
     write_per_edge(test, s.run_dir / "test", ["ts", "seq"])
     train = events.where(F.col("split") == "train").withColumn("origin", F.col("edge_id"))
     features = s.run_dir / "features"
-    write_tables(spark, train, s, features, pooled=False)
+    seqd = feat.sequence(train, s.history_len, s.session_gap_min).persist(StorageLevel.MEMORY_AND_DISK)
+    write_tables(spark, seqd, s, features, pooled=False)
     if s.centralized:
-        write_tables(spark, train.withColumn("edge_id", F.lit(POOLED_EDGE)), s, features / "centralized", True)
+        pooled = pooled_sequence(seqd, train, s)
+        write_tables(spark, pooled, s, features / "centralized", True)
+        pooled.unpersist()
+    seqd.unpersist()
     tagged.unpersist()
     features.mkdir(parents=True, exist_ok=True)
     (features / "report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -183,3 +183,24 @@ def test_an_edge_features_change_only_with_its_own_logs(spark: Any, job: tuple[T
     for table in ("examples", "user_state", "user_stats", "sessions", "popularity", "transitions", "markov"):
         assert rows(changed.root, table, E0) == rows(run.root, table, E0), table
         assert rows(changed.root, table, E1) != rows(run.root, table, E1), table
+
+
+def test_pooled_examples_are_the_union_of_the_edges(job: tuple[TinyRun, dict[str, Any]]) -> None:
+    """No user roams here, so the pooled tables reuse the per-edge window pass: same rows, pooled."""
+    run, _ = job
+    key = ("user_id", "ts", "hist", "label")
+    pooled = pq.read_table(run.root / "features" / "centralized" / "examples").to_pylist()
+    union = [r for e in (E0, E1) for r in rows(run.root, "examples", e)]
+    assert sorted(tuple(map(str, (r[k] for k in key))) for r in pooled) == \
+        sorted(tuple(map(str, (r[k] for k in key))) for r in union)
+
+
+def test_a_roaming_user_gets_one_pooled_history(spark: Any, tmp_path: Path) -> None:
+    """U1 also watches item 9 at edge-01 between two edge-00 events: pooled, that is one sequence."""
+    run = build(tmp_path, EDGE1 + [("U1", 9, "2025-04-01 10:30:00", "TV")])
+    run_features(spark, settings(run.root))
+    pooled = {(r["prev_idx"], r["next_idx"]): r["count"]
+              for r in pq.read_table(run.root / "features" / "centralized" / "transitions").to_pylist()}
+    assert pooled[(2, 9)] == 1 and pooled[(9, 3)] == 1
+    per_edge = sum(len(rows(run.root, "examples", e)) for e in (E0, E1))
+    assert pq.read_table(run.root / "features" / "centralized" / "examples").num_rows == per_edge + 1
