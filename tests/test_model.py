@@ -12,7 +12,9 @@ from edge_nodes.model import (
     ModelSpec,
     init_params,
     load_params,
+    pop_top_k,
     save_params,
+    scores,
     top_k,
     top_k_with_probs,
 )
@@ -130,6 +132,31 @@ def test_top_k_shape_order_and_file_round_trip(tmp_path) -> None:
     assert all(np.array_equal(a, b) for a, b in zip(params, loaded, strict=True))
     with np.load(path, allow_pickle=False) as data:
         assert all(data[k].dtype != object for k in data.files)
+
+
+def test_top_k_probs_are_the_full_softmax_of_the_best_items() -> None:
+    """The in-place normalizer gives the same items and probabilities as softmax over every logit."""
+    spec = ModelSpec(n_items=300, dim=8, history_len=3)
+    rng = np.random.default_rng(11)
+    params = init_params(spec, rng)
+    params[5] = rng.normal(0, 2.0, spec.n_items).astype(np.float32)
+    hist, device, hour = rng.integers(-1, spec.n_items, (50, 3)), rng.integers(0, 5, 50), rng.integers(0, 24, 50)
+    z = scores(params, spec, Batch(hist, device, hour)).astype(np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    for k in (1, 7, 40):  # 40: the partition path for large k
+        ids, probs = top_k_with_probs(params, spec, hist, device, hour, k)
+        assert np.array_equal(ids, np.argsort(-p, axis=1, kind="stable")[:, :k])
+        np.testing.assert_allclose(probs, np.take_along_axis(p, ids, axis=1), rtol=1e-5)
+
+
+def test_top_k_ties_go_to_the_smaller_item() -> None:
+    z = np.array([[1.0, 3.0, 3.0, 0.0, 3.0], [2.0, 2.0, 2.0, 2.0, 2.0]], dtype=np.float32)
+    for k in (3, 33):
+        kk = min(k, 5)
+        cols, vals = pop_top_k(np.pad(z, ((0, 0), (0, 40)), constant_values=-5.0), k)
+        assert cols[:, :kk].tolist() == [[1, 2, 4, 0, 3][:kk], [0, 1, 2, 3, 4][:kk]]
+        assert vals[0, :3].tolist() == [3.0, 3.0, 3.0]
 
 
 def test_files_without_catalog_links_still_load(tmp_path) -> None:
