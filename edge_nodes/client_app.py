@@ -74,7 +74,10 @@ class PartitionTable:
         return self.edges[int(context.node_config["partition-id"])]
 
 
-@functools.lru_cache(maxsize=16)
+# A simulation worker serves whichever partitions Flower hands it, train and evaluate every
+# round: it keeps every edge it has seen (together, one copy of the training examples) rather
+# than re-reading Parquet. 16 entries thrashed at 64 edges on 2 workers (2.7x no-op round time).
+@functools.lru_cache(maxsize=1024)
 def _split(examples_dir: str, edge_id: str, history_len: int, eval_fraction: float) -> tuple[Examples, Examples]:
     return split_by_time(load_examples(examples_dir, edge_id, history_len), eval_fraction)
 
