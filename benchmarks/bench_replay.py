@@ -1,6 +1,6 @@
 """Throughput of the predictive Redis replay against baselines measured in the same run.
 
-    python benchmarks/bench_replay.py [--requests 200000] [--batch 2000] [--repeats 3]
+    python benchmarks/bench_replay.py [--requests 200000] [--batch 2000] [--repeats 3] [--json PATH]
 
 Prints requests/s of: the predictive replay (Markov predictions + prefetch through the
 demand-aware Redis function), the same with LRU eviction, prefetching off (plain LRU), raw
@@ -12,19 +12,26 @@ machine may be shared: best and range over the rounds).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from edge_nodes.cache import CacheSettings, EdgeCache
-from edge_nodes.flow import Catalog, DeliveryFlow
-from edge_nodes.predictors import MarkovPredictor, PopularityPredictor, Predictor
-from edge_nodes.redis_conn import edge_namespace
-from edge_nodes.redis_server import EmbeddedRedis
-from simulation.reactive import Trace, run_policy
-from simulation.streams import EdgeStream, build_hist
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.harness import figure  # noqa: E402
+from edge_nodes.cache import CacheSettings, EdgeCache  # noqa: E402
+from edge_nodes.flow import Catalog, DeliveryFlow  # noqa: E402
+from edge_nodes.predictors import MarkovPredictor, PopularityPredictor, Predictor  # noqa: E402
+from edge_nodes.redis_conn import edge_namespace  # noqa: E402
+from edge_nodes.redis_server import EmbeddedRedis  # noqa: E402
+from simulation.reactive import Trace, run_policy  # noqa: E402
+from simulation.streams import EdgeStream, build_hist  # noqa: E402
 
 log = logging.getLogger("bench_replay")
 
@@ -103,12 +110,36 @@ def measure(args: argparse.Namespace, stream: EdgeStream, catalog: Catalog,
     return secs, hr
 
 
+def figures(rounds: list[tuple[dict[str, float], dict[str, float]]], n: int) -> dict[str, Any]:
+    """bench.json's dict: every Redis path vs raw GETs and vs libCacheSim, ratios within one round."""
+    secs = [r[0] for r in rounds]
+    rate = {name: max(n / s[name] for s in secs) for name in secs[0]}
+    out = []
+    for name in secs[0]:
+        if name in (GETS, LCS):
+            continue
+        for base in (GETS, LCS):
+            best = max(secs, key=lambda s, b=base, x=name: s[b] / s[x])
+            out.append(figure(name, n / best[name], "req/s", base, n / best[base],
+                              f"best of {len(secs)} rounds; range {_range(secs, name, base)}"))
+    best = max(secs, key=lambda s: s[LCS] / s[GETS])
+    out.append(figure(GETS, n / best[GETS], "req/s", LCS, n / best[LCS]))
+    return {"figures": out, "req_per_s": rate, "requests": n, "rounds": len(secs),
+            "hit_ratio": rounds[0][1]}
+
+
+def _range(secs: list[dict[str, float]], name: str, base: str) -> str:
+    ratios = sorted(s[base] / s[name] for s in secs)
+    return f"{ratios[0]:.3g}-{ratios[-1]:.3g}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--capacity", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3, help="rounds; each ratio is taken within one round")
+    ap.add_argument("--json", type=Path, help="also write the figures (value, baseline, ratio) here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     stream, catalog, pred = make_stream(args.requests, 3000, 4000, seed=1)
@@ -125,6 +156,8 @@ def main() -> None:
         log.info("ratio %-36s best %.2f (range %.2f-%.2f)", label, ratios[-1], ratios[0], ratios[-1])
     ratios = sorted(r[0][LCS] / r[0]["Redis LRU, prefetch off"] for r in rounds)
     log.info("ratio %-36s best %.2f (range %.2f-%.2f)", "redis lru / libCacheSim LRU", ratios[-1], ratios[0], ratios[-1])
+    if args.json:
+        args.json.write_text(json.dumps({"capacity": args.capacity, **figures(rounds, n)}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """Run each benchmark in a fresh subprocess, sample its process tree's memory, collect its JSON.
 
-A benchmark is a command that writes a JSON dict (to the path given for `{json}`, or parsed
-from its output). Every dict carries `figures`: rows of value vs a baseline measured in the
+A benchmark is a command that writes a JSON dict to the path given for `{json}`. Every dict carries `figures`: rows of value vs a baseline measured in the
 same run, so the ratio is what survives a noisy, shared machine. The harness adds the
 subprocess's wall time and the peak RSS of its whole process tree (JVM, Ray workers and
 Redis included: the sum of the tree's RSS, sampled, so shared pages count more than once).
@@ -30,9 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MB = 1024 * 1024
 MIN_AGE_S = 1.0  # younger descendants are fork-then-exec helpers sharing their parent's pages
 
-Parser = Callable[[str, Path], dict[str, Any]]
-
-
 @dataclass(frozen=True)
 class Bench:
     """One benchmark: a command (`{json}`: its JSON output path, `{logs}`: a log folder) and a timeout."""
@@ -40,7 +36,6 @@ class Bench:
     name: str
     argv: tuple[str, ...]
     timeout_s: float = 600.0
-    parse: Parser | None = None  # None: read the JSON file the command wrote
 
 
 @dataclass
@@ -181,9 +176,7 @@ def run_bench(bench: Bench, workdir: Path) -> dict[str, Any]:
                               "kernel_peak_rss_mb": round(sample.kernel_peak_mb, 1),
                               "log": str(log_path)}
     try:
-        text = log_path.read_text(errors="replace")
-        body = bench.parse(text, json_path) if bench.parse else json.loads(json_path.read_text())
-        result.update(body)
+        result.update(json.loads(json_path.read_text()))
     except (OSError, ValueError, KeyError, IndexError) as e:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
         result["error"] = f"{type(e).__name__}: {e} (exit {code}); log tail:\n{tail}"

@@ -80,9 +80,6 @@ def markdown(payload: dict[str, Any], plot: Path | None) -> str:
         lines.append(f"| {name} | {_fmt(res.get('wall_s'))} | {_fmt(res.get('peak_rss_mb'))} | {status} |")
     lines += _e2e_section(results.get("e2e", {}))
     lines += _scale_section(results.get("scale", {}), plot)
-    if "replay" in results:
-        lines += ["", "Note: bench_replay.py figures are parsed from its printed output "
-                  "(TODO: switch to a `--json` flag once the in-flight change to that file lands)."]
     return "\n".join(lines) + "\n"
 
 
