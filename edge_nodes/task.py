@@ -158,9 +158,11 @@ def evaluate(params: Params, spec: ModelSpec, ex: Examples, k: int, batch_size: 
         z = scores(params, spec, b)
         assert b.label is not None
         true = z[np.arange(len(b.label)), b.label]
-        rank = (z > true[:, None]).sum(axis=1)  # items strictly better than the truth
-        zmax = z.max(axis=1)
-        loss_sum += float((np.log(np.exp(z - zmax[:, None]).sum(axis=1)) + zmax - true).sum())
+        rank = np.count_nonzero(z > true[:, None], axis=1)  # items strictly better than the truth
+        zmax = z.max(axis=1, keepdims=True)
+        z -= zmax  # log-sum-exp in place: the (batch, n_items) logits are the big array here
+        np.exp(z, out=z)
+        loss_sum += float((np.log(z.sum(axis=1)) + zmax[:, 0] - true).sum())
         hit = rank < k
         hit_sum += float(hit.sum())
         ndcg_sum += float((hit / np.log2(rank + 2.0)).sum())
