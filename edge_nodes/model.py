@@ -138,27 +138,12 @@ def top_k(params: Params, spec: ModelSpec, hist: np.ndarray, device_idx: np.ndar
 
 
 def top_k_with_probs(params: Params, spec: ModelSpec, hist: np.ndarray, device_idx: np.ndarray,
-                     hour: np.ndarray, k: int, rows_per_block: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """The k best item_idx per row and their softmax probabilities: ((n, k) int, (n, k) float).
-
-    Rows go through in blocks whose (rows, n_items) logits stay in the CPU cache across the
-    several passes below; a whole batch's logits (24 MB for 2000 x 3000) went to memory and back
-    on every pass.
-    """
+                     hour: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best item_idx per row and their softmax probabilities: ((n, k) int, (n, k) float)."""
     check_params(params, spec)
     k = min(k, spec.n_items)
-    n = len(device_idx)
-    hist = np.asarray(hist, dtype=np.int64).reshape(n, -1)
-    device_idx, hour = np.asarray(device_idx, dtype=np.int64), np.asarray(hour, dtype=np.int64)
-    best = np.empty((n, k), dtype=np.int64)
-    probs = np.empty((n, k), dtype=np.float32)
-    for lo in range(0, n, rows_per_block):
-        sl = slice(lo, lo + rows_per_block)
-        best[sl], probs[sl] = _block_top_k(params, spec, Batch(hist[sl], device_idx[sl], hour[sl]), k)
-    return best, probs
-
-
-def _block_top_k(params: Params, spec: ModelSpec, batch: Batch, k: int) -> tuple[np.ndarray, np.ndarray]:
+    batch = Batch(np.asarray(hist, dtype=np.int64).reshape(len(device_idx), -1),
+                  np.asarray(device_idx, dtype=np.int64), np.asarray(hour, dtype=np.int64))
     z = scores(params, spec, batch)
     best, top = pop_top_k(z, k)
     # Softmax keeps the order, so only the normalizer needs every logit: one in-place pass
