@@ -14,16 +14,16 @@ COLUMNS = ("bench", "figure", "value", "unit", "baseline", "baseline_value", "ra
 SHOWN = ("bench", "figure", "value", "baseline", "baseline value", "ratio")
 SCALE_NOTE = """\
 Which stages the sweep covers, and why: `make bench` must finish in under 20 minutes on this
-2-core machine, and the default experiment alone takes 3-4 minutes of it. The events axis runs
-generate + features (the two stages whose cost is per event) at 0.25M, 1M and 4M events, and
-generate alone at 16M: the Spark job took 100-175 s at 4M here (load-dependent), so 16M would take
-5-12 minutes, up to half the budget by itself; its time is extrapolated below from the marginal
-cost between the two largest measured points. Users grow with events (250 events per user), so a bigger
-point is a bigger service with the same viewing habits. The edges axis runs generate +
-features + 2 federated rounds (no baselines, no personalization) at 250k events: the same data
-split over more edges, so any growth is per-edge overhead (Spark partitions and files per edge,
-one Ray actor turn per ClientApp). Train and replay per event are
-covered by the federated and replay benchmarks and by the end-to-end run."""
+2-core machine, and the default experiment alone takes about 4 minutes of it. The events axis runs
+generate + features (the two stages whose cost is per event) at 0.25M, 1M and 4M events, and at
+16M generate always and the Spark job only with `--scale-16m` (it alone takes about 7 minutes here,
+which would take the suite past 20); without it the 16M features time is extrapolated below from
+the marginal cost between the two largest measured points. Users grow with events (250 events per
+user), so a bigger point is a bigger service with the same viewing habits. The edges axis runs
+generate + features + 2 federated rounds (no baselines, no personalization) at 250k events: the
+same data split over more edges, so any growth is per-edge overhead (Spark partitions and files per
+edge, one Ray actor turn per ClientApp). Train and replay per event are covered by the federated
+and replay benchmarks and by the end-to-end run."""
 
 
 def write_report(payload: dict[str, Any], json_path: Path, out_dir: Path) -> Path:

@@ -82,6 +82,9 @@ def test_suite_selection_and_quick_mode() -> None:
     with pytest.raises(SystemExit):
         select(benches(quick=True), ["nope"])
     assert figures_of({"a": {"figures": [{"figure": "x"}]}, "b": {}}) == [{"bench": "a", "figure": "x"}]
+    scale = {b.name: b for b in benches(quick=False)}["scale"]
+    scale_16m = {b.name: b for b in benches(quick=False, features_16m=True)}["scale"]
+    assert "--features-16m" not in scale.argv and "--features-16m" in scale_16m.argv
 
 
 @pytest.mark.slow
