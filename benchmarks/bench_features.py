@@ -5,7 +5,8 @@
 Writes a synthetic run directory (numpy: Zipf items, per-user sessions, 1% dirty rows) in the
 generate contract, then measures in the same process:
   1. JVM start-up (first SparkSession, after the Java preflight),
-  2. the full feature job (validate, quarantine, split, every per-edge + pooled table), cold and warm,
+  2. the feature job as the pipeline runs it (validate, quarantine, split, every per-edge table;
+     pooled tables off, features.pooled_tables' default), cold and warm,
   3. the transition aggregation alone in Spark (read JSONL, lag over user/time, group count),
   4. the same transition aggregation in DuckDB (same threads), and prints the ratios.
 """
@@ -128,7 +129,7 @@ def measure(root: Path, events: int, edges: int, master: str, shuffle_partitions
     _, t_gen = timed(f"generate {n} events (numpy)", write_workload, root, n, edges, 4000, 3000)
     spark, t_jvm = timed(f"JVM start-up ({master})", get_spark, master, shuffle_partitions, "3g")
     cut = str(START + np.timedelta64(DAYS - TEST_DAYS, "D")).replace("T", " ")
-    settings = FeatureSettings(run_dir=root, cut=cut)
+    settings = FeatureSettings(run_dir=root, cut=cut, centralized=False)
     report, t_cold = timed("feature job (first run)", run_features, spark, settings)
     _, t_warm = timed("feature job (second run, warm JVM)", run_features, spark, settings)
     n_sp, t_sp = timed("transitions only: Spark", spark_transitions, spark, root, root / "bench_spark_trans")
@@ -136,7 +137,7 @@ def measure(root: Path, events: int, edges: int, master: str, shuffle_partitions
     n_dd, t_dd = timed(f"transitions only: DuckDB ({threads} thr)", duckdb_transitions, root,
                        root / "bench_duckdb_trans.parquet", threads)
     duck = f"DuckDB transitions ({threads} thr)"
-    whole = "the whole job (validate, split, every per-edge and pooled table) vs one aggregation"
+    whole = "the whole job (validate, split, every per-edge table) vs one aggregation"
     figures = [
         figure("Spark transitions events/s", n / t_sp, "ev/s", duck, n / t_dd, "same aggregation, same files"),
         figure("Spark feature job events/s (warm)", n / t_warm, "ev/s", duck, n / t_dd, whole),
