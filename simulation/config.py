@@ -78,7 +78,8 @@ class SplitConfig:
 class FeaturesConfig:
     spark_master: str = _f("local[*]")
     shuffle_partitions: int = _f(8, lo=1)
-    driver_memory: str = _f("2g")
+    driver_memory: str = _f("2g", doc="Spark driver heap (local mode: the whole job); enough to 4M events, "
+                            "16M events needed 6g here (2g ran out of heap)")
     history_len: int = _f(5, lo=1, hi=64, doc="k: items of history per training example")
     session_gap_min: int = _f(30, lo=1)
     recency_half_life_days: float = _f(3.0, lo=0.0, lo_open=True)
