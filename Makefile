@@ -33,7 +33,7 @@ lint: setup
 
 # Every benchmark, ratios vs same-run baselines -> bench.json, benchmarks/out/bench.md (< 20 min on
 # 2 cores). make bench BENCH_ARGS=--quick (a few minutes), BENCH_ARGS='--only features,replay', or
-# BENCH_ARGS=--scale-16m (the Spark job at 16M events too: about 7 more minutes).
+# BENCH_ARGS=--scale-16m (the Spark job at 16M events too: about 5.5 more minutes).
 bench: setup
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 

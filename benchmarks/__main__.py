@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes: a few minutes in all")
     ap.add_argument("--scale-16m", action="store_true",
-                    help="the scale sweep also runs the Spark job at 16M events (~7 more minutes)")
+                    help="the scale sweep also runs the Spark job at 16M events (about 5.5 more minutes)")
     ap.add_argument("--only", default="", help="comma-separated benchmark names (federated = every edge count)")
     ap.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     ap.add_argument("--json", type=Path, default=ROOT / "bench.json", help="where bench.json goes")

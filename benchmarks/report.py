@@ -16,7 +16,7 @@ SCALE_NOTE = """\
 Which stages the sweep covers, and why: `make bench` must finish in under 20 minutes on this
 2-core machine, and the default experiment alone takes about 4 minutes of it. The events axis runs
 generate + features (the two stages whose cost is per event) at 0.25M, 1M and 4M events, and at
-16M generate always and the Spark job only with `--scale-16m` (it alone takes about 7 minutes here,
+16M generate always and the Spark job only with `--scale-16m` (it alone took 330 s here,
 which would take the suite past 20); without it the 16M features time is extrapolated below from
 the marginal cost between the two largest measured points. Users grow with events (250 events per
 user), so a bigger point is a bigger service with the same viewing habits. The edges axis runs

@@ -53,13 +53,13 @@ def edges_point(edges: int, events: int) -> Point:
 
 GF = ("generate", "features")
 # Events: generate + features at every point except the Spark job at 16M unless --features-16m
-# (it alone takes ~7 minutes here; without it the report extrapolates it from the slope); edges: generate + features + 2 federated
+# (it alone took 330 s here; without it the report extrapolates it from the slope); edges: generate + features + 2 federated
 # rounds at 250k events (the same data split over more edges: growth is per-edge overhead).
 EDGES_POINTS = [edges_point(n, 250_000) for n in (4, 16, 64)]
 PLANS: dict[str, list[Point]] = {
     "full": [events_point(250_000, GF), events_point(1_000_000, GF), events_point(4_000_000, GF),
              events_point(16_000_000, ("generate",)), *EDGES_POINTS],
-    # --features-16m: the Spark job at 16M events too (~7 more minutes here: past 20 in all)
+    # --features-16m: the Spark job at 16M events too (about 5.5 more minutes here: past 20 in all)
     # 16M events need a bigger Spark heap: the default 2g ran out of memory in the examples window here.
     "full16": [events_point(250_000, GF), events_point(1_000_000, GF), events_point(4_000_000, GF),
                Point("events", 16_000_000, GF, (*events_point(16_000_000, GF).overrides,
