@@ -1,6 +1,6 @@
 """Checkpoints of the global model and the per-round record, under runs/<name>/models/.
 
-    models/round-<n>.npz    global model after round n (edge_nodes.model.save_params format)
+    models/round-<n>.npz    global model after round n (edge_nodes.learning.model.save_params format)
     models/rounds.jsonl     one JSON object per finished round (metrics, failures)
     models/federated.json   the server's summary: status, error, dp, personalization
     models/local_layers/, models/federated/   edges' kept local layers and composed models (FedPer)
@@ -19,7 +19,7 @@ from typing import Any
 
 from aggregator.errors import CheckpointError
 from edge_nodes.errors import ModelFileError
-from edge_nodes.model import ModelSpec, Params, load_params, save_params
+from edge_nodes.learning.model import ModelSpec, Params, load_params, save_params
 
 log = logging.getLogger(__name__)
 ROUND_FILE = re.compile(r"^round-(\d+)\.npz$")

@@ -23,8 +23,8 @@ from flwr.serverapp.strategy import Strategy
 from aggregator.checkpoint import CheckpointStore
 from aggregator.errors import TooFewEdges
 from aggregator.settings import ServerSettings
-from edge_nodes.local_layers import compose
-from edge_nodes.model import ModelSpec
+from edge_nodes.learning.local_layers import compose
+from edge_nodes.learning.model import ModelSpec
 from monitoring.metrics import EDGE_FAILURES, EVAL_HIT_RATIO, FEDERATED_ROUND, TRAIN_LOSS
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from aggregator.checkpoint import CheckpointStore
 from aggregator.rounds import RecordedStrategy, contract_violations
 from aggregator.settings import ServerSettings
 from aggregator.strategies import build_strategy, dp_settings
-from edge_nodes.local_layers import parse_names, split
-from edge_nodes.model import ModelSpec, Params, init_params
+from edge_nodes.learning.local_layers import parse_names, split
+from edge_nodes.learning.model import ModelSpec, Params, init_params
 
 log = logging.getLogger(__name__)
 PERSONALIZE = "evaluate.personalize"

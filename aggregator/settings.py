@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aggregator.errors import StrategyConfigError
-from edge_nodes.catalog_links import load_successor_map
-from edge_nodes.model import ModelSpec
+from edge_nodes.learning.catalog_links import load_successor_map
+from edge_nodes.learning.model import ModelSpec
 
 
 @dataclass(frozen=True)

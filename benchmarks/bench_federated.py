@@ -26,7 +26,7 @@ from flwr.serverapp.strategy import FedAvg
 from rich.console import Console
 
 from benchmarks.harness import figure
-from edge_nodes.model import ModelSpec, init_params
+from edge_nodes.learning.model import ModelSpec, init_params
 from simulation.config import ExperimentConfig, build_config
 from simulation.pipeline import StageContext, run_stage
 from simulation.rundir import RunDir

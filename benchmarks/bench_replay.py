@@ -25,20 +25,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.harness import figure  # noqa: E402
-from edge_nodes.cache import CacheSettings, EdgeCache  # noqa: E402
-from edge_nodes.flow import Catalog, DeliveryFlow  # noqa: E402
-from edge_nodes.predictors import MarkovPredictor, PopularityPredictor, Predictor  # noqa: E402
-from edge_nodes.redis_conn import edge_namespace  # noqa: E402
-from edge_nodes.redis_server import EmbeddedRedis  # noqa: E402
-from simulation.reactive import Trace, run_policy  # noqa: E402
-from simulation.streams import EdgeStream, build_hist  # noqa: E402
+from edge_nodes.cache.edge_cache import CacheSettings, EdgeCache  # noqa: E402
+from edge_nodes.cache.flow import DeliveryFlow, ItemLookup  # noqa: E402
+from edge_nodes.cache.redis_conn import edge_namespace  # noqa: E402
+from edge_nodes.cache.redis_server import EmbeddedRedis  # noqa: E402
+from edge_nodes.learning.predictors import MarkovPredictor, PopularityPredictor, Predictor  # noqa: E402
+from simulation.replay.reactive import RequestTrace, run_policy  # noqa: E402
+from simulation.replay.streams import EdgeStream, build_hist  # noqa: E402
 
 log = logging.getLogger("bench_replay")
 
 PRED, GETS, LCS = "predictive replay (Redis demand, prefetch)", "raw pipelined GETs", "libCacheSim LRU"
 
 
-def make_stream(n: int, items: int, users: int, seed: int) -> tuple[EdgeStream, Catalog, Predictor]:
+def make_stream(n: int, items: int, users: int, seed: int) -> tuple[EdgeStream, ItemLookup, Predictor]:
     """A Zipf trace where users often continue to the next item (a learnable pattern)."""
     rng = np.random.default_rng(seed)
     p = 1.0 / np.arange(1, items + 1) ** 0.9
@@ -54,7 +54,7 @@ def make_stream(n: int, items: int, users: int, seed: int) -> tuple[EdgeStream, 
     ts = np.datetime64("2025-04-20") + np.arange(n).astype("timedelta64[s]")
     stream = EdgeStream("edge-00", item, np.array([f"U{u:06d}" for u in user]),
                         rng.integers(0, 5, size=n), np.zeros(n, dtype=np.int64), ts, hist)
-    catalog = Catalog.of(np.array([f"C{i:05d}" for i in range(items)]),
+    catalog = ItemLookup.of(np.array([f"C{i:05d}" for i in range(items)]),
                          rng.integers(200, 4000, size=items) * 1_000_000)
     table = np.stack([(np.arange(items) + 1) % items, (np.arange(items) + 2) % items], axis=1)
     pred = MarkovPredictor(table, PopularityPredictor(np.bincount(item[: n // 10], minlength=items)))
@@ -67,7 +67,7 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
-def redis_replay(url: str, stream: EdgeStream, catalog: Catalog, pred: Predictor | None,
+def redis_replay(url: str, stream: EdgeStream, catalog: ItemLookup, pred: Predictor | None,
                  capacity: int, batch: int, eviction: str = "lru") -> tuple[float, float]:
     """(seconds, hit ratio) of the Redis flow over the whole stream."""
     cache = EdgeCache(edge_namespace(url, "edge-00", 0), CacheSettings(capacity=capacity, eviction=eviction))
@@ -80,7 +80,7 @@ def redis_replay(url: str, stream: EdgeStream, catalog: Catalog, pred: Predictor
     return secs, flow.stats.hits / flow.stats.requests
 
 
-def raw_gets(url: str, stream: EdgeStream, catalog: Catalog, batch: int) -> float:
+def raw_gets(url: str, stream: EdgeStream, catalog: ItemLookup, batch: int) -> float:
     """Seconds for pipelined GETs of every requested content id (no cache logic at all)."""
     ns = edge_namespace(url, "edge-00", 0)
     ids = catalog.ids[stream.item].tolist()
@@ -96,10 +96,10 @@ def raw_gets(url: str, stream: EdgeStream, catalog: Catalog, batch: int) -> floa
     return secs
 
 
-def measure(args: argparse.Namespace, stream: EdgeStream, catalog: Catalog,
+def measure(args: argparse.Namespace, stream: EdgeStream, catalog: ItemLookup,
             pred: Predictor) -> tuple[dict[str, float], dict[str, float]]:
     """One round of every contender on the same trace and server: (seconds, hit ratios)."""
-    trace = Trace(stream.item, catalog.sizes[stream.item])
+    trace = RequestTrace(stream.item, catalog.sizes[stream.item])
     secs: dict[str, float] = {LCS: timed(lambda: run_policy("lru", trace, args.capacity, "items"))}
     hr: dict[str, float] = {}
     with EmbeddedRedis() as server:

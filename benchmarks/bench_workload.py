@@ -25,7 +25,7 @@ GENERATE = """
 import sys, time, resource, json
 from simulation.config import load_config
 from simulation.rundir import RunDir
-from simulation.workload import generate
+from simulation.workload.generate import generate
 cfg = load_config(sys.argv[1], sys.argv[3:])
 t = time.perf_counter()
 s = generate(cfg, RunDir(__import__('pathlib').Path(sys.argv[2])))
@@ -102,7 +102,7 @@ def main() -> None:
             args.json.write_text(json.dumps(res, indent=2) + "\n")
         if args.learnability:
             from simulation.config import load_config
-            from simulation.learnability import evaluate_run
+            from simulation.workload.learnability import evaluate_run
 
             cfg = load_config(args.config, [f"workload.events={n}"])
             print("hit@10:", evaluate_run(Path(tmp), cfg.workload.start_date,

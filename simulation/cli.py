@@ -80,7 +80,7 @@ app.command("replay", help="Replay the test period through every cache policy.")
 @app.command()
 def report(run_dir: Annotated[Path, typer.Argument(help="a run directory with results.json")]) -> None:
     """Regenerate report.html and report.md from results.json alone."""
-    from simulation.report import write_report  # matplotlib loads only when a report is made
+    from simulation.report.run_report import write_report  # matplotlib loads only when a report is made
 
     html_path, md_path = write_report(run_dir)
     console.print(f"report: {html_path}\n        {md_path}")
@@ -93,7 +93,7 @@ def compare(
         "--out", "-o", help="folder for compare.html (default: the first run's parent folder)")] = None,
 ) -> None:
     """Compare runs side by side: policies and per-edge deltas."""
-    from simulation.compare import load_runs, print_comparison, write_compare_html
+    from simulation.report.compare import load_runs, print_comparison, write_compare_html
 
     runs = load_runs(run_dirs)
     print_comparison(runs, console)

@@ -25,7 +25,7 @@ STRATEGIES = (
     "fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedavgm",
     "fedmedian", "fedtrimmedavg", "krum", "bulyan",
 )
-LOCAL_LAYERS = ("out_bias", "link_w", "out_emb")  # model arrays an edge may keep (edge_nodes/local_layers.py)
+LOCAL_LAYERS = ("out_bias", "link_w", "out_emb")  # model arrays an edge may keep (edge_nodes/learning/local_layers.py)
 
 
 def _rule(*, choices: tuple[str, ...] | None = None, lo: float | None = None,

@@ -38,11 +38,11 @@ Stage = Callable[[StageContext], dict[str, Any]]
 # Stage name -> "module:function", in pipeline order; None = not landed yet. Imported lazily
 # because Spark and Ray are heavy and a single-stage command needs only its own.
 STAGES: dict[str, str | None] = {
-    "generate": "simulation.workload:generate_stage",
-    "features": "simulation.stage_features:features_stage",
-    "train": "simulation.stage_train:train_stage",
-    "replay": "simulation.stage_replay:replay_stage",
-    "report": "simulation.report:report_stage",
+    "generate": "simulation.workload.stage:generate_stage",
+    "features": "simulation.features_stage:features_stage",
+    "train": "simulation.training.stage:train_stage",
+    "replay": "simulation.replay.stage:replay_stage",
+    "report": "simulation.report.run_report:report_stage",
 }
 
 

@@ -205,7 +205,7 @@ def curves_of(spec: SweepSpec, points: list[dict[str, Any]]) -> dict[str, Any]:
 
 def fill_capacity_sweep(spec: SweepSpec, root: Path, points: list[dict[str, Any]], curves: dict[str, Any]) -> None:
     """Give every finished point of a cache-size sweep the capacity curve, and re-render its report."""
-    from simulation.report import write_report_for  # matplotlib only when reporting
+    from simulation.report.run_report import write_report_for  # matplotlib only when reporting
 
     unit = spec.base_config().cache.capacity_unit
     sweep = {"capacities": curves["values"], "unit": unit, "policies": curves["policies"]}
@@ -222,7 +222,7 @@ def fill_capacity_sweep(spec: SweepSpec, root: Path, points: list[dict[str, Any]
 def run_sweep(spec: SweepSpec, out: Path | None, console: Console,
               pipeline: Pipeline = run_pipeline) -> SweepResult:
     """Run the shared stages once, every point's own stages, then write sweep.json and sweep.html."""
-    from simulation.report_sweep import write_sweep_report
+    from simulation.report.sweep_page import write_sweep_report
 
     base = spec.base_config()
     root = Path(out) if out else Path(base.run.out_dir) / base.run.name

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from edge_nodes.redis_server import EmbeddedRedis
+from edge_nodes.cache.redis_server import EmbeddedRedis
 
 pytest_plugins = [
     "tests.fixtures_workload",

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from edge_nodes.cache import CacheSettings, EdgeCache
-from edge_nodes.redis_conn import edge_namespace
+from edge_nodes.cache.edge_cache import CacheSettings, EdgeCache
+from edge_nodes.cache.redis_conn import edge_namespace
 
 CACHE_TEST_DB = 9  # the cache tests' databases: 9..12 (flushed before and after use)
 

@@ -31,7 +31,7 @@ PREDICTIVE = ("popularity", "markov_sql", "local_only", "federated", "centralize
 
 
 def _stats(policy: str, i: int, shift: float) -> dict[str, Any]:
-    """One per-edge row as simulation/replay.py writes it: DESIGN.md's keys plus raw counters."""
+    """One per-edge row as simulation/replay/policies.py writes it: DESIGN.md's keys plus raw counters."""
     hr = round(HIT[policy][i] + shift, 4)
     pre = policy in PREDICTIVE
     prefetched = 400 + 10 * i if pre else 0

@@ -24,7 +24,7 @@ def tiny_config(seed: int = 7, test_days: int = 1, **workload: Any) -> Experimen
 
 def generate_tiny(root: Path, seed: int = 7, **workload: Any) -> dict[str, Any]:
     """Generate a tiny workload into `root`; return the stage's summary."""
-    from simulation.workload import generate
+    from simulation.workload.generate import generate
 
     return generate(tiny_config(seed=seed, **workload), RunDir(root))
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from edge_nodes.cache import EdgeCache
+from edge_nodes.cache.edge_cache import EdgeCache
 from tests.fixtures_cache import content_ids, zipf_trace
 
 pytestmark = pytest.mark.slow  # real embedded Redis

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_nodes.cache import EdgeCache
+from edge_nodes.cache.edge_cache import EdgeCache
 from tests.fixtures_cache import content_ids, zipf_trace
 
 pytestmark = pytest.mark.slow  # real embedded Redis
@@ -172,9 +172,9 @@ def test_demand_mode_reproduces_recorded_outcomes(edge_cache: Callable[..., Edge
 
 
 if __name__ == "__main__":
-    from edge_nodes.cache import CacheSettings
-    from edge_nodes.redis_conn import edge_namespace
-    from edge_nodes.redis_server import EmbeddedRedis
+    from edge_nodes.cache.edge_cache import CacheSettings
+    from edge_nodes.cache.redis_conn import edge_namespace
+    from edge_nodes.cache.redis_server import EmbeddedRedis
     with EmbeddedRedis() as server:
         out = {}
         for name, kw in sorted(CASES.items()):

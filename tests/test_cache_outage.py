@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from redis.backoff import ConstantBackoff
 
-from edge_nodes.cache import CacheSettings, EdgeCache
-from edge_nodes.flow import Breaker, RequestBatch
-from edge_nodes.predictors import MarkovPredictor, PopularityPredictor
-from edge_nodes.redis_conn import edge_namespace
-from edge_nodes.redis_server import EmbeddedRedis
-from simulation.replay import PolicyRun, ReplaySettings, degraded, replay_predictive
-from simulation.streams import load_catalog, load_stream
+from edge_nodes.cache.edge_cache import CacheSettings, EdgeCache
+from edge_nodes.cache.flow import Breaker, RequestBatch
+from edge_nodes.cache.redis_conn import edge_namespace
+from edge_nodes.cache.redis_server import EmbeddedRedis
+from edge_nodes.learning.predictors import MarkovPredictor, PopularityPredictor
+from simulation.replay.policies import PolicyRun, ReplaySettings, degraded, replay_predictive
+from simulation.replay.streams import load_catalog, load_stream
 from tests.conftest import require
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from edge_nodes.cache import EdgeCache
-from simulation.reactive import Trace, run_policy
+from edge_nodes.cache.edge_cache import EdgeCache
+from simulation.replay.reactive import RequestTrace, run_policy
 from tests.fixtures_cache import content_ids, zipf_trace
 
 pytestmark = pytest.mark.slow  # real embedded Redis
@@ -31,7 +31,7 @@ def test_redis_lru_matches_libcachesim_lru_exactly(edge_cache: Callable[..., Edg
     obj, item_size = zipf_trace(8000, 400, seed=11)
     cache = edge_cache(capacity, unit)
     hits = _replay(cache, obj, item_size)
-    ref = run_policy("lru", Trace(obj, item_size[obj]), capacity, unit)
+    ref = run_policy("lru", RequestTrace(obj, item_size[obj]), capacity, unit)
     assert hits.sum() == ref.hits.sum() > 0
     np.testing.assert_array_equal(hits, ref.hits)
     n, used, actual = cache.occupancy()
@@ -92,8 +92,8 @@ def test_prefetch_budget_and_share_respected(edge_cache: Callable[..., EdgeCache
 
 
 def test_prefix_isolation_keeps_edges_apart(redis_url: str) -> None:
-    from edge_nodes.cache import CacheSettings
-    from edge_nodes.redis_conn import edge_namespace
+    from edge_nodes.cache.edge_cache import CacheSettings
+    from edge_nodes.cache.redis_conn import edge_namespace
     a = EdgeCache(edge_namespace(redis_url, "edge-a", 0, "prefix"), CacheSettings(capacity=3))
     b = EdgeCache(edge_namespace(redis_url, "edge-b", 0, "prefix"), CacheSettings(capacity=3))
     for c in (a, b):

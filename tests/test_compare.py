@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from simulation.compare import (
+from simulation.errors import RunDirError
+from simulation.report.compare import (
     edge_delta_table,
     load_runs,
     overall_table,
     print_comparison,
     write_compare_html,
 )
-from simulation.errors import RunDirError
 from tests.fixtures_report import make_results, write_run
 from tests.test_cli import edgecache
 

@@ -15,9 +15,9 @@ import pytest
 from rich.console import Console
 
 from simulation.config import build_config
+from simulation.features_stage import time_cut
 from simulation.pipeline import StageContext, run_stage
 from simulation.rundir import RunDir
-from simulation.stage_features import time_cut
 from spark_features.job import FeatureSettings, run_features
 from tests.conftest import require
 from tests.fixtures_spark import content_id, write_catalog

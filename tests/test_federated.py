@@ -22,8 +22,8 @@ from aggregator.errors import StrategyConfigError, TooFewEdges
 from aggregator.rounds import RecordedStrategy, contract_violations
 from aggregator.settings import ServerSettings
 from aggregator.strategies import STRATEGIES, build_strategy, dp_settings
-from edge_nodes.client_app import EdgeIdentity, PartitionTable, build_client_app
-from edge_nodes.model import ModelSpec, init_params
+from edge_nodes.learning.client_app import EdgeIdentity, PartitionTable, build_client_app
+from edge_nodes.learning.model import ModelSpec, init_params
 from tests.fixtures_federated import SyntheticRun
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,7 +172,7 @@ def test_run_config_round_trip_and_pyproject_declares_every_key(synthetic_run: S
 
 def test_edges_receive_the_catalog_successor_map(synthetic_run: SyntheticRun, tmp_path: Path,
                                                  task_identity: None) -> None:
-    from edge_nodes.model import load_params
+    from edge_nodes.learning.model import load_params
     s = _settings(synthetic_run, tmp_path, catalog_path=str(synthetic_run.catalog), negatives=8)
     spec = s.model_spec()
     assert spec.successor[:6] == (1, 2, 3, 4, -1, 6)

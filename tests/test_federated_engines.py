@@ -10,12 +10,13 @@ import psutil
 import pytest
 from rich.console import Console
 
-from edge_nodes.model import load_params
+from edge_nodes.learning.model import load_params
 from simulation.config import ExperimentConfig, build_config
 from simulation.errors import TrainingFailed
-from simulation.federation import plan_federation, run_federation
 from simulation.pipeline import StageContext, run_stage
 from simulation.rundir import RunDir
+from simulation.training.federation import run_federation
+from simulation.training.plan import plan_federation
 from tests.fixtures_federated import SyntheticRun
 
 pytestmark = pytest.mark.slow

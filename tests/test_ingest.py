@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from simulation.errors import ConfigError
-from simulation.ingest import ingest, parse_mapping
-from simulation.movielens import zip_edge
+from simulation.workload.ingest import ingest, parse_mapping
+from simulation.workload.movielens import zip_edge
 from tests.conftest import ROOT
 from tests.fixtures_workload import read_events
 

@@ -10,9 +10,16 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 
 from aggregator.strategies import build_strategy
 from edge_nodes.errors import ModelFileError
-from edge_nodes.local_layers import compose, composed_path, local_path, parse_names, shared_names, split
-from edge_nodes.model import PARAM_NAMES, ModelSpec, init_params
-from edge_nodes.predictors import ModelPredictor
+from edge_nodes.learning.local_layers import (
+    compose,
+    composed_path,
+    local_path,
+    parse_names,
+    shared_names,
+    split,
+)
+from edge_nodes.learning.model import PARAM_NAMES, ModelSpec, init_params
+from edge_nodes.learning.predictors import ModelPredictor
 from tests.fixtures_federated import SyntheticRun
 from tests.test_federated import StubGrid, _deliver, _edge_app, _settings, task_identity  # noqa: F401
 

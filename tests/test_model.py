@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_nodes.catalog_links import load_successor_map, successor_map
 from edge_nodes.errors import EdgeDataError, ModelFileError
-from edge_nodes.model import (
+from edge_nodes.learning.catalog_links import load_successor_map, successor_map
+from edge_nodes.learning.model import (
     Batch,
     ModelSpec,
     init_params,
@@ -18,8 +18,8 @@ from edge_nodes.model import (
     top_k,
     top_k_with_probs,
 )
-from edge_nodes.objective import Negatives, loss_and_grads, sampled_loss_and_grads
-from edge_nodes.task import Examples, TrainSettings, evaluate, load_examples, split_by_time, train
+from edge_nodes.learning.objective import Negatives, loss_and_grads, sampled_loss_and_grads
+from edge_nodes.learning.task import Examples, TrainSettings, evaluate, load_examples, split_by_time, train
 from tests.fixtures_federated import SyntheticRun
 
 SUCC = (1, 2, -1, 4, -1, -1, 7, 8, -1)  # two short series: 0->1->2, 3->4, 6->7->8

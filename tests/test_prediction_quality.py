@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_nodes.predictors import PopularityPredictor
-from simulation.prediction_quality import hit_at_k, next_request_index, summarize_quality
-from simulation.streams import EdgeStream
+from edge_nodes.learning.predictors import PopularityPredictor
+from simulation.replay.prediction_quality import hit_at_k, next_request_index, summarize_quality
+from simulation.replay.streams import EdgeStream
 
 
 def test_next_request_index_hand_computed() -> None:

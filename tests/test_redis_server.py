@@ -12,9 +12,9 @@ import psutil
 import pytest
 import redis
 
+from edge_nodes.cache.redis_conn import edge_namespace, make_client
+from edge_nodes.cache.redis_server import EmbeddedRedis, find_server_binary, redis_server
 from edge_nodes.errors import RedisUnavailable
-from edge_nodes.redis_conn import edge_namespace, make_client
-from edge_nodes.redis_server import EmbeddedRedis, find_server_binary, redis_server
 
 
 def _alive(pid: int) -> bool:
@@ -64,7 +64,7 @@ def test_server_dies_with_a_killed_parent() -> None:
     """Even a SIGKILLed parent leaves no orphan: the server has PR_SET_PDEATHSIG."""
     code = textwrap.dedent("""
         import sys, time
-        from edge_nodes.redis_server import EmbeddedRedis
+        from edge_nodes.cache.redis_server import EmbeddedRedis
         s = EmbeddedRedis().start()
         print(s.pid, flush=True)
         time.sleep(60)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulation.reactive import OFFLINE, REACTIVE, Trace, next_access, run_all, run_policy
+from simulation.replay.reactive import OFFLINE, REACTIVE, RequestTrace, next_access, run_all, run_policy
 from tests.fixtures_cache import zipf_trace
 
 POLICIES = REACTIVE + OFFLINE
 
 
-def _trace(n: int = 6000, items: int = 500, seed: int = 2) -> Trace:
+def _trace(n: int = 6000, items: int = 500, seed: int = 2) -> RequestTrace:
     obj, size = zipf_trace(n, items, seed)
-    return Trace(obj, size[obj])
+    return RequestTrace(obj, size[obj])
 
 
 def test_next_access_hand_computed() -> None:

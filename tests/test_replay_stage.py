@@ -10,12 +10,17 @@ import pytest
 from rich.console import Console
 
 from edge_nodes.errors import PredictorError
-from edge_nodes.model import ModelSpec, init_params, save_params
-from edge_nodes.predictors import MarkovPredictor, ModelPredictor, PopularityPredictor, first_k_unique
+from edge_nodes.learning.model import ModelSpec, init_params, save_params
+from edge_nodes.learning.predictors import (
+    MarkovPredictor,
+    ModelPredictor,
+    PopularityPredictor,
+    first_k_unique,
+)
 from simulation.config import build_config
 from simulation.pipeline import StageContext
+from simulation.replay.stage import replay_stage
 from simulation.rundir import RunDir
-from simulation.stage_replay import replay_stage
 from tests.fixtures_cache import write_run
 
 KEYS = ("hit_ratio", "byte_hit_ratio", "requests", "prefetch_bytes", "prefetch_precision",
@@ -36,7 +41,7 @@ def test_markov_falls_back_to_popularity() -> None:
 
 
 def test_edge_demand_is_causal_and_hand_computed() -> None:
-    from edge_nodes.flow import EdgeDemand
+    from edge_nodes.cache.flow import EdgeDemand
     demand = EdgeDemand(items=5, min_demand=1.5)
     preds = np.array([[1, 2], [2, 3], [2, -1]])  # rank weights 1, 1/2
     # request 0 sees only its own predictions (1.0, 0.5); request 1 sees item 2 at 0.5 + 1

@@ -17,8 +17,8 @@ from rich.console import Console
 from simulation.config import build_config
 from simulation.errors import RunDirError
 from simulation.pipeline import StageContext, load_stage
-from simulation.report import SECTION_IDS, render_report, write_report
-from simulation.report_policies import best_reactive, edge_verdicts, overall_verdict
+from simulation.report.policies import best_reactive, edge_verdicts, overall_verdict
+from simulation.report.run_report import SECTION_IDS, render_report, write_report
 from simulation.rundir import RunDir
 from tests.fixtures_report import write_run
 

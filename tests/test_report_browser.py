@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from simulation.report import write_report
+from simulation.report.run_report import write_report
 from tests.conftest import require
 
 # Appended to a copy of the page: after load, count images that failed to decode.

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from simulation.population import DEVICES
+from simulation.workload.population import DEVICES
 from tests.fixtures_workload import read_events, read_lines
 
 STAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
@@ -92,7 +92,7 @@ def test_chunked_writing_makes_several_time_ordered_parts_with_exact_counts(tiny
 
 
 def test_plan_chunks_bounds_every_chunk() -> None:
-    from simulation.events import hour_weights, plan_chunks
+    from simulation.workload.events import hour_weights, plan_chunks
 
     chunks = plan_chunks(10_000, hour_weights(5, 0), 1500, np.random.default_rng(0))
     sizes = [int(c[2].sum()) for c in chunks]
@@ -202,7 +202,7 @@ def test_generate_stage_returns_the_results_json_block(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_workload_is_learnable(tmp_path: Path) -> None:
     """A first-order next-item predictor beats global popularity at hit@10 on held-out days."""
-    from simulation.learnability import evaluate_run
+    from simulation.workload.learnability import evaluate_run
     from tests.fixtures_workload import generate_tiny
 
     generate_tiny(tmp_path, edges=4, users=500, items=600, events=60_000, days=10, chunk_events=20_000)

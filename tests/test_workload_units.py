@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulation.dirty import dirty_target
-from simulation.divergence import jensen_shannon, mean_pairwise_jsd, top_share, zipf_exponent
-from simulation.events import _chain
-from simulation.sampling import GroupedSampler, row_choice
+from simulation.workload.dirty import dirty_target
+from simulation.workload.events import _chain
+from simulation.workload.sampling import GroupedSampler, row_choice
+from simulation.workload.stats import jensen_shannon, mean_pairwise_jsd, top_share, zipf_exponent
 
 
 def test_grouped_sampler_draws_inside_each_group_by_weight() -> None:

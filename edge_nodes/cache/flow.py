@@ -1,0 +1,257 @@
+"""The live delivery flow of one edge, a batch of requests at a time.
+
+Per request, in order (on the server, atomically): hit -> deliver from the edge cache;
+miss -> fetch from the origin, admit; then refresh the user's predictions (`user:<id>`) and
+prefetch them within the budget. Predictions for the whole batch are computed first, with
+numpy, from each request's own history (what the user watched up to and including it).
+If Redis is down the batch is served from the origin and counted as misses and errors; a
+breaker with exponential backoff decides when to try the server again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import redis
+from redis.backoff import AbstractBackoff, ExponentialBackoff
+
+from edge_nodes.cache.accounting import EdgeStats
+from edge_nodes.cache.edge_cache import BatchOutcome, EdgeCache, PendingBatch, PreparedBatch
+from edge_nodes.learning.predictors import Predictor
+from monitoring.metrics import (
+    ORIGIN_BYTES,
+    PREDICTION_SECONDS,
+    PREFETCHES,
+    REDIS_ERRORS,
+    REQUESTS,
+    USER_ACTIVITY,
+)
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("TV", "mobile", "tablet", "web", "console")
+OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+
+@dataclass(frozen=True)
+class RequestBatch:
+    """Consecutive requests of one edge's stream, starting at stream position `first`."""
+
+    first: int
+    item: np.ndarray        # int64 item_idx
+    user: np.ndarray        # str user ids
+    device_idx: np.ndarray  # int
+    hour: np.ndarray        # int 0..23
+    hist: np.ndarray        # (n, L) item_idx history including this request, -1 padded
+    ts: np.ndarray          # datetime64 (for degraded spans)
+
+    def __len__(self) -> int:
+        return int(self.item.shape[0])
+
+
+@dataclass(frozen=True)
+class ItemLookup:
+    """Public catalog lookups by item_idx; index -1 maps to the no-item sentinel."""
+
+    ids: np.ndarray    # str content ids, with '-' appended
+    sizes: np.ndarray  # int64 bytes, with 0 appended
+
+    @classmethod
+    def of(cls, content_ids: np.ndarray, size_bytes: np.ndarray) -> ItemLookup:
+        return cls(np.append(content_ids.astype(str), "-"), np.append(size_bytes.astype(np.int64), 0))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch with its predictions made and encoded, ready to send."""
+
+    batch: RequestBatch
+    sizes: np.ndarray
+    enc: PreparedBatch
+
+
+class Breaker:
+    """Skip Redis after a failure until a backoff delay has passed (clock injected)."""
+
+    def __init__(self, backoff: AbstractBackoff | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.backoff = backoff or ExponentialBackoff(cap=2.0, base=0.05)
+        self.clock = clock
+        self.failures = 0
+        self.retry_at = 0.0
+
+    def allow(self) -> bool:
+        return self.failures == 0 or self.clock() >= self.retry_at
+
+    def failed(self) -> None:
+        self.failures += 1
+        self.retry_at = self.clock() + self.backoff.compute(self.failures)
+
+    def succeeded(self) -> None:
+        if self.failures:
+            log.info("Redis is back after %d failed attempts", self.failures)
+        self.failures = 0
+
+
+class EdgeDemand:
+    """Edge-level demand: rank-weighted predictions summed over the edge's active users.
+
+    Causal: request j's candidates are scored with the predictions of requests up to and
+    including j (earlier batches decay by half per batch). Candidates whose demand is below
+    `min_demand` are not prefetched; 0 keeps every prediction.
+    """
+
+    def __init__(self, items: int, min_demand: float, decay: float = 0.5) -> None:
+        self.score = np.zeros(items + 1)  # last slot: the -1 sentinel
+        self.min_demand, self.decay = min_demand, decay
+
+    def filter(self, preds: np.ndarray) -> np.ndarray:
+        """Drop candidates with too little demand so far; updates the running demand."""
+        n, k = preds.shape
+        flat = preds.ravel()
+        w = np.tile(1.0 / np.arange(1, k + 1), n)
+        order = np.argsort(flat, kind="stable")  # per item, in request order
+        cum = np.empty(flat.size)
+        sw = w[order]
+        csum = np.cumsum(sw)
+        start = np.r_[0, np.flatnonzero(np.diff(flat[order])) + 1]
+        base = np.repeat(csum[start] - sw[start], np.diff(np.r_[start, flat.size]))
+        cum[order] = csum - base
+        demand = self.score[flat] + cum
+        np.add.at(self.score, flat, w)
+        self.score *= self.decay
+        if self.min_demand <= 0:
+            return preds
+        return np.where((demand >= self.min_demand).reshape(n, k), preds, -1)
+
+
+class DeliveryFlow:
+    """Serves one edge's batches for one policy through its EdgeCache and predictor."""
+
+    def __init__(self, edge_id: str, policy: str, cache: EdgeCache, catalog: ItemLookup,
+                 predictor: Predictor | None, top_k: int, breaker: Breaker | None = None,
+                 min_demand: float = 0.0) -> None:
+        self.edge_id, self.policy, self.cache, self.catalog = edge_id, policy, cache, catalog
+        self.predictor, self.top_k = predictor, top_k if predictor is not None else 0
+        self.breaker = breaker or Breaker()
+        self.stats = EdgeStats()
+        self.demand = EdgeDemand(catalog.sizes.size - 1, min_demand)
+        self._inflight: tuple[Prepared, PendingBatch | None] | None = None
+
+    def serve(self, batch: RequestBatch) -> np.ndarray:
+        """Serve a batch; per-request hit flags (all False for requests served during an outage)."""
+        self.submit(self.prepare(batch))
+        return self.finish()
+
+    def serve_stream(self, batches: Iterable[RequestBatch],
+                     on_batch: Callable[[RequestBatch], None] | None = None) -> None:
+        """Serve batches in order, predicting and encoding batch i+1 while the server runs batch i.
+
+        Same outcome as `serve` one batch at a time: a batch is sent only after the previous
+        reply is counted (it needs the running byte counters); `on_batch` runs just before.
+        """
+        try:
+            for batch in batches:
+                prep = self.prepare(batch)
+                self.finish()
+                if on_batch is not None:
+                    on_batch(batch)
+                self.submit(prep)
+        finally:
+            self.finish()  # also when a prediction fails: the batch in flight is still counted
+
+    def prepare(self, batch: RequestBatch) -> Prepared:
+        """Predictions for the batch and its encoding for the server (no server call)."""
+        preds, probs = self._predict(batch)
+        sizes = self.catalog.sizes[batch.item]
+        flat = preds.ravel()
+        enc = self.cache.prepare(self.catalog.ids[batch.item].tolist(), sizes.tolist(), batch.user.tolist(),
+                                 self.catalog.ids[flat].tolist(), self.catalog.sizes[flat].tolist(),
+                                 self.top_k, probs.ravel())
+        return Prepared(batch, sizes, enc)
+
+    def submit(self, prep: Prepared) -> None:
+        """Send a prepared batch (or, while the breaker is open, mark it for the origin)."""
+        pending = None
+        if self.breaker.allow():
+            pending = self.cache.send(prep.enc, self.stats.requested_bytes, self.stats.prefetch_bytes)
+        self._inflight = (prep, pending)
+
+    def finish(self) -> np.ndarray:
+        """Read and count the submitted batch's outcome; its hit flags (empty if none was submitted)."""
+        if self._inflight is None:
+            return np.zeros(0, dtype=bool)
+        (prep, pending), self._inflight = self._inflight, None
+        batch, sizes = prep.batch, prep.sizes
+        outcome = self._receive(batch, pending) if pending is not None else None
+        if outcome is None:
+            self._count_outage(batch, sizes)
+            return np.zeros(len(batch), dtype=bool)
+        self._count(batch, sizes, outcome)
+        return outcome.hits
+
+    def _predict(self, batch: RequestBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Each request's top-k predictions and their probabilities, from its own history."""
+        if self.predictor is None or self.top_k == 0:
+            empty = np.empty((len(batch), 0), dtype=np.int64)
+            return empty, empty.astype(np.float64)
+        t0 = time.perf_counter()
+        preds, probs = self.predictor.predict_scored(batch.hist, batch.device_idx, batch.hour, self.top_k)
+        preds = self.demand.filter(preds)
+        probs = np.where(preds >= 0, probs, 0.0)
+        PREDICTION_SECONDS.labels(self.edge_id).observe(time.perf_counter() - t0)
+        return preds, probs
+
+    def _receive(self, batch: RequestBatch, pending: PendingBatch) -> BatchOutcome | None:
+        try:
+            out = self.cache.receive(pending)
+        except OUTAGE_ERRORS as e:
+            log.warning("edge %s: Redis unavailable (%s); serving %d requests from the origin",
+                        self.edge_id, e.__class__.__name__, len(batch))
+            self.breaker.failed()
+            return None
+        self.breaker.succeeded()
+        return out
+
+    def _count(self, batch: RequestBatch, sizes: np.ndarray, out: BatchOutcome) -> None:
+        s, n, hits = self.stats, len(batch), int(out.hits.sum())
+        hit_bytes = int(sizes[out.hits].sum())
+        s.requests += n
+        s.hits += hits
+        s.requested_bytes += int(sizes.sum())
+        s.hit_bytes += hit_bytes
+        s.prefetched += out.prefetched
+        s.prefetch_bytes += out.prefetched_bytes
+        s.prefetch_used += out.prefetch_used
+        s.prefetch_wasted += out.prefetch_wasted
+        self._metrics(batch, hits, n - hits, int(sizes.sum()) - hit_bytes + out.prefetched_bytes,
+                      out.prefetched)
+
+    def _count_outage(self, batch: RequestBatch, sizes: np.ndarray) -> None:
+        s, n = self.stats, len(batch)
+        s.requests += n
+        s.errors += n
+        s.requested_bytes += int(sizes.sum())
+        s.record_outage(batch.first, n, str(batch.ts[0]), str(batch.ts[-1]))
+        REDIS_ERRORS.labels(self.edge_id).inc()
+        self._metrics(batch, 0, n, int(sizes.sum()), 0)
+
+    def _metrics(self, batch: RequestBatch, hits: int, misses: int, origin: int, prefetched: int) -> None:
+        e, p = self.edge_id, self.policy
+        REQUESTS.labels(e, p, "hit").inc(hits)
+        REQUESTS.labels(e, p, "miss").inc(misses)
+        ORIGIN_BYTES.labels(e, p).inc(origin)
+        if prefetched:
+            PREFETCHES.labels(e, p).inc(prefetched)
+
+
+def record_activity(edge_id: str, device_idx: np.ndarray) -> None:
+    """Count viewing events by device once per edge stream (not once per policy)."""
+    counts = np.bincount(device_idx, minlength=len(DEVICES))
+    for device, c in zip(DEVICES, counts.tolist(), strict=False):
+        if c:
+            USER_ACTIVITY.labels(edge_id, device).inc(c)

@@ -1,0 +1,177 @@
+"""Next-content predictors behind one Protocol, looked up by name in a registry.
+
+A predictor maps a batch of user states - the last items watched (oldest first, -1 padded,
+the current request included), device index and hour - to each user's top-k next item_idx
+(-1 where it has nothing to say) and, in `predict_scored`, the probability of each
+(the model's softmax, the Markov transition probability, the item's share of views).
+All of them are vectorized over the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from edge_nodes.errors import PredictorError
+from edge_nodes.learning import model
+
+TopK = Callable[[Any, Any, np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
+TopKProbs = Callable[[Any, Any, np.ndarray, np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+class Predictor(Protocol):
+    """Top-k next items for a batch of user states."""
+
+    name: str
+
+    def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int) -> np.ndarray:
+        """(n, k) int item_idx, -1 padded."""
+        ...
+
+    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray,
+                       k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(n, k) int item_idx, -1 padded, and (n, k) probabilities (0 where -1)."""
+        ...
+
+
+def first_k_unique(cand: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Per row, the first k distinct non-negative candidates not in `exclude` (-1 padded)."""
+    return first_k_unique_scored(cand, np.zeros(cand.shape), k, exclude)[0]
+
+
+def first_k_unique_scored(cand: np.ndarray, prob: np.ndarray, k: int,
+                          exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """first_k_unique, carrying each candidate's probability along (0 where -1)."""
+    bad = cand < 0
+    bad |= np.tril(cand[:, :, None] == cand[:, None, :], -1).any(-1)  # later duplicates
+    if exclude is not None:
+        bad |= (cand[:, :, None] == exclude[:, None, :]).any(-1)
+    order = np.argsort(bad, axis=1, kind="stable")[:, :k]
+    picked = np.take_along_axis(cand, order, axis=1)
+    p = np.take_along_axis(prob, order, axis=1).astype(np.float64)
+    drop = np.take_along_axis(bad, order, axis=1)
+    picked[drop], p[drop] = -1, 0.0
+    if picked.shape[1] < k:
+        pad = ((0, 0), (0, k - picked.shape[1]))
+        picked, p = np.pad(picked, pad, constant_values=-1), np.pad(p, pad)
+    return picked, p
+
+
+class PopularityPredictor:
+    """The edge's most popular items before the cut, minus what the user just watched."""
+
+    name = "popularity"
+
+    def __init__(self, scores: np.ndarray) -> None:
+        self.ranked = np.argsort(-scores, kind="stable").astype(np.int64)
+        total = float(np.sum(scores))
+        self.share = scores / total if total > 0 else np.zeros(scores.size)
+
+    @classmethod
+    def from_table(cls, path: Path, items: int) -> PopularityPredictor:
+        t = _read(path, ("item_idx", "count"))
+        scores = np.zeros(items)
+        idx = t["item_idx"].to_numpy()
+        score_col = "recency_score" if "recency_score" in t.column_names else "count"
+        scores[idx[idx < items]] = t[score_col].to_numpy()[idx < items]
+        return cls(scores)
+
+    def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int) -> np.ndarray:
+        return self.predict_scored(hist, device_idx, hour, k)[0]
+
+    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray,
+                       k: int) -> tuple[np.ndarray, np.ndarray]:
+        top = self.ranked[:k + hist.shape[1]]
+        shape = (hist.shape[0], top.size)
+        return first_k_unique_scored(np.broadcast_to(top, shape), np.broadcast_to(self.share[top], shape), k, hist)
+
+
+class MarkovPredictor:
+    """The Spark SQL baseline: top-N next items after the user's last item, popularity fill-in."""
+
+    name = "markov_sql"
+
+    def __init__(self, table: np.ndarray, fallback: PopularityPredictor, probs: np.ndarray | None = None) -> None:
+        self.table = table  # (items, N) next item_idx by rank, -1 padded
+        self.probs = probs if probs is not None else np.where(table >= 0, 1.0 / (1 + np.arange(table.shape[1])), 0.0)
+        self.fallback = fallback
+
+    @classmethod
+    def from_table(cls, path: Path, items: int, fallback: PopularityPredictor) -> MarkovPredictor:
+        t = _read(path, ("prev_idx", "next_idx", "rank"))
+        prev, nxt, rank = (t[c].to_numpy().astype(np.int64) for c in ("prev_idx", "next_idx", "rank"))
+        prob = t["prob"].to_numpy().astype(np.float64) if "prob" in t.column_names else 1.0 / rank
+        width = int(rank.max()) if rank.size else 1
+        table = np.full((items, width), -1, dtype=np.int64)
+        probs = np.zeros((items, width))
+        ok = (prev >= 0) & (prev < items) & (rank >= 1)
+        table[prev[ok], rank[ok] - 1] = nxt[ok]
+        probs[prev[ok], rank[ok] - 1] = prob[ok]
+        return cls(table, fallback, probs)
+
+    def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int) -> np.ndarray:
+        return self.predict_scored(hist, device_idx, hour, k)[0]
+
+    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray,
+                       k: int) -> tuple[np.ndarray, np.ndarray]:
+        last = hist[:, -1]
+        known = (last >= 0)[:, None]
+        rows = np.where(known, self.table[np.maximum(last, 0)], -1)
+        rprob = np.where(known, self.probs[np.maximum(last, 0)], 0.0)
+        pop, pprob = self.fallback.predict_scored(hist, device_idx, hour, k)
+        return first_k_unique_scored(np.concatenate([rows, pop], axis=1),
+                                     np.concatenate([rprob, pprob], axis=1), k, hist[:, -1:])
+
+
+class ModelPredictor:
+    """A trained next-content model (federated, local-only or centralized) via edge_nodes.learning.model."""
+
+    name = "model"
+
+    def __init__(self, params: Any, spec: Any, top_k: TopK, name: str = "model",
+                 top_k_probs: TopKProbs | None = None) -> None:
+        self.params, self.spec, self._top_k, self.name = params, spec, top_k, name
+        self._top_k_probs = top_k_probs
+
+    @classmethod
+    def from_npz(cls, path: Path, name: str = "model") -> ModelPredictor:
+        if not path.is_file():
+            raise PredictorError(f"model file {path} is missing; run `edgecache train` first")
+        params, spec = model.load_params(path)
+        return cls(params, spec, model.top_k, name, model.top_k_with_probs)
+
+    def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int) -> np.ndarray:
+        # one more than asked: the item just requested is dropped from the candidates
+        out = np.asarray(self._top_k(self.params, self.spec, hist, device_idx, hour, k + 1), dtype=np.int64)
+        return first_k_unique(out, k, hist[:, -1:])
+
+    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray,
+                       k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The model's softmax probabilities (a model without them: 1/rank)."""
+        if self._top_k_probs is None:
+            ids = self.predict(hist, device_idx, hour, k)
+            return ids, np.where(ids >= 0, 1.0 / (1 + np.arange(k)), 0.0)
+        ids, probs = self._top_k_probs(self.params, self.spec, hist, device_idx, hour, k + 1)
+        return first_k_unique_scored(np.asarray(ids, dtype=np.int64), np.asarray(probs), k, hist[:, -1:])
+
+
+def _read(path: Path, columns: tuple[str, ...]) -> Any:
+    if not path.exists():
+        raise PredictorError(f"feature table {path} is missing; run `edgecache features` first")
+    t = pq.read_table(path)
+    missing = [c for c in columns if c not in t.column_names]
+    if missing:
+        raise PredictorError(f"{path} lacks columns {missing}; it has {t.column_names}")
+    return t
+
+
+# Config name -> how to build it from an edge's files: (kind, needs).
+PREDICTORS: dict[str, type] = {
+    "popularity": PopularityPredictor,
+    "markov_sql": MarkovPredictor,
+    "model": ModelPredictor,
+}

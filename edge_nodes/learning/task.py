@@ -1,0 +1,170 @@
+"""One edge's learning task: load its own training examples, train locally, evaluate.
+
+An edge reads only `features/examples/edge_id=<its id>/` (docs/internals.md). The held-out
+slice is the last `eval_fraction` of the edge's own training period by time, so evaluation
+never looks at the test period the replay uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from edge_nodes.errors import EdgeDataError
+from edge_nodes.learning.model import Batch, ModelSpec, Params, scores
+from edge_nodes.learning.objective import Adam, NegativeSampler, loss_and_grads, sampled_loss_and_grads
+
+log = logging.getLogger(__name__)
+COLUMNS = ("ts", "hist", "device_idx", "hour", "label")
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Training examples as arrays, in time order."""
+
+    hist: np.ndarray
+    device: np.ndarray
+    hour: np.ndarray
+    label: np.ndarray
+    ts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def take(self, idx: np.ndarray | slice) -> Examples:
+        return Examples(self.hist[idx], self.device[idx], self.hour[idx], self.label[idx], self.ts[idx])
+
+    def batch(self, idx: np.ndarray | slice) -> Batch:
+        return Batch(self.hist[idx], self.device[idx], self.hour[idx], self.label[idx])
+
+    @staticmethod
+    def concat(parts: list[Examples]) -> Examples:
+        """Pool several edges' examples (the centralized baseline), kept in time order."""
+        ex = Examples(*(np.concatenate([getattr(p, f) for p in parts])
+                        for f in ("hist", "device", "hour", "label", "ts")))
+        return ex.take(np.argsort(ex.ts, kind="stable"))
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Local training hyperparameters (handed to the edge by the server each round)."""
+
+    epochs: int = 1
+    lr: float = 0.01
+    batch_size: int = 256
+    l2: float = 1e-6
+    proximal_mu: float = 0.0
+    negatives: int = 0  # draws per batch for the sampled softmax; 0 = full softmax
+
+
+def edge_partition(examples_dir: str | Path, edge_id: str) -> Path:
+    """The folder holding one edge's training examples."""
+    return Path(examples_dir) / f"edge_id={edge_id}"
+
+
+def load_examples(examples_dir: str | Path, edge_id: str, history_len: int) -> Examples:
+    """Read one edge's training examples with pyarrow, sorted by time."""
+    part = edge_partition(examples_dir, edge_id)
+    if not part.is_dir():
+        raise EdgeDataError(f"no training examples for {edge_id} at {part}; run `edgecache features` first")
+    table = pq.read_table(part, columns=list(COLUMNS))
+    if table.num_rows == 0:
+        raise EdgeDataError(f"{part} holds no training examples; the edge saw too few events")
+    table = table.sort_by("ts")
+    hist_col = table.column("hist").combine_chunks()
+    lengths = pc.list_value_length(hist_col).to_numpy(zero_copy_only=False)
+    if np.any(lengths != history_len):
+        raise EdgeDataError(f"{part}: hist lists must hold exactly {history_len} items "
+                            f"(features.history_len), found lengths {sorted(set(lengths.tolist()))[:5]}")
+    flat = pc.list_flatten(hist_col).to_numpy(zero_copy_only=False)
+    return Examples(
+        hist=flat.astype(np.int64).reshape(-1, history_len),
+        device=_ints(table, "device_idx"), hour=_ints(table, "hour"), label=_ints(table, "label"),
+        ts=table.column("ts").cast(pa.int64()).to_numpy(),
+    )
+
+
+def _ints(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).to_numpy().astype(np.int64)
+
+
+def check_examples(ex: Examples, spec: ModelSpec, where: str) -> None:
+    """Fail early with the offending column when examples do not fit the model."""
+    limits = {"label": (ex.label, spec.n_items), "hist": (ex.hist, spec.n_items),
+              "device_idx": (ex.device, spec.n_devices), "hour": (ex.hour, spec.n_hours)}
+    for name, (arr, hi) in limits.items():
+        lo = -1 if name == "hist" else 0
+        if arr.size and (arr.min() < lo or arr.max() >= hi):
+            raise EdgeDataError(f"{where}: {name} values must be in [{lo}, {hi}); found "
+                                f"[{arr.min()}, {arr.max()}] — does the catalog size match?")
+
+
+def split_by_time(ex: Examples, eval_fraction: float) -> tuple[Examples, Examples]:
+    """Train on the first part of the period, hold out the last `eval_fraction` by time."""
+    n_eval = int(round(len(ex) * eval_fraction))
+    if eval_fraction > 0 and len(ex) > 1:
+        n_eval = min(max(n_eval, 1), len(ex) - 1)
+    cut = len(ex) - n_eval
+    return ex.take(slice(0, cut)), ex.take(slice(cut, len(ex)))
+
+
+def train(params: Params, spec: ModelSpec, ex: Examples, settings: TrainSettings,
+          rng: np.random.Generator) -> tuple[Params, float]:
+    """Minibatch Adam for `settings.epochs` epochs; returns new params (inputs untouched), mean batch loss."""
+    params = [p.copy() for p in params]
+    anchor = [p.copy() for p in params] if settings.proximal_mu > 0 else None
+    step = _objective(spec, ex, settings, rng)
+    opt = Adam(lr=settings.lr)
+    losses: list[float] = []
+    for _ in range(settings.epochs):
+        order = rng.permutation(len(ex))
+        for start in range(0, len(ex), settings.batch_size):
+            loss, grads = step(params, ex.batch(order[start:start + settings.batch_size]))
+            if anchor is not None:  # FedProx: pull towards the round's global model
+                for g, p, a in zip(grads, params, anchor, strict=True):
+                    g += settings.proximal_mu * (p - a)
+            params = opt.step(params, grads)
+            losses.append(loss)
+    return params, float(np.mean(losses)) if losses else float("nan")
+
+
+def _objective(spec: ModelSpec, ex: Examples, settings: TrainSettings,
+               rng: np.random.Generator) -> Callable[[Params, Batch], tuple[float, Params]]:
+    """The loss to train with: sampled softmax when 0 < negatives < n_items, else the full softmax."""
+    if not 0 < settings.negatives < spec.n_items:
+        return lambda params, batch: loss_and_grads(params, spec, batch, settings.l2)
+    sampler = NegativeSampler(ex.label, spec.n_items, settings.negatives)  # own label counts, kept here
+
+    def step(params: Params, batch: Batch) -> tuple[float, Params]:
+        return sampled_loss_and_grads(params, spec, batch, sampler.draw(rng), sampler.log_q, settings.l2)
+
+    return step
+
+
+def evaluate(params: Params, spec: ModelSpec, ex: Examples, k: int, batch_size: int = 1024) -> dict[str, float]:
+    """Cross-entropy, hit@k and NDCG@k of the true next item (one relevant item per row)."""
+    if len(ex) == 0:
+        return {"loss": float("nan"), "hit_at_k": 0.0, "ndcg_at_k": 0.0}
+    loss_sum = hit_sum = ndcg_sum = 0.0
+    for start in range(0, len(ex), batch_size):
+        b = ex.batch(slice(start, start + batch_size))
+        z = scores(params, spec, b)
+        assert b.label is not None
+        true = z[np.arange(len(b.label)), b.label]
+        rank = np.count_nonzero(z > true[:, None], axis=1)  # items strictly better than the truth
+        zmax = z.max(axis=1, keepdims=True)
+        z -= zmax  # log-sum-exp in place: the (batch, n_items) logits are the big array here
+        np.exp(z, out=z)
+        loss_sum += float((np.log(z.sum(axis=1)) + zmax[:, 0] - true).sum())
+        hit = rank < k
+        hit_sum += float(hit.sum())
+        ndcg_sum += float((hit / np.log2(rank + 2.0)).sum())
+    n = float(len(ex))
+    return {"loss": loss_sum / n, "hit_at_k": hit_sum / n, "ndcg_at_k": ndcg_sum / n}

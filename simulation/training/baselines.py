@@ -1,0 +1,101 @@
+"""Baselines with the same model and training budget as the federated run.
+
+- `local_only`: every edge trains alone on its own examples (no aggregation).
+- `centralized`: one model on all edges' training examples pooled — the privacy-violating
+  upper bound. Both train for rounds x local_epochs epochs (the passes over each example
+  the federated run makes) with the same loss, and are evaluated on each edge's own
+  held-out slice.
+
+The jobs (one centralized model, one local model per edge) run in a pool of single-threaded
+worker processes, as many as there are cores; each worker reads the data it needs itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aggregator.settings import ServerSettings
+from edge_nodes.learning.client_app import EdgeIdentity
+from edge_nodes.learning.model import ModelSpec, init_params, save_params
+from edge_nodes.learning.task import Examples, TrainSettings, evaluate, load_examples, split_by_time, train
+from monitoring.metrics import EVAL_HIT_RATIO, TRAIN_LOSS
+from simulation.training.workers import single_threaded_workers
+
+log = logging.getLogger(__name__)
+Splits = dict[str, tuple[Examples, Examples]]
+Quality = dict[str, dict[str, float]]
+
+
+def load_splits(edges: tuple[EdgeIdentity, ...], s: ServerSettings) -> Splits:
+    """Each edge's (train, held-out) examples, split exactly as the ClientApp splits them."""
+    return {e.edge_id: split_by_time(load_examples(e.examples_dir, e.edge_id, s.history_len), s.eval_fraction)
+            for e in edges}
+
+
+def _budget(s: ServerSettings) -> TrainSettings:
+    return TrainSettings(epochs=s.rounds * s.local_epochs, lr=s.lr, batch_size=s.batch_size, l2=s.l2,
+                         negatives=s.negatives)
+
+
+def weighted_quality(per_edge: dict[str, dict[str, float]], sizes: dict[str, int]) -> dict[str, float]:
+    """Example-weighted mean of per-edge metrics (how Flower aggregates the federated ones)."""
+    total = sum(sizes.values()) or 1
+    keys = ("loss", "hit_at_k", "ndcg_at_k")
+    return {k: sum(per_edge[e][k] * sizes[e] for e in per_edge) / total for k in keys}
+
+
+def _report(name: str, per_edge: Quality, sizes: dict[str, int], train_loss: float,
+            s: ServerSettings) -> dict[str, Any]:
+    overall = weighted_quality(per_edge, sizes)
+    TRAIN_LOSS.labels(model=name).set(train_loss)
+    EVAL_HIT_RATIO.labels(model=name).set(overall["hit_at_k"])
+    log.info("%s: hit@%d %.4f", name, s.top_k, overall["hit_at_k"])
+    return {"train_loss": train_loss, "epochs": _budget(s).epochs, **{f"eval_{k}": v for k, v in overall.items()},
+            "per_edge": per_edge}
+
+
+def fit_local_only(edge: EdgeIdentity, index: int, s: ServerSettings, spec: ModelSpec,
+                   model_dir: Path) -> tuple[dict[str, float], float, int]:
+    """One edge alone: train, save models/local_only/<edge>.npz; (quality, train loss, held-out size)."""
+    fit, held = load_splits((edge,), s)[edge.edge_id]
+    params, loss = train(init_params(spec, np.random.default_rng(s.seed)), spec, fit, _budget(s),
+                         np.random.default_rng([s.seed, index, 0]))
+    save_params(model_dir / "local_only" / f"{edge.edge_id}.npz", params, spec)
+    return evaluate(params, spec, held, s.top_k), loss, len(held)
+
+
+def fit_centralized(edges: tuple[EdgeIdentity, ...], s: ServerSettings, spec: ModelSpec,
+                    model_dir: Path) -> tuple[Quality, float, dict[str, int]]:
+    """All edges' examples pooled: train, save models/centralized.npz; per-edge quality on held-out."""
+    splits = load_splits(edges, s)
+    pooled = Examples.concat([fit for fit, _ in splits.values()])
+    params, loss = train(init_params(spec, np.random.default_rng(s.seed)), spec, pooled, _budget(s),
+                         np.random.default_rng([s.seed, 1_000_003]))
+    save_params(model_dir / "centralized.npz", params, spec)
+    per_edge = {edge: evaluate(params, spec, held, s.top_k) for edge, (_, held) in sorted(splits.items())}
+    return per_edge, loss, {edge: len(held) for edge, (_, held) in splits.items()}
+
+
+def train_baselines(edges: tuple[EdgeIdentity, ...], s: ServerSettings, model_dir: Path,
+                    workers: int | None = None) -> dict[str, Any]:
+    """local_only and centralized, trained in parallel worker processes; {name: report}."""
+    spec = s.model_spec()
+    workers = workers or max(1, min(os.cpu_count() or 1, len(edges) + 1))
+    ctx = multiprocessing.get_context("spawn")  # fresh interpreters: the BLAS thread setting applies
+    with single_threaded_workers(), ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        central: Future[Any] = pool.submit(fit_centralized, edges, s, spec, model_dir)
+        local = {e.edge_id: pool.submit(fit_local_only, e, i, s, spec, model_dir)
+                 for i, e in enumerate(sorted(edges, key=lambda e: e.edge_id))}
+        per_edge = {edge: f.result() for edge, f in local.items()}
+        c_quality, c_loss, sizes = central.result()
+    local_report = _report("local_only", {e: r[0] for e, r in per_edge.items()},
+                           {e: r[2] for e, r in per_edge.items()},
+                           float(np.mean([r[1] for r in per_edge.values()])), s)
+    return {"local_only": local_report, "centralized": _report("centralized", c_quality, sizes, c_loss, s)}

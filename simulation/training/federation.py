@@ -1,0 +1,65 @@
+"""Run federated training with either Flower engine.
+
+`run_federation` runs the rounds of a FederationPlan (simulation/training/plan.py) with the
+simulation engine (Ray, in this process) or the deployment engine (SuperLink + one SuperNode
+per edge, simulation/training/deployment.py) and returns what the server recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from aggregator.checkpoint import CheckpointStore
+from aggregator.server_app import build_server_app
+from edge_nodes.learning.client_app import PartitionTable, build_client_app
+from simulation.errors import TrainingFailed
+from simulation.training.deployment import run_deployment_engine
+from simulation.training.plan import FederationPlan
+from simulation.training.workers import python_path, single_threaded_workers
+
+log = logging.getLogger(__name__)
+RAY_OBJECT_STORE_BYTES = 256 * 1024 * 1024
+def run_simulation_engine(plan: FederationPlan) -> None:
+    """Flower's simulation engine: one Ray actor CPU per ClientApp, a small object store."""
+    import ray
+    from flwr.simulation import run_simulation
+
+    os.environ["PYTHONPATH"] = python_path()
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    cpus = max(1, min(len(plan.edges), os.cpu_count() or 1))
+    backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+               "init_args": {"num_cpus": cpus, "object_store_memory": RAY_OBJECT_STORE_BYTES,
+                             "logging_level": "ERROR", "log_to_driver": False, "include_dashboard": False}}
+    flwr_log = logging.getLogger("flwr")
+    level = flwr_log.level
+    flwr_log.setLevel(logging.WARNING)
+    try:
+        with single_threaded_workers():
+            run_simulation(server_app=build_server_app(lambda _ctx: plan.settings),
+                           client_app=build_client_app(PartitionTable(plan.edges)),
+                           num_supernodes=len(plan.edges), backend_config=backend)  # type: ignore[arg-type]
+    finally:
+        flwr_log.setLevel(level)
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+def run_federation(plan: FederationPlan) -> dict[str, Any]:
+    """Run all rounds with the planned engine; return the server summary plus the round records."""
+    store = CheckpointStore(plan.settings.model_dir)
+    error: BaseException | None = None
+    try:
+        if plan.engine == "simulation":
+            run_simulation_engine(plan)
+        else:
+            run_deployment_engine(plan)
+    except Exception as e:  # the server's own record below says more than the engine's wrapper
+        error = e
+    summary = store.read_summary()
+    if error is not None or summary.get("status") != "ok":
+        reason = summary.get("error") or (f"{type(error).__name__}: {error}" if error else "no summary written")
+        raise TrainingFailed(f"federated training ({plan.engine} engine) failed: {reason}") from error
+    summary["rounds"] = store.read_rounds()
+    return summary

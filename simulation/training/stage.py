@@ -1,0 +1,73 @@
+"""The `train` pipeline stage: federated rounds, then the local_only and centralized baselines.
+
+Output (merged into results.json): `federated` with the strategy, engine, per-round metrics,
+privacy settings, personalization and the two baselines, all evaluated on the same per-edge
+held-out slices; `timings.train_round_mean_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from monitoring import metrics
+from simulation.pipeline import StageContext
+from simulation.training.baselines import train_baselines
+from simulation.training.federation import run_federation
+from simulation.training.plan import plan_federation
+
+log = logging.getLogger(__name__)
+ROUND_KEYS = ("round", "train_loss", "eval_loss", "eval_hit_at_k", "eval_ndcg_at_k", "failures",
+              "eval_failures", "sampled", "replies", "aggregated", "failure_reasons")
+
+
+def _final(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    last = rounds[-1] if rounds else {}
+    return {k: last[k] for k in ("round", "train_loss", "eval_loss", "eval_hit_at_k", "eval_ndcg_at_k")
+            if k in last}
+
+
+def train_stage(ctx: StageContext) -> dict[str, Any]:
+    """Run federated training on ctx.run and report it beside the baselines."""
+    plan = plan_federation(ctx.cfg, ctx.run)
+    ctx.console.print(f"federated: {plan.settings.strategy} on {len(plan.edges)} edges, "
+                      f"{plan.settings.rounds} rounds, {plan.engine} engine")
+    summary = run_federation(plan)
+    rounds = summary["rounds"]
+    seconds = [r["seconds"] for r in rounds if "seconds" in r]
+    fed: dict[str, Any] = {
+        "strategy": plan.settings.strategy, "engine": plan.engine, "edges": [e.edge_id for e in plan.edges],
+        "top_k": plan.settings.top_k, "resumed_from_round": summary.get("resumed_from_round", 0),
+        "rounds": [{k: r[k] for k in ROUND_KEYS if k in r} for r in rounds],
+        "final": _final(rounds), "dp": summary.get("dp", {"enabled": False}),
+        "replies_checked": summary.get("replies_checked", 0),
+    }
+    if "personalized" in summary:
+        fed["personalized"] = summary["personalized"]
+    if ctx.cfg.federated.baselines:
+        fed.update(train_baselines(plan.edges, plan.settings, Path(plan.settings.model_dir)))
+    for name in ("local_only", "centralized"):
+        if isinstance(fed.get(name), dict):
+            _record_baseline(name, fed[name])
+    ctx.console.print(_line(fed))
+    timings = {"train_round_mean_s": round(sum(seconds) / len(seconds), 3)} if seconds else {}
+    return {"federated": fed, "timings": timings}
+
+
+def _line(fed: dict[str, Any]) -> str:
+    k = fed["top_k"]
+    parts = [f"federated hit@{k} {fed['final'].get('eval_hit_at_k', float('nan')):.4f}"]
+    for name in ("local_only", "centralized"):
+        if name in fed:
+            parts.append(f"{name} {fed[name]['eval_hit_at_k']:.4f}")
+    if "personalized" in fed and fed["personalized"].get("personalized"):
+        parts.append(f"personalized {fed['personalized']['personalized']['hit_at_k']:.4f}")
+    return " | ".join(parts)
+
+
+def _record_baseline(name: str, result: dict[str, Any]) -> None:
+    """Show a baseline's final quality beside the federated model's on the dashboard."""
+    loss, hit = result.get("train_loss"), result.get("eval_hit_at_k")
+    if isinstance(loss, float) and isinstance(hit, float):
+        metrics.record_round(int(result.get("epochs", 0)), loss, hit, model=name)

@@ -1,0 +1,202 @@
+"""A real trace being ingested: accepted events, quarantined lines, and writing the run layout.
+
+Edge names already of the form `edge-NN` are kept (so a documented rule such as MovieLens'
+zip regions keeps its numbering); any other names are mapped, sorted, to edge-00, edge-01...
+Events are written per edge in time order (ties keep input order); a missing duration is
+the item's runtime; items without a catalog get one built from their ids (runtime 100 min,
+25 MB per minute).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from simulation.workload.logwriter import Lookups, PartWriter, render_jsonl
+from simulation.workload.population import DEVICES
+from simulation.workload.stats import WorkloadStats
+
+DEFAULT_RUNTIME_MIN = 100
+MB_PER_MIN = 25.0
+EDGE_NAME = re.compile(r"edge-\d{2,}")
+
+
+class Trace:
+    """Accepted events (column lists) and quarantined lines, counted per input file."""
+
+    def __init__(self) -> None:
+        self.user: list[str] = []
+        self.content: list[str] = []
+        self.device: list[str] = []
+        self.duration: list[int] = []
+        self.ts: list[int] = []
+        self.edge: list[str] = []
+        self.rejected: list[dict[str, Any]] = []
+        self.files: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+
+    def add(self, file: str, user: str, content: str, device: str, duration: int | None, ts: int,
+            edge: str) -> None:
+        """Accept one event (duration None = the item's runtime)."""
+        self.user.append(user)
+        self.content.append(content)
+        self.device.append(device)
+        self.duration.append(-1 if duration is None else duration)
+        self.ts.append(ts)
+        self.edge.append(edge)
+        self.files[file].update(lines=1, ingested=1)
+
+    def reject(self, file: str, line: int, raw: str, reason: str) -> None:
+        """Quarantine one input line with the reason it was not ingested."""
+        self.rejected.append({"file": file, "line": line, "raw": raw, "reason": reason})
+        self.files[file].update(lines=1, quarantined=1)
+
+    def count(self, file: str, **counts: int) -> None:
+        """Count lines of auxiliary files (e.g. MovieLens u.user) that were accepted."""
+        self.files[file].update(lines=sum(counts.values()), **counts)
+
+    @property
+    def quarantined(self) -> int:
+        return len(self.rejected)
+
+
+def default_catalog(content_ids: list[str]) -> pa.Table:
+    """A catalog for a trace that has none: one movie per distinct content id, sorted."""
+    n = len(content_ids)
+    return pa.table({
+        "content_id": pa.array(content_ids, pa.string()), "item_idx": pa.array(np.arange(n, dtype=np.int32)),
+        "title": pa.array(content_ids, pa.string()), "genre": pa.array(["unknown"] * n, pa.string()),
+        "kind": pa.array(["movie"] * n, pa.string()), "series_id": pa.nulls(n, pa.string()),
+        "season": pa.nulls(n, pa.int32()), "episode": pa.nulls(n, pa.int32()),
+        "runtime_min": pa.array(np.full(n, DEFAULT_RUNTIME_MIN, dtype=np.int32)),
+        "size_mb": pa.array(np.full(n, DEFAULT_RUNTIME_MIN * MB_PER_MIN)),
+        "release_day": pa.array(np.zeros(n, dtype=np.int32)),
+    })
+
+
+def _edge_names(names: list[str]) -> tuple[list[str], dict[str, str]]:
+    distinct = sorted(set(names))
+    if all(EDGE_NAME.fullmatch(n) for n in distinct):
+        return distinct, {n: n for n in distinct}
+    mapping = {n: f"edge-{i:02d}" for i, n in enumerate(distinct)}
+    return sorted(mapping.values()), mapping
+
+
+def _codes(values: list[str], vocabulary: list[str]) -> np.ndarray:
+    index = {v: i for i, v in enumerate(vocabulary)}
+    return np.fromiter((index[v] for v in values), dtype=np.int64, count=len(values))
+
+
+def write_trace(trace: Trace, out: Path, *, fmt: str, catalog: pa.Table | None, users: pa.Table | None,
+                test_days: int = 0) -> dict[str, Any]:
+    """Write logs, catalog.parquet, users.parquet and quarantine/ingest/; return the summary."""
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "logs").exists():
+        shutil.rmtree(out / "logs")  # stale parts of an earlier run would mix with this trace
+    _write_quarantine(trace, out / "quarantine" / "ingest")
+    if not trace.ts:
+        raise _empty(trace)
+    catalog = catalog if catalog is not None else default_catalog(sorted(set(trace.content)))
+    cids = catalog.column("content_id").to_pylist()
+    item = _codes(trace.content, cids)
+    user_vocab = sorted(set(trace.user))
+    user = _codes(trace.user, user_vocab)
+    edges, edge_map = _edge_names(trace.edge)
+    edge = _codes([edge_map[e] for e in trace.edge], edges)
+    device = _codes(trace.device, list(DEVICES))
+    ts_abs = np.asarray(trace.ts, dtype=np.int64)
+    start = datetime.datetime.fromtimestamp(int(ts_abs.min()), datetime.UTC).date()
+    ts = ts_abs - int(datetime.datetime(start.year, start.month, start.day, tzinfo=datetime.UTC).timestamp())
+    days = int(ts.max() // 86400) + 1
+    runtime = catalog.column("runtime_min").to_numpy()
+    duration = np.where(np.asarray(trace.duration) < 0, runtime[item], trace.duration)
+
+    order = np.lexsort((ts, edge))
+    lookups = Lookups(np.asarray(user_vocab), np.asarray(cids), DEVICES, edges, start.isoformat(), days)
+    cols = lookups.columns(user[order], device[order], item[order], duration[order], ts[order], edge[order])
+    writer = PartWriter(out / "logs", edges, fmt)
+    if fmt == "jsonl":
+        writer.write_lines(edge[order], render_jsonl(cols))
+    else:
+        cols["duration"] = pa.array(duration[order].astype(np.int64))
+        writer.write_table(edge[order], pa.table(cols))
+    pq.write_table(catalog, out / "catalog.parquet")
+    pq.write_table(_users_table(users, user_vocab, user, edge, device, item, edges, catalog), out / "users.parquet")
+    return _summary(trace, edges, edge_map, user, item, edge, ts, catalog, start, days, test_days)
+
+
+def _empty(trace: Trace) -> Exception:
+    from simulation.errors import EdgecacheError
+    reasons = collections.Counter(r["reason"] for r in trace.rejected).most_common(3)
+    return EdgecacheError(f"no event could be ingested ({trace.quarantined} lines quarantined; most common "
+                          f"reasons: {reasons}); check --format and --map")
+
+
+def _write_quarantine(trace: Trace, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "part-00000.jsonl").open("w") as f:
+        for row in trace.rejected:  # malformed lines only: few, and each must be kept verbatim
+            f.write(json.dumps(row) + "\n")
+
+
+def _users_table(users: pa.Table | None, vocab: list[str], user: np.ndarray, edge: np.ndarray,
+                 device: np.ndarray, item: np.ndarray, edges: list[str], catalog: pa.Table) -> pa.Table:
+    """users.parquet: given rows (MovieLens) or built from the events; top_genre from what they watched."""
+    genres = np.asarray(catalog.column("genre").to_pylist(), dtype=object)
+    g_vocab = sorted(set(genres))
+    g_item = _codes(list(genres), g_vocab)
+
+    def mode(codes: np.ndarray, width: int) -> np.ndarray:
+        m = np.zeros((len(vocab), width), dtype=np.int64)
+        np.add.at(m, (user, codes), 1)
+        return np.argmax(m, axis=1)
+
+    top_genre = np.asarray(g_vocab, dtype=object)[mode(g_item[item], len(g_vocab))]
+    if users is not None:
+        ids = users.column("user_id").to_pylist()
+        where = {u: i for i, u in enumerate(vocab)}
+        top = [top_genre[where[u]] if u in where else "unknown" for u in ids]
+        return users.append_column("top_genre", pa.array(top, pa.string()))
+    return pa.table({
+        "user_id": pa.array(vocab, pa.string()), "name": pa.array(vocab, pa.string()),
+        "home_edge": pa.array(np.asarray(edges)[mode(edge, len(edges))], pa.string()),
+        "age": pa.nulls(len(vocab), pa.int32()),
+        "preferred_device": pa.array(np.asarray(DEVICES)[mode(device, len(DEVICES))], pa.string()),
+        "top_genre": pa.array(top_genre, pa.string()),
+    })
+
+
+def _reason_kind(reason: str) -> str:
+    """A reason without its specifics ("unknown user 9 (not in u.user)" -> "unknown user")."""
+    return re.sub(r" -?\d+\b", "", re.sub(r" ?[('\"].*$", "", reason))
+
+
+def _summary(trace: Trace, edges: list[str], edge_map: dict[str, str], user: np.ndarray, item: np.ndarray,
+             edge: np.ndarray, ts: np.ndarray, catalog: pa.Table, start: datetime.date, days: int,
+             test_days: int) -> dict[str, Any]:
+    order = np.lexsort((ts, user))
+    u, i = user[order], item[order]
+    series = np.asarray(catalog.column("series_id").to_pylist(), dtype=object)
+    cont = np.r_[False, (u[1:] == u[:-1]) & (i[1:] == i[:-1] + 1)]
+    cont[1:] &= (series[i[1:]] != None) & (series[i[1:]] == series[i[:-1]])  # noqa: E711 (elementwise)
+    stats = WorkloadStats(edges, catalog.num_rows, (days - test_days) * 86400, ())
+    stats.add(edge[order], i, ts[order], cont)
+    s = stats.summary()
+    s.pop("dirty_injected")
+    s.pop("lines")
+    if not test_days:
+        s.pop("train_events"), s.pop("test_events")
+    reasons = collections.Counter(_reason_kind(r["reason"]) for r in trace.rejected)
+    s.update(source="ingest", users=int(len(np.unique(user))), items=catalog.num_rows, edges=len(edges),
+             edge_map=edge_map, start_date=start.isoformat(), days=days, ingest_quarantined=trace.quarantined,
+             quarantine_reasons=dict(sorted(reasons.items())),
+             input_files={f: {k: c[k] for k in ("lines", "ingested", "quarantined")} for f, c in trace.files.items()})
+    return s
