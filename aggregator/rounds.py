@@ -25,7 +25,7 @@ from aggregator.errors import TooFewEdges
 from aggregator.settings import ServerSettings
 from edge_nodes.learning.local_layers import compose
 from edge_nodes.learning.model import ModelSpec
-from monitoring.metrics import EDGE_FAILURES, EVAL_HIT_RATIO, FEDERATED_ROUND, TRAIN_LOSS
+from monitoring import metrics as prom
 
 log = logging.getLogger(__name__)
 REPLY_ARRAYS = "arrays"
@@ -119,7 +119,7 @@ class RecordedStrategy(Strategy):
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         ok, reasons = self._screen(replies, with_arrays=True)
         self.record.update(failures=len(reasons), failure_reasons=reasons, replies=len(ok))
-        EDGE_FAILURES.inc(len(reasons))
+        prom.record_edge_failures(len(reasons))
         if len(ok) < self.s.min_nodes:
             self.record["aggregated"] = False
             self.store.append_round(self._finish_record())
@@ -162,11 +162,7 @@ class RecordedStrategy(Strategy):
         params = compose(arrays.to_numpy_ndarrays(), self.local_fill, tuple(self.local_fill))
         self.store.save(rec["round"], params, self.spec)
         self.store.append_round(rec)
-        FEDERATED_ROUND.set(rec["round"])
-        if "train_loss" in rec:
-            TRAIN_LOSS.labels(model="federated").set(rec["train_loss"])
-        if "eval_hit_at_k" in rec:
-            EVAL_HIT_RATIO.labels(model="federated").set(rec["eval_hit_at_k"])
+        prom.record_round(rec["round"], rec.get("train_loss"), rec.get("eval_hit_at_k"))
         log.info("round %d: train_loss %.4f eval hit@k %.4f failures %d", rec["round"],
                  rec.get("train_loss", float("nan")), rec.get("eval_hit_at_k", float("nan")),
                  rec.get("failures", 0))

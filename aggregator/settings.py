@@ -18,7 +18,10 @@ from edge_nodes.learning.model import ModelSpec
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """Everything the ServerApp needs: strategy, rounds, model shape, edge hyperparameters."""
+    """Everything the ServerApp needs: strategy, rounds, model shape, edge hyperparameters.
+
+    Built from the config by simulation/training/plan.py (same-named fields); the defaults
+    equal the config's base values (pinned by tests/test_one_home.py) and serve direct users."""
 
     model_dir: str
     n_items: int
@@ -40,12 +43,12 @@ class ServerSettings:
     lr: float = 0.01
     batch_size: int = 512
     l2: float = 1e-6
-    negatives: int = 0
+    negatives: int = 512
     catalog_path: str = ""
     eval_fraction: float = 0.1
     top_k: int = 10
     personalize_epochs: int = 0
-    local_layers: str = ""  # comma-separated model arrays the edges keep (FedPer); "" = none
+    local_layers: str = "out_bias"  # comma-separated model arrays the edges keep (FedPer); "" = none
     seed: int = 42
     resume: bool = False
     round_timeout_s: float = 600.0

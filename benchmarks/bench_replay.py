@@ -29,7 +29,8 @@ from edge_nodes.cache.edge_cache import CacheSettings, EdgeCache  # noqa: E402
 from edge_nodes.cache.flow import DeliveryFlow, ItemLookup  # noqa: E402
 from edge_nodes.cache.redis_conn import edge_namespace  # noqa: E402
 from edge_nodes.cache.redis_server import EmbeddedRedis  # noqa: E402
-from edge_nodes.learning.predictors import MarkovPredictor, PopularityPredictor, Predictor  # noqa: E402
+from edge_nodes.learning.predictors import MarkovPredictor, PopularityPredictor  # noqa: E402
+from edge_nodes.predictor import Predictor  # noqa: E402
 from simulation.replay.reactive import RequestTrace, run_policy  # noqa: E402
 from simulation.replay.streams import EdgeStream, build_hist  # noqa: E402
 

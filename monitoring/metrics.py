@@ -20,7 +20,6 @@ from collections.abc import Iterable
 from prometheus_client import Counter, Gauge, Histogram
 
 RESULTS = ("hit", "miss")
-DEVICES = ("TV", "mobile", "tablet", "web", "console")  # docs/internals.md order
 
 REQUESTS = Counter("edgecache_requests_total", "Content requests served by an edge cache",
                    ["edge", "policy", "result"])
@@ -43,11 +42,11 @@ RUN_PROGRESS = Gauge("edgecache_run_progress_ratio", "Completed share of a pipel
                      ["stage"])
 
 
-def init_edge(edge: str, policies: Iterable[str]) -> None:
+def init_edge(edge: str, policies: Iterable[str], devices: Iterable[str] = ()) -> None:
     """Export zeros for an edge's known label values, so dashboards show 0 rather than no data."""
     REDIS_ERRORS.labels(edge=edge)
     PREDICTION_SECONDS.labels(edge=edge)
-    for device in DEVICES:
+    for device in devices:
         USER_ACTIVITY.labels(edge=edge, device=device)
     for policy in policies:
         PREFETCHES.labels(edge=edge, policy=policy)
@@ -88,12 +87,15 @@ def record_redis_error(edge: str, count: int = 1) -> None:
     REDIS_ERRORS.labels(edge=edge).inc(count)
 
 
-def record_round(server_round: int, loss: float, hit: float, model: str = "federated") -> None:
-    """Record a finished round: its number (federated model only), train loss and held-out hit@K."""
+def record_round(server_round: int, loss: float | None, hit: float | None, model: str = "federated") -> None:
+    """Record a finished round: its number (federated model only), train loss and held-out hit@K
+    (either may be None when the round did not report it)."""
     if model == "federated":
         FEDERATED_ROUND.set(server_round)
-    TRAIN_LOSS.labels(model=model).set(loss)
-    EVAL_HIT_RATIO.labels(model=model).set(hit)
+    if loss is not None:
+        TRAIN_LOSS.labels(model=model).set(loss)
+    if hit is not None:
+        EVAL_HIT_RATIO.labels(model=model).set(hit)
 
 
 def record_edge_failures(count: int = 1) -> None:

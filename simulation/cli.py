@@ -14,7 +14,7 @@ from rich.console import Console
 
 from monitoring.exporter import serve_metrics
 from simulation.config import ExperimentConfig, load_config
-from simulation.errors import DOMAIN_ERRORS, ConfigError, NotImplementedYet
+from simulation.errors import DOMAIN_ERRORS, ConfigError
 from simulation.pipeline import STAGE_ORDER, StageContext, run_pipeline, run_stage
 from simulation.rundir import RunDir
 
@@ -53,10 +53,7 @@ def run(config: ConfigOpt = None, out: OutOpt = None, overrides: SetOpt = None,
     console.print(f"run directory: [bold]{ctx.run.root}")
     mon = ctx.cfg.monitoring
     with serve_metrics(mon.metrics_port, mon.metrics_addr, mon.linger_s):
-        missing = run_pipeline(ctx, STAGE_ORDER)
-    if missing:
-        console.print(f"[yellow]not implemented yet: {', '.join(missing)} — results.json holds "
-                      "only the stages that ran")
+        run_pipeline(ctx, STAGE_ORDER)
     console.print(f"results: {ctx.run.results}")
 
 
@@ -162,9 +159,6 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     try:
         app()
-    except NotImplementedYet as e:
-        console.print(f"error: {e}", markup=False, highlight=False, style="red")
-        sys.exit(3)
     except DOMAIN_ERRORS as e:
         console.print(f"error: {e}", markup=False, highlight=False, style="red")
         sys.exit(2)

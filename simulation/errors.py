@@ -14,10 +14,6 @@ class ConfigError(EdgecacheError):
     """A config file, key or value is wrong; the message names the key and what is allowed."""
 
 
-class NotImplementedYet(EdgecacheError):
-    """A pipeline stage whose capability has not landed yet."""
-
-
 class RunDirError(EdgecacheError):
     """A run directory lacks what a stage needs (e.g. `train` before `features`)."""
 

@@ -1,8 +1,7 @@
 """The pipeline: stages in order, each reading and writing one run directory.
 
-A stage is a function `(StageContext) -> dict` whose dict is merged into results.json. A
-stage whose capability has not landed raises `NotImplementedYet`; `edgecache run` then says
-so and stops before the stages that depend on it (never a fake success).
+A stage is a function `(StageContext) -> dict` whose dict is merged into results.json. Each
+stage lives in its wing (`simulation/<wing>/stage.py`) and is imported only when it runs.
 """
 
 from __future__ import annotations
@@ -16,9 +15,9 @@ from typing import Any
 
 from rich.console import Console
 
+from edge_nodes.devices import DEVICES
 from monitoring import metrics
 from simulation.config import ExperimentConfig
-from simulation.errors import NotImplementedYet
 from simulation.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -35,9 +34,9 @@ class StageContext:
 Stage = Callable[[StageContext], dict[str, Any]]
 
 
-# Stage name -> "module:function", in pipeline order; None = not landed yet. Imported lazily
-# because Spark and Ray are heavy and a single-stage command needs only its own.
-STAGES: dict[str, str | None] = {
+# Stage name -> "module:function", in pipeline order. Imported lazily because Spark and Ray are
+# heavy and a single-stage command needs only its own.
+STAGES: dict[str, str] = {
     "generate": "simulation.workload.stage:generate_stage",
     "features": "simulation.features_stage:features_stage",
     "train": "simulation.training.stage:train_stage",
@@ -47,10 +46,7 @@ STAGES: dict[str, str | None] = {
 
 
 def load_stage(name: str) -> Stage:
-    target = STAGES[name]
-    if target is None:
-        raise NotImplementedYet(f"`{name}` is not implemented yet")
-    module, func = target.split(":")
+    module, func = STAGES[name].split(":")
     return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
 
 
@@ -74,26 +70,16 @@ def run_stage(name: str, ctx: StageContext) -> dict[str, Any]:
     return out
 
 
-def run_pipeline(ctx: StageContext, stages: tuple[str, ...] = STAGE_ORDER) -> list[str]:
-    """Run `stages` in order; return the ones that have not landed (the run stops at the first)."""
+def run_pipeline(ctx: StageContext, stages: tuple[str, ...] = STAGE_ORDER) -> None:
+    """Run `stages` in order, saving results.json after each."""
     ctx.run.save_config(ctx.cfg)
     ctx.results.setdefault("config", ctx.cfg.to_dict())
     if ctx.cfg.workload.source == "generate":  # edges are known up front: export zeros now, so
         for i in range(ctx.cfg.workload.edges):  # rates over a run's first samples are defined
-            metrics.init_edge(f"edge-{i:02d}", ctx.cfg.cache.policies)
+            metrics.init_edge(f"edge-{i:02d}", ctx.cfg.cache.policies, DEVICES)
     t0 = time.perf_counter()
-    missing: list[str] = []
     for name in stages:
-        if missing:
-            missing.append(name)
-            continue
         ctx.console.rule(f"[bold]{name}")
-        try:
-            run_stage(name, ctx)
-        except NotImplementedYet as e:
-            ctx.console.print(f"[yellow]{e}: stopping here; later stages need its output")
-            missing.append(name)
+        run_stage(name, ctx)
     ctx.results.setdefault("timings", {})["total_s"] = round(time.perf_counter() - t0, 3)
-    ctx.results["stages_not_implemented"] = missing
     ctx.run.write_results(ctx.results)
-    return missing

@@ -160,7 +160,7 @@ def link_shared(shared: Path, point: Path) -> None:
         target.symlink_to(os.path.relpath(entry, point), target_is_directory=entry.is_dir())
 
 
-Pipeline = Callable[[StageContext, tuple[str, ...]], list[str]]
+Pipeline = Callable[[StageContext, tuple[str, ...]], None]
 
 
 def _overall_hits(results: dict[str, Any]) -> dict[str, float]:
@@ -170,7 +170,7 @@ def _overall_hits(results: dict[str, Any]) -> dict[str, float]:
 
 def _seed(shared: dict[str, Any], spec: SweepSpec, i: int, shared_stages: tuple[str, ...]) -> dict[str, Any]:
     """A point's starting results: what the shared stages produced, plus where it sits in the sweep."""
-    results = {k: copy.deepcopy(v) for k, v in shared.items() if k not in ("config", "stages_not_implemented")}
+    results = {k: copy.deepcopy(v) for k, v in shared.items() if k != "config"}
     results.get("timings", {}).pop("total_s", None)
     results["sweep"] = {"key": spec.key, "value": spec.values[i], "index": i,
                         "shared_stages": list(shared_stages), "shared_dir": "../shared" if shared_stages else None}
@@ -188,12 +188,11 @@ def run_point(spec: SweepSpec, i: int, root: Path, console: Console, shared: dic
     ctx = StageContext(spec.point_config(i), run, console, _seed(shared, spec, i, shared_stages))
     console.rule(f"[bold]sweep point {i}: {spec.key} = {spec.values[i]!r}")
     try:
-        missing = pipeline(ctx, point_stages)
+        pipeline(ctx, point_stages)
     except EdgecacheError as e:
         log.error("sweep point %d (%s = %r) failed: %s", i, spec.key, spec.values[i], e)
-        return {**record, "status": "error", "error": str(e), "missing": [], "hit_ratio": {}}
-    return {**record, "status": "incomplete" if missing else "ok", "missing": missing,
-            "hit_ratio": _overall_hits(ctx.results)}
+        return {**record, "status": "error", "error": str(e), "hit_ratio": {}}
+    return {**record, "status": "ok", "hit_ratio": _overall_hits(ctx.results)}
 
 
 def curves_of(spec: SweepSpec, points: list[dict[str, Any]]) -> dict[str, Any]:
@@ -228,18 +227,13 @@ def run_sweep(spec: SweepSpec, out: Path | None, console: Console,
     root = Path(out) if out else Path(base.run.out_dir) / base.run.name
     stages = plan_stages(spec.key, spec.reuse)
     shared: dict[str, Any] = {}
-    shared_missing: list[str] = []
     if stages[0]:
         ctx = StageContext(spec.point_config(0), RunDir(root / "shared").create(), console)
         console.rule(f"[bold]sweep: shared stages {', '.join(stages[0])} (run once)")
-        shared_missing = pipeline(ctx, stages[0])
+        pipeline(ctx, stages[0])
         shared = ctx.results
     result = SweepResult(root)
     for i in range(len(spec.values)):
-        if shared_missing:
-            result.points.append({"index": i, "value": spec.values[i], "dir": f"point-{i}", "status": "incomplete",
-                                  "missing": shared_missing + list(stages[1]), "hit_ratio": {}})
-            continue
         result.points.append(run_point(spec, i, root, console, shared, stages, pipeline))
     curves = curves_of(spec, result.points)
     if spec.key == "cache.capacity":

@@ -145,7 +145,8 @@ def run_features(spark: SparkSession, s: FeatureSettings) -> dict[str, Any]:
                    s.run_dir / "quarantine", ["seq"])
     events = tagged.where(F.col("reason").isNull())
     test = events.where(F.col("split") == "test").select(
-        "edge_id", "user_id", "content_id", "item_idx", "ts", "device", F.col("duration_min").alias("duration"),
+        "edge_id", "user_id", "content_id", "item_idx", "ts", "device", "device_idx",
+        F.col("duration_min").alias("duration"),
         "size_mb", "seq")
     write_per_edge(test, s.run_dir / "test", ["ts", "seq"])
     train = events.where(F.col("split") == "train").withColumn("origin", F.col("edge_id"))

@@ -1,4 +1,5 @@
-"""The event contract as Spark sees it: field names, devices, reasons, the raw read schema."""
+"""The event contract as Spark sees it: field names, reasons, the raw read schema (devices:
+edge_nodes/devices.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pyspark.sql.types import StringType, StructField, StructType
 # DESIGN.md's event; edge_id is optional in a line (the log's folder names the edge).
 EVENT_FIELDS = ("user_id", "device", "content_id", "duration", "timestamp", "edge_id")
 REQUIRED_FIELDS = ("user_id", "device", "content_id", "duration", "timestamp")
-DEVICES = ("TV", "mobile", "tablet", "web", "console")  # device_idx = position
 TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"
 CORRUPT_COLUMN = "_corrupt_record"
 

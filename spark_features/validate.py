@@ -16,10 +16,10 @@ from pathlib import Path
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from edge_nodes.devices import DEVICES
 from spark_features.errors import FeaturesInputError
 from spark_features.schema import (
     CORRUPT_COLUMN,
-    DEVICES,
     EVENT_FIELDS,
     RAW_SCHEMA,
     REQUIRED_FIELDS,

@@ -19,8 +19,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-DEVICES = ("TV", "mobile", "tablet", "web", "console")
-
 
 def content_id(i: int) -> str:
     return f"C{i:05d}"

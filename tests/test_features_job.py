@@ -204,3 +204,25 @@ def test_a_roaming_user_gets_one_pooled_history(spark: Any, tmp_path: Path) -> N
     assert pooled[(2, 9)] == 1 and pooled[(9, 3)] == 1
     per_edge = sum(len(rows(run.root, "examples", e)) for e in (E0, E1))
     assert pq.read_table(run.root / "features" / "centralized" / "examples").num_rows == per_edge + 1
+
+
+def test_replay_and_training_read_one_device_encoding(spark: Any, tmp_path: Path) -> None:
+    """Spark's device_idx is the one encoding: training examples and the replayed test stream of
+    the same events carry DEVICES.index(device), every device included."""
+    from edge_nodes.devices import DEVICES
+    from simulation.replay.streams import load_stream
+
+    run = TinyRun(tmp_path)
+    days = ("2025-04-01", "2025-04-02", "2025-04-06")  # two train days, one test day
+    for day_no, day in enumerate(days):
+        for i, device in enumerate(DEVICES):
+            run.add(E0, event("U9", 1 + (i + day_no) % 5, f"{day} 1{i}:00:00", E0, device))
+    run.write()
+    run_features(spark, settings(run.root))
+    examples = pq.read_table(run.root / "features" / "examples" / f"edge_id={E0}").to_pylist()
+    assert examples, "no training examples"
+    by_ts = {(e["timestamp"]): DEVICES.index(e["device"]) for e in run.edges[E0].valid}
+    for ex in examples:
+        assert ex["device_idx"] == by_ts[ex["ts"].strftime("%Y-%m-%d %H:%M:%S")]
+    stream = load_stream(run.root / "test" / f"edge_id={E0}", None, E0, 3)
+    assert stream.device_idx.tolist() == list(range(len(DEVICES)))

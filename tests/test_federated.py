@@ -51,7 +51,7 @@ def task_identity() -> Iterator[None]:
 def _settings(run: SyntheticRun, tmp: Path, **kw: object) -> ServerSettings:
     base = dict(model_dir=str(tmp / "models"), n_items=run.n_items, history_len=run.history_len,
                 num_edges=len(run.edges), dim=8, min_nodes=2, lr=0.05, batch_size=64, rounds=2,
-                personalize_epochs=1)
+                personalize_epochs=1, negatives=0, local_layers="")
     return ServerSettings(**{**base, **kw})  # type: ignore[arg-type]
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from simulation.workload.population import DEVICES
+from edge_nodes.devices import DEVICES
 from tests.fixtures_workload import read_events, read_lines
 
 STAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")

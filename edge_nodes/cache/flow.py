@@ -21,7 +21,8 @@ from redis.backoff import AbstractBackoff, ExponentialBackoff
 
 from edge_nodes.cache.accounting import EdgeStats
 from edge_nodes.cache.edge_cache import BatchOutcome, EdgeCache, PendingBatch, PreparedBatch
-from edge_nodes.learning.predictors import Predictor
+from edge_nodes.devices import DEVICES
+from edge_nodes.predictor import Predictor
 from monitoring.metrics import (
     ORIGIN_BYTES,
     PREDICTION_SECONDS,
@@ -33,7 +34,6 @@ from monitoring.metrics import (
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("TV", "mobile", "tablet", "web", "console")
 OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_nodes.devices import N_DEVICES
 from edge_nodes.errors import ModelFileError
 
 Params = list[np.ndarray]
 PARAM_NAMES = ("item_emb", "pos_w", "device_emb", "hour_emb", "out_emb", "out_bias", "link_w")
-N_DEVICES = 5  # TV, mobile, tablet, web, console (docs/internals.md order)
 N_HOURS = 24
 N_LINKS = 2  # link kinds per history position: next episode of h_j, h_j itself
 

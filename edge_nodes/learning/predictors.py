@@ -1,4 +1,5 @@
-"""Next-content predictors behind one Protocol, looked up by name in a registry.
+"""Next-content predictors behind the Predictor protocol (edge_nodes/predictor.py); the replay
+looks them up by policy name in simulation/replay/predictors.py.
 
 A predictor maps a batch of user states - the last items watched (oldest first, -1 padded,
 the current request included), device index and hour - to each user's top-k next item_idx
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -21,21 +22,6 @@ from edge_nodes.learning import model
 
 TopK = Callable[[Any, Any, np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
 TopKProbs = Callable[[Any, Any, np.ndarray, np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
-
-
-class Predictor(Protocol):
-    """Top-k next items for a batch of user states."""
-
-    name: str
-
-    def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int) -> np.ndarray:
-        """(n, k) int item_idx, -1 padded."""
-        ...
-
-    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray,
-                       k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(n, k) int item_idx, -1 padded, and (n, k) probabilities (0 where -1)."""
-        ...
 
 
 def first_k_unique(cand: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
@@ -167,11 +153,3 @@ def _read(path: Path, columns: tuple[str, ...]) -> Any:
     if missing:
         raise PredictorError(f"{path} lacks columns {missing}; it has {t.column_names}")
     return t
-
-
-# Config name -> how to build it from an edge's files: (kind, needs).
-PREDICTORS: dict[str, type] = {
-    "popularity": PopularityPredictor,
-    "markov_sql": MarkovPredictor,
-    "model": ModelPredictor,
-}

@@ -56,12 +56,12 @@ class Examples:
 class TrainSettings:
     """Local training hyperparameters (handed to the edge by the server each round)."""
 
-    epochs: int = 1
-    lr: float = 0.01
-    batch_size: int = 256
-    l2: float = 1e-6
-    proximal_mu: float = 0.0
-    negatives: int = 0  # draws per batch for the sampled softmax; 0 = full softmax
+    epochs: int
+    lr: float
+    batch_size: int
+    l2: float
+    proximal_mu: float  # 0 = no proximal term (FedProx only)
+    negatives: int      # draws per batch for the sampled softmax; 0 = full softmax
 
 
 def edge_partition(examples_dir: str | Path, edge_id: str) -> Path:

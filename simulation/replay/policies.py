@@ -17,9 +17,8 @@ import numpy as np
 from edge_nodes.cache.accounting import EdgeStats, Latency
 from edge_nodes.cache.edge_cache import CacheSettings, EdgeCache
 from edge_nodes.cache.flow import Breaker, DeliveryFlow, ItemLookup, RequestBatch
-from edge_nodes.learning.predictors import Predictor
+from edge_nodes.predictor import Predictor
 from monitoring import metrics
-from monitoring.metrics import ORIGIN_BYTES, REQUESTS
 from simulation.replay.reactive import OFFLINE, REACTIVE, RequestTrace, run_all
 from simulation.replay.streams import EdgeStream
 
@@ -49,15 +48,11 @@ class PolicyRun:
     flags: list[str] = field(default_factory=list)
 
 
-def reactive_stats(stream: EdgeStream, catalog: ItemLookup, hits: np.ndarray, policy: str) -> EdgeStats:
-    """EdgeStats from a library policy's per-request hit flags."""
+def reactive_stats(stream: EdgeStream, catalog: ItemLookup, hits: np.ndarray) -> EdgeStats:
+    """EdgeStats from a library policy's per-request hit flags (the caller records the metrics)."""
     sizes = catalog.sizes[stream.item]
-    st = EdgeStats(requests=len(stream), hits=int(hits.sum()), requested_bytes=int(sizes.sum()),
-                   hit_bytes=int(sizes[hits].sum()))
-    REQUESTS.labels(stream.edge_id, policy, "hit").inc(st.hits)
-    REQUESTS.labels(stream.edge_id, policy, "miss").inc(st.requests - st.hits)
-    ORIGIN_BYTES.labels(stream.edge_id, policy).inc(st.requested_bytes - st.hit_bytes)
-    return st
+    return EdgeStats(requests=len(stream), hits=int(hits.sum()), requested_bytes=int(sizes.sum()),
+                     hit_bytes=int(sizes[hits].sum()))
 
 
 def replay_reactive(stream: EdgeStream, catalog: ItemLookup, settings: ReplaySettings,
@@ -70,7 +65,7 @@ def replay_reactive(stream: EdgeStream, catalog: ItemLookup, settings: ReplaySet
     cap, unit = settings.cache.capacity, settings.cache.unit
     for name, res in run_all(trace, cap, unit, wanted).items():
         run = runs.setdefault(name, PolicyRun("offline" if name in OFFLINE else "reactive"))
-        stats = run.per_edge[stream.edge_id] = reactive_stats(stream, catalog, res.hits, name)
+        stats = run.per_edge[stream.edge_id] = reactive_stats(stream, catalog, res.hits)
         metrics.record_requests(stream.edge_id, name, stats.hits, stats.requests - stats.hits)
         metrics.record_origin_bytes(stream.edge_id, name, stats.requested_bytes - stats.hit_bytes)
         run.params[stream.edge_id] = {"library": "libcachesim", **res.params}

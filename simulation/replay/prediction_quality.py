@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_nodes.learning.predictors import Predictor
+from edge_nodes.predictor import Predictor
 from simulation.replay.streams import EdgeStream
 
 MAX_SAMPLES_PER_EDGE = 5000

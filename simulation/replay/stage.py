@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
-from pathlib import Path
 from typing import Any
 
 from threadpoolctl import threadpool_limits
@@ -14,8 +12,9 @@ from edge_nodes.cache.edge_cache import CacheSettings, EdgeCache
 from edge_nodes.cache.flow import ItemLookup, record_activity
 from edge_nodes.cache.redis_conn import edge_namespace
 from edge_nodes.cache.redis_server import redis_server
+from edge_nodes.devices import DEVICES
 from edge_nodes.errors import EdgeError
-from edge_nodes.learning.predictors import MarkovPredictor, ModelPredictor, PopularityPredictor, Predictor
+from edge_nodes.learning.predictors import PopularityPredictor
 from monitoring import metrics
 from simulation.config import ExperimentConfig
 from simulation.errors import RunDirError
@@ -31,6 +30,7 @@ from simulation.replay.policies import (
     summarize,
 )
 from simulation.replay.prediction_quality import hit_at_k, summarize_quality
+from simulation.replay.predictors import build_predictor
 from simulation.replay.reactive import OFFLINE, REACTIVE
 from simulation.replay.streams import EdgeStream, load_catalog, load_stream, test_edges
 from simulation.rundir import RunDir
@@ -49,32 +49,6 @@ def settings_from(cfg: ExperimentConfig) -> ReplaySettings:
                           history_entries=c.history_entries)
     return ReplaySettings(cache, top_k=c.prefetch_top_k, batch_size=c.replay_batch, min_demand=c.prefetch_min_demand,
                           latency=Latency(c.edge_latency_ms, c.origin_latency_ms))
-
-
-def latest_round(models: Path) -> Path | None:
-    """The newest models/round-<n>.npz, or None."""
-    rounds = [(int(m.group(1)), p) for p in models.glob("round-*.npz")
-              if (m := re.fullmatch(r"round-(\d+)\.npz", p.name))]
-    return max(rounds)[1] if rounds else None
-
-
-def build_predictor(policy: str, run: RunDir, edge: str, items: int) -> Predictor:
-    """The predictor behind a predictive policy, from this edge's own files."""
-    part = f"edge_id={edge}"
-    pop = PopularityPredictor.from_table(run.features / "popularity" / part, items)
-    if policy == "popularity":
-        return pop
-    if policy == "markov_sql":
-        return MarkovPredictor.from_table(run.features / "markov" / part, items, pop)
-    paths = {"local_only": run.models / "local_only" / f"{edge}.npz",
-             "centralized": run.models / "centralized.npz",
-             "federated_personalized": run.models / "personalized" / f"{edge}.npz"}
-    composed = run.models / "federated" / f"{edge}.npz"  # global + this edge's local layers (FedPer)
-    newest = composed if composed.is_file() else latest_round(run.models)
-    path = newest if policy == "federated" else paths.get(policy)
-    if path is None:
-        raise EdgeError(f"no model for {policy}: {run.models} has no round-<n>.npz; run `edgecache train`")
-    return ModelPredictor.from_npz(path, policy)
 
 
 def predictive_policies(cfg: ExperimentConfig, run: RunDir) -> list[str]:
@@ -105,7 +79,7 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
             stream = load_stream(run.test_stream / f"edge_id={edge}", run.features / "user_state" / f"edge_id={edge}",
                                  edge, cfg.features.history_len)
             ctx.console.print(f"replay {edge}: {len(stream)} requests")
-            metrics.init_edge(edge, cfg.cache.policies)
+            metrics.init_edge(edge, cfg.cache.policies, DEVICES)
             record_activity(edge, stream.device_idx)
             replay_reactive(stream, catalog, settings, cfg.cache.policies, runs)
             cache = EdgeCache(edge_namespace(url, edge, i, cfg.redis.isolation), settings.cache)

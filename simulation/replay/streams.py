@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from edge_nodes.cache.flow import DEVICES, ItemLookup, RequestBatch
+from edge_nodes.cache.flow import ItemLookup, RequestBatch
 from simulation.errors import RunDirError
 
 log = logging.getLogger(__name__)
@@ -64,14 +64,13 @@ def test_edges(test_root: Path) -> list[str]:
 
 def load_stream(test_dir: Path, state_dir: Path | None, edge_id: str, history_len: int) -> EdgeStream:
     """Read an edge's test partition, order it by (ts, seq) and attach per-request histories."""
-    t = pq.read_table(test_dir, columns=["user_id", "item_idx", "ts", "device", "seq"])
+    t = pq.read_table(test_dir, columns=["user_id", "item_idx", "ts", "device_idx", "seq"])
     ts = t["ts"].to_numpy().astype("datetime64[ns]")
     seq = t["seq"].to_numpy()
     order = np.lexsort((seq, ts))
     user = t["user_id"].to_numpy(zero_copy_only=False).astype(str)[order]
     item = t["item_idx"].to_numpy().astype(np.int64)[order]
-    code = {d: i for i, d in enumerate(DEVICES)}
-    device = np.array([code.get(d, 0) for d in t["device"].to_pylist()], dtype=np.int64)[order]
+    device = t["device_idx"].to_numpy().astype(np.int64)[order]  # Spark's one encoder (validate.py)
     ts = ts[order]
     hour = ((ts - ts.astype("datetime64[D]")) // np.timedelta64(1, "h")).astype(np.int64)
     uniq, ucode = np.unique(user, return_inverse=True)

@@ -197,8 +197,4 @@ def summary_section(results: Mapping[str, Any], verdict: str) -> Section:
              f"{fmt_value(f.get('rounds'))} rounds, cache capacity {fmt_value(c.get('capacity'))} "
              f"{fmt_value(c.get('capacity_unit'))}.")
     blocks: list[Block] = [facts, verdict]
-    missing = results.get("stages_not_implemented") or []
-    if missing:
-        blocks.append(Note(f"Stages not implemented when this run was made: {', '.join(missing)}. "
-                           "Sections that need them say so."))
     return Section("summary", "Summary", tuple(blocks))

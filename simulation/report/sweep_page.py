@@ -29,8 +29,7 @@ def points_table(summary: Mapping[str, Any]) -> Table:
         hits = pt.get("hit_ratio") or {}
         reactive = [(hits[p], p) for p in ONLINE_REACTIVE if is_number(hits.get(p))]
         best = max(reactive) if reactive else None
-        status = pt["status"] + (f": {pt['error']}" if pt.get("error") else "") + (
-            f" (missing {', '.join(pt['missing'])})" if pt.get("missing") else "")
+        status = pt["status"] + (f": {pt['error']}" if pt.get("error") else "")
         rows.append((str(pt["index"]), _value_label(pt["value"]), pt["dir"], status,
                      fmt_ratio(hits.get("federated")),
                      f"{best[1]} {fmt_ratio(best[0])}" if best else "—", fmt_ratio(hits.get("belady"))))

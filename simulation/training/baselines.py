@@ -25,7 +25,6 @@ from aggregator.settings import ServerSettings
 from edge_nodes.learning.client_app import EdgeIdentity
 from edge_nodes.learning.model import ModelSpec, init_params, save_params
 from edge_nodes.learning.task import Examples, TrainSettings, evaluate, load_examples, split_by_time, train
-from monitoring.metrics import EVAL_HIT_RATIO, TRAIN_LOSS
 from simulation.training.workers import single_threaded_workers
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,7 @@ def load_splits(edges: tuple[EdgeIdentity, ...], s: ServerSettings) -> Splits:
 
 def _budget(s: ServerSettings) -> TrainSettings:
     return TrainSettings(epochs=s.rounds * s.local_epochs, lr=s.lr, batch_size=s.batch_size, l2=s.l2,
-                         negatives=s.negatives)
+                         proximal_mu=0.0, negatives=s.negatives)
 
 
 def weighted_quality(per_edge: dict[str, dict[str, float]], sizes: dict[str, int]) -> dict[str, float]:
@@ -54,8 +53,6 @@ def weighted_quality(per_edge: dict[str, dict[str, float]], sizes: dict[str, int
 def _report(name: str, per_edge: Quality, sizes: dict[str, int], train_loss: float,
             s: ServerSettings) -> dict[str, Any]:
     overall = weighted_quality(per_edge, sizes)
-    TRAIN_LOSS.labels(model=name).set(train_loss)
-    EVAL_HIT_RATIO.labels(model=name).set(overall["hit_at_k"])
     log.info("%s: hit@%d %.4f", name, s.top_k, overall["hit_at_k"])
     return {"train_loss": train_loss, "epochs": _budget(s).epochs, **{f"eval_{k}": v for k, v in overall.items()},
             "per_edge": per_edge}

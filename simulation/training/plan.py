@@ -15,6 +15,7 @@ from aggregator.settings import ServerSettings
 from edge_nodes.learning.client_app import EdgeIdentity
 from simulation.config import ExperimentConfig
 from simulation.errors import RunDirError, TrainingFailed
+from simulation.mirrors import mirror
 from simulation.rundir import RunDir
 
 
@@ -45,20 +46,12 @@ def catalog_size(cfg: ExperimentConfig, run: RunDir) -> int:
 
 
 def server_settings(cfg: ExperimentConfig, run: RunDir, n_items: int, num_edges: int) -> ServerSettings:
-    """Map [model] and [federated] config onto the server's plain settings."""
-    m, f = cfg.model, cfg.federated
-    return ServerSettings(
-        model_dir=str(run.models.resolve()), n_items=n_items, history_len=cfg.features.history_len,
-        num_edges=num_edges, dim=m.dim, strategy=f.strategy, rounds=f.rounds,
-        fraction_train=f.fraction_train, min_nodes=min(f.min_nodes, num_edges),
-        proximal_mu=f.proximal_mu, server_lr=f.server_lr, server_momentum=f.server_momentum,
-        trimmed_beta=f.trimmed_beta, byzantine_nodes=f.byzantine_nodes, dp_clip=f.dp_clip,
-        dp_noise=f.dp_noise, local_epochs=f.local_epochs, lr=m.lr, batch_size=m.batch_size, l2=m.l2,
-        negatives=m.negatives, catalog_path=str(run.catalog.resolve()) if run.catalog.is_file() else "",
-        eval_fraction=m.eval_fraction, top_k=m.top_k, personalize_epochs=f.personalize_epochs,
-        local_layers=",".join(f.local_layers),
-        seed=cfg.run.seed, resume=f.resume, round_timeout_s=f.round_timeout_s,
-        connect_timeout_s=f.connect_timeout_s)
+    """[model] and [federated] onto the server's plain settings (same-named fields, see mirrors.py)."""
+    return mirror(ServerSettings, cfg.model, cfg.federated,
+                  model_dir=str(run.models.resolve()), n_items=n_items, history_len=cfg.features.history_len,
+                  num_edges=num_edges, min_nodes=min(cfg.federated.min_nodes, num_edges),
+                  catalog_path=str(run.catalog.resolve()) if run.catalog.is_file() else "",
+                  local_layers=",".join(cfg.federated.local_layers), seed=cfg.run.seed)
 
 
 def plan_federation(cfg: ExperimentConfig, run: RunDir, n_items: int | None = None) -> FederationPlan:

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_nodes.devices import DEVICES
 from simulation.workload.catalog import Catalog
-from simulation.workload.population import DEVICES, Population
+from simulation.workload.population import Population
 from simulation.workload.sampling import GroupedSampler, row_choice
 
 HOURLY = np.array([0.35, 0.2, 0.12, 0.08, 0.07, 0.08, 0.15, 0.3, 0.4, 0.45, 0.5, 0.55,

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from edge_nodes.devices import DEVICES
 from simulation.config import ExperimentConfig
 from simulation.rundir import RunDir
 from simulation.workload.catalog import build_catalog
@@ -30,7 +31,7 @@ from simulation.workload.dirty import (
 )
 from simulation.workload.events import EventGenerator, Events, hour_weights, plan_chunks
 from simulation.workload.logwriter import Lookups, PartWriter, render_jsonl
-from simulation.workload.population import DEVICES, build_population, edge_ids
+from simulation.workload.population import build_population, edge_ids
 from simulation.workload.stats import WorkloadStats
 
 log = logging.getLogger(__name__)

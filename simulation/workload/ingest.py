@@ -26,8 +26,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from edge_nodes.devices import DEVICES
 from simulation.errors import ConfigError, EdgecacheError
-from simulation.workload.population import DEVICES
 from simulation.workload.trace import DEFAULT_RUNTIME_MIN, Trace, write_trace
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from simulation.workload.population import DEVICES
+from edge_nodes.devices import DEVICES
 
 
 def load_clean_events(run_root: Path) -> dict[str, np.ndarray]:

@@ -14,10 +14,10 @@ import numpy as np
 import pyarrow as pa
 from faker import Faker
 
+from edge_nodes.devices import DEVICES
 from simulation.workload.catalog import GENRES, Catalog, _zpad
 from simulation.workload.sampling import cumulative
 
-DEVICES = ("TV", "mobile", "tablet", "web", "console")
 DEVICE_MIX = np.array([0.35, 0.25, 0.10, 0.20, 0.10])
 USER_TASTE_CONCENTRATION = 8.0  # how closely a user's genre taste follows their edge's
 

@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from edge_nodes.devices import DEVICES
 from simulation.workload.logwriter import Lookups, PartWriter, render_jsonl
-from simulation.workload.population import DEVICES
 from simulation.workload.stats import WorkloadStats
 
 DEFAULT_RUNTIME_MIN = 100

@@ -1,0 +1,26 @@
+"""The one interface between learning and the cache: a batch of user states -> top-k next items.
+
+Lives beside both rooms so the cache (edge_nodes/cache/) serves any predictor without importing
+the models (edge_nodes/learning/), and a user can bring their own.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class Predictor(Protocol):
+    """Top-k next items for a batch of user states."""
+
+    name: str
+
+    def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int) -> np.ndarray:
+        """(n, k) int item_idx, -1 padded."""
+        ...
+
+    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray,
+                       k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(n, k) int item_idx, -1 padded, and (n, k) probabilities (0 where -1)."""
+        ...

@@ -1,0 +1,67 @@
+"""The predictor behind each predictive policy, built from one edge's own files: one registry.
+
+`PREDICTORS` maps a policy name to a builder `(run, edge, items) -> Predictor`; the config's
+predictive policy names are pinned to its keys by a fast test. A builder raises `EdgeError`
+when the files it needs are missing (the policy is then skipped and reported, never faked).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from edge_nodes.errors import EdgeError
+from edge_nodes.learning.predictors import MarkovPredictor, ModelPredictor, PopularityPredictor
+from edge_nodes.predictor import Predictor
+from simulation.rundir import RunDir
+
+Builder = Callable[[RunDir, str, int], Predictor]
+
+
+def latest_round(models: Path) -> Path | None:
+    """The newest models/round-<n>.npz, or None."""
+    rounds = [(int(m.group(1)), p) for p in models.glob("round-*.npz")
+              if (m := re.fullmatch(r"round-(\d+)\.npz", p.name))]
+    return max(rounds)[1] if rounds else None
+
+
+def _popularity(run: RunDir, edge: str, items: int) -> PopularityPredictor:
+    return PopularityPredictor.from_table(run.features / "popularity" / f"edge_id={edge}", items)
+
+
+def _markov(run: RunDir, edge: str, items: int) -> Predictor:
+    return MarkovPredictor.from_table(run.features / "markov" / f"edge_id={edge}", items,
+                                      _popularity(run, edge, items))
+
+
+def _model(policy: str, path_of: Callable[[RunDir, str], Path | None]) -> Builder:
+    def build(run: RunDir, edge: str, items: int) -> Predictor:
+        path = path_of(run, edge)
+        if path is None:
+            raise EdgeError(f"no model for {policy}: {run.models} has no round-<n>.npz; run `edgecache train`")
+        return ModelPredictor.from_npz(path, policy)
+    return build
+
+
+def _federated_path(run: RunDir, edge: str) -> Path | None:
+    composed = run.models / "federated" / f"{edge}.npz"  # global + this edge's local layers (FedPer)
+    return composed if composed.is_file() else latest_round(run.models)
+
+
+PREDICTORS: dict[str, Builder] = {
+    "popularity": _popularity,
+    "markov_sql": _markov,
+    "local_only": _model("local_only", lambda run, edge: run.models / "local_only" / f"{edge}.npz"),
+    "federated": _model("federated", _federated_path),
+    "federated_personalized": _model("federated_personalized",
+                                     lambda run, edge: run.models / "personalized" / f"{edge}.npz"),
+    "centralized": _model("centralized", lambda run, edge: run.models / "centralized.npz"),
+}
+
+
+def build_predictor(policy: str, run: RunDir, edge: str, items: int) -> Predictor:
+    """The predictor behind a predictive policy, from this edge's own files."""
+    if policy not in PREDICTORS:
+        raise EdgeError(f"no predictor is registered for policy {policy!r} (known: {', '.join(PREDICTORS)})")
+    return PREDICTORS[policy](run, edge, items)
