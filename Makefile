@@ -30,6 +30,7 @@ test-fast: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	luacheck edge_nodes/cache/lua
 
 # Every benchmark, ratios vs same-run baselines -> bench.json, benchmarks/out/bench.md (< 20 min on
 # 2 cores). make bench BENCH_ARGS=--quick (a few minutes), BENCH_ARGS='--only features,replay', or

@@ -126,8 +126,7 @@ class EdgeCache:
 
         A connection error here is not raised: `receive` then retries synchronously.
         """
-        counters = MapFields.of({"requested_bytes": requested_bytes, "prefetch_bytes": prefetch_bytes})
-        args: list[object] = [(prep.fields + counters).packed()]
+        args: list[object] = [self.arguments(prep, requested_bytes, prefetch_bytes)]
         pool, conn = self.client.connection_pool, None
         try:
             conn = pool.get_connection()
@@ -138,6 +137,11 @@ class EdgeCache:
                 pool.release(conn)  # type: ignore[arg-type]
             return PendingBatch(prep.fn, args, None)
         return PendingBatch(prep.fn, args, conn)
+
+    def arguments(self, prep: PreparedBatch, requested_bytes: int, prefetch_bytes: int) -> bytes:
+        """The function's one argument: the msgpack map, completed with the edge's byte counters."""
+        counters = MapFields.of({"requested_bytes": requested_bytes, "prefetch_bytes": prefetch_bytes})
+        return (prep.fields + counters).packed()
 
     def receive(self, pending: PendingBatch) -> BatchOutcome:
         """The outcome of a sent batch; retried (with the client's backoff) after a connection error."""
