@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from edge_nodes.cache.edge_cache import CacheSettings, EdgeCache
 from edge_nodes.cache.library import LIBRARY, MODULES, library_source, lua_source, registered_functions
 from edge_nodes.cache.modes import MODES
 from edge_nodes.cache.redis_conn import EdgeNamespace
+from simulation.config import CacheConfig
 from tests.conftest import ROOT, require
 
 LUA_DIR = ROOT / "edge_nodes" / "cache" / "lua"
@@ -81,3 +83,8 @@ def test_lua_reads_exactly_the_fields_python_sends_and_its_header_lists_them(evi
     assert "KEYS" in header
     missing = sorted(f for f in sent if not re.search(rf"\b{f}\b", header))
     assert not missing, f"{script}'s header does not list {missing}"
+
+
+def test_config_eviction_choices_are_the_modes() -> None:
+    field = next(f for f in dataclasses.fields(CacheConfig) if f.name == "eviction")
+    assert sorted(field.metadata["choices"]) == sorted(MODES)
