@@ -31,6 +31,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	luacheck edge_nodes/cache/lua
 
 # Every benchmark, ratios vs same-run baselines -> bench.json, benchmarks/out/bench.md (< 20 min on
 # 2 cores). make bench BENCH_ARGS=--quick (a few minutes), BENCH_ARGS='--only features,replay', or

@@ -27,3 +27,7 @@ class EdgeDataError(EdgeError):
 
 class InjectedFailure(EdgeError):
     """A failure injected on purpose by federated.fail_edges / fail_rounds (testing)."""
+
+
+class CacheLibraryError(EdgeError):
+    """The packaged Lua library is malformed: a mode's script does not register exactly one function."""

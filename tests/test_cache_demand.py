@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from edge_nodes.cache.batch import CacheBatch
 from edge_nodes.cache.edge_cache import EdgeCache
 from tests.fixtures_cache import content_ids, zipf_trace
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.slow  # real embedded Redis
 
 def _serve(cache: EdgeCache, seq: str, users: str | None = None) -> list[bool]:
     items = list(seq)
-    return cache.serve(items, [1] * len(items), list(users or "U" * len(items)), [], [], 0, 0, 0).hits.tolist()
+    return cache.serve(CacheBatch(items, [1] * len(items), list(users or "U" * len(items)))).hits.tolist()
 
 
 def test_frequency_keeps_the_item_lru_would_drop(edge_cache: Callable[..., EdgeCache]) -> None:
@@ -37,12 +38,14 @@ def test_prefetch_only_when_the_prediction_beats_the_victim(edge_cache: Callable
     cache = edge_cache(2, eviction="demand", pred_weight=10.0, prefetch_max_share=1.0)
     _serve(cache, "AAB")  # A: 2 requests, B: 1
     # U's next item is C with p 0.5 (value 5 > B's 1): prefetched over B; D at p 0.05 (0.5) is not
-    res = cache.serve(["A"], [1], ["U"], ["C", "D"], [1, 1], 2, 10, 0, [0.5, 0.05])
+    res = cache.serve(CacheBatch(["A"], [1], ["U"], ["C", "D"], [1, 1], k=2, pred_probs=[0.5, 0.05]),
+                      requested_bytes=10)
     assert (res.prefetched, res.prefetched_bytes) == (1, 1)
     assert cache.entries() == {"A": (1, False), "C": (1, True)}
     assert cache.predictions("U") == ["C", "D"]
     # U watches C: a prefetch hit; its demand is withdrawn and replaced by the new prediction
-    res = cache.serve(["C"], [1], ["U"], ["-", "-"], [0, 0], 2, 11, 1, [0.0, 0.0])
+    res = cache.serve(CacheBatch(["C"], [1], ["U"], ["-", "-"], [0, 0], k=2, pred_probs=[0.0, 0.0]),
+                      requested_bytes=11, prefetch_bytes=1)
     assert res.hits.tolist() == [True] and res.prefetch_used == 1
     assert cache.pending_prefetches() == 0
 
@@ -58,8 +61,9 @@ def _run(cache: EdgeCache, k: int = 3, batch: int = 250) -> tuple[np.ndarray, in
     s = cache.settings
     for st in range(0, obj.size, batch):
         o, p = obj[st:st + batch], nxt[st:st + batch].ravel()
-        res = cache.serve(ids[o].tolist(), item_size[o].tolist(), users[st:st + batch], ids[p].tolist(),
-                          item_size[p].tolist(), k, req_bytes, pf_bytes, prob[st:st + batch].ravel().tolist())
+        res = cache.serve(CacheBatch(ids[o].tolist(), item_size[o].tolist(), users[st:st + batch], ids[p].tolist(),
+                                     item_size[p].tolist(), k, prob[st:st + batch].ravel().tolist()),
+                          requested_bytes=req_bytes, prefetch_bytes=pf_bytes)
         req_bytes += int(item_size[o].sum())
         pf_bytes += res.prefetched_bytes
         hits.append(res.hits)

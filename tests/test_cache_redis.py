@@ -8,6 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from edge_nodes.cache.batch import CacheBatch
 from edge_nodes.cache.edge_cache import EdgeCache
 from simulation.replay.reactive import RequestTrace, run_policy
 from tests.fixtures_cache import content_ids, zipf_trace
@@ -20,7 +21,7 @@ def _replay(cache: EdgeCache, obj: np.ndarray, sizes: np.ndarray, batch: int = 7
     out = []
     for s in range(0, obj.size, batch):
         o = obj[s:s + batch]
-        res = cache.serve(ids[o].tolist(), sizes[o].tolist(), ["U1"] * o.size, [], [], 0, 0, 0)
+        res = cache.serve(CacheBatch(ids[o].tolist(), sizes[o].tolist(), ["U1"] * o.size))
         out.append(res.hits)
     return np.concatenate(out)
 
@@ -40,7 +41,7 @@ def test_redis_lru_matches_libcachesim_lru_exactly(edge_cache: Callable[..., Edg
 
 def test_hand_computed_lru_sequence(edge_cache: Callable[..., EdgeCache]) -> None:
     cache = edge_cache(2)
-    res = cache.serve(["A", "B", "A", "C", "B", "A"], [1] * 6, ["U"] * 6, [], [], 0, 0, 0)
+    res = cache.serve(CacheBatch(["A", "B", "A", "C", "B", "A"], [1] * 6, ["U"] * 6))
     assert res.hits.tolist() == [False, False, True, False, False, False]
 
 
@@ -56,8 +57,9 @@ def test_concurrent_clients_keep_capacity_exact(edge_cache: Callable[..., EdgeCa
         try:
             for s in range(0, part.size, 100):
                 o = part[s:s + 100]
-                cache.serve(ids[o].tolist(), item_size[o].tolist(), ["U1"] * o.size,
-                            ids[(o + 1) % 300].tolist(), item_size[(o + 1) % 300].tolist(), 1, 10**9, 0)
+                batch = CacheBatch(ids[o].tolist(), item_size[o].tolist(), ["U1"] * o.size,
+                                   preds=ids[(o + 1) % 300].tolist(), pred_sizes=item_size[(o + 1) % 300].tolist(), k=1)
+                cache.serve(batch, requested_bytes=10**9)
         except BaseException as e:  # noqa: BLE001 - surfaced in the main thread
             errors.append(e)
 
@@ -80,8 +82,9 @@ def test_prefetch_budget_and_share_respected(edge_cache: Callable[..., EdgeCache
     req_bytes = pf_bytes = 0
     for s in range(0, obj.size, 250):
         o, p = obj[s:s + 250], nxt[s:s + 250].ravel()
-        res = cache.serve(ids[o].tolist(), item_size[o].tolist(), ["U1"] * o.size,
-                          ids[p].tolist(), item_size[p].tolist(), k, req_bytes, pf_bytes)
+        res = cache.serve(CacheBatch(ids[o].tolist(), item_size[o].tolist(), ["U1"] * o.size,
+                                     preds=ids[p].tolist(), pred_sizes=item_size[p].tolist(), k=k),
+                          requested_bytes=req_bytes, prefetch_bytes=pf_bytes)
         req_bytes += int(item_size[o].sum())
         pf_bytes += res.prefetched_bytes
         assert pf_bytes <= 0.3 * req_bytes
@@ -98,9 +101,9 @@ def test_prefix_isolation_keeps_edges_apart(redis_url: str) -> None:
     b = EdgeCache(edge_namespace(redis_url, "edge-b", 0, "prefix"), CacheSettings(capacity=3))
     for c in (a, b):
         c.flush()
-    a.serve(["X", "Y"], [1, 1], ["U", "U"], [], [], 0, 0, 0)
-    assert b.serve(["X"], [1], ["U"], [], [], 0, 0, 0).hits.tolist() == [False]
-    assert a.serve(["X"], [1], ["U"], [], [], 0, 0, 0).hits.tolist() == [True]
+    a.serve(CacheBatch(["X", "Y"], [1, 1], ["U", "U"]))
+    assert b.serve(CacheBatch(["X"], [1], ["U"])).hits.tolist() == [False]
+    assert a.serve(CacheBatch(["X"], [1], ["U"])).hits.tolist() == [True]
     for c in (a, b):
         c.flush()
         c.client.close()

@@ -20,7 +20,8 @@ import redis
 from redis.backoff import AbstractBackoff, ExponentialBackoff
 
 from edge_nodes.cache.accounting import EdgeStats
-from edge_nodes.cache.edge_cache import BatchOutcome, EdgeCache, PendingBatch, PreparedBatch
+from edge_nodes.cache.batch import BatchOutcome, CacheBatch
+from edge_nodes.cache.edge_cache import EdgeCache, PendingBatch, PreparedBatch
 from edge_nodes.devices import DEVICES
 from edge_nodes.predictor import Predictor
 from monitoring.metrics import (
@@ -169,9 +170,10 @@ class DeliveryFlow:
         preds, probs = self._predict(batch)
         sizes = self.catalog.sizes[batch.item]
         flat = preds.ravel()
-        enc = self.cache.prepare(self.catalog.ids[batch.item].tolist(), sizes.tolist(), batch.user.tolist(),
-                                 self.catalog.ids[flat].tolist(), self.catalog.sizes[flat].tolist(),
-                                 self.top_k, probs.ravel())
+        ids, all_sizes = self.catalog.ids, self.catalog.sizes
+        enc = self.cache.prepare(CacheBatch(
+            items=ids[batch.item].tolist(), sizes=sizes.tolist(), users=batch.user.tolist(),
+            preds=ids[flat].tolist(), pred_sizes=all_sizes[flat].tolist(), k=self.top_k, pred_probs=probs.ravel()))
         return Prepared(batch, sizes, enc)
 
     def submit(self, prep: Prepared) -> None:

@@ -1,28 +1,25 @@
-"""The demand-aware mode of the edge cache, server side (Lua, in the `edgecache` library).
+-- The `demand` eviction mode's core: values, victim choice, eviction and admission.
+-- A module of the library: this chunk returns build_core, which demand.lua calls on the
+-- first FCALL (a library may not use redis.call at load time) to get the hot functions as
+-- closures over local copies of the math/string functions.
+--
+-- Every item has a retention value v = f + beta * d: f its request count decayed with
+-- half-life H (requests at this edge; LRFU / decayed LFU, kept for recently seen items even
+-- when not cached, like TinyLFU's sketch), d the predicted near-future demand: the sum, over
+-- the edge's users, of the probability their latest predictions give the item, decayed with
+-- the faster half-life Hp and withdrawn when that user's next request replaces them. Both
+-- parts use a time reference (stored value = value * 2^(age/H)), so a request or a
+-- prediction costs O(1) updates. Eviction: the lowest-value entry among the `sample` entries
+-- with the smallest ordering key (log2 of the value at its last update, referenced to H);
+-- admission of a miss and every prefetch must beat the value of what they would evict.
+--
+-- KEYS (through the state table c.k, see demand.lua): dk zset cached id -> ordering key;
+--   ent hash id -> 2*size + (1 while an unrequested prefetch); fq zset id -> stored f;
+--   dm hash id -> stored d.
+-- Arguments: none of its own; it reads the state c that demand.lua builds from the map
+--   (c.cap, c.items, c.H, c.Hp, c.beta, c.sample; c.F, c.D, c.ent loaded per call).
+-- Returns build_core: () -> {dload, clock, bulk, flush_keys, touch, admit}.
 
-Every item has a retention value v = f + beta * d: f is its request count decayed with
-half-life H (requests at this edge; LRFU / decayed LFU, kept for recently seen items even
-when not cached, like TinyLFU's sketch), d the predicted near-future demand: the sum, over
-the edge's users, of the probability their latest predictions give the item, decayed with
-the faster half-life Hp and withdrawn when that user's next request replaces them.
-Both parts use a time reference (stored value = value * 2^(age/H)), so a request or a
-prediction costs O(1) updates. Eviction: the lowest-value entry among the `sample` entries
-with the smallest ordering key (log2 of the value at its last update, referenced to H);
-admission of a miss and every prefetch must beat the value of what they would evict.
-
-Keys: `dk` zset cached content id -> ordering key; `ent` hash id -> 2*size + (1 while an
-unrequested prefetch); `fq` zset id -> stored f (trimmed to the `hist_cap` largest);
-`dm` hash id -> stored d; `meta` hash tick, epoch, used, pfw;
-`user:<id>` string 'ids;probs;tick' (the user's predictions, comma-separated, with a TTL).
-
-Speed: the batch arrives msgpack-encoded (decoded in C by cmsgpack); the hot functions are
-closures over local copies of the math/string functions, built on the first call (a library
-may not touch globals at load time); few tables are allocated per request.
-"""
-
-from edge_nodes.cache.cache_lua_demand_batch import DEMAND_BATCH_LUA
-
-DEMAND_CORE_LUA = r"""
 local function build_core()
 local LN2 = 0.69314718055994531
 local log, floor, huge, call, unpack = math.log, math.floor, math.huge, redis.call, unpack
@@ -183,6 +180,5 @@ end
 return {dload = dload, clock = clock, bulk = bulk, flush_keys = flush_keys,
         touch = touch, admit = admit}
 end
-"""
 
-DEMAND_LUA = DEMAND_CORE_LUA + DEMAND_BATCH_LUA
+return build_core

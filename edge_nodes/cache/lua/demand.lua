@@ -1,10 +1,22 @@
-"""The demand mode's batch function (Lua): user predictions, write-back and the request loop.
+-- The `demand` eviction mode's batch function: user predictions, write-back and the request
+-- loop (the values, eviction and admission are in demand_core.lua, passed in as this chunk's
+-- argument). Registers `edgecache_demand`; built on the first call, like the core.
+--
+-- KEYS: dk ent fq dm (see demand_core.lua); meta hash: tick, epoch, used, pfw
+-- ARGV[1]: one msgpack map with named fields:
+--   capacity, unit ('items'|'bytes'), prediction_ttl_s, prefetch_budget, prefetch_cap,
+--   prefetch_on_hit (bool), freq_half_life (H), pred_half_life (Hp), pred_weight (beta),
+--   evict_sample, history_entries, admission (bool), user_prefix: the cache's settings
+--   requested_bytes, prefetch_bytes: the edge's byte counters before this batch
+--   k: predictions per request; items, sizes, users: one per request (arrays);
+--   preds, pred_sizes: k per request (arrays, '-' = no prediction);
+--   pred_probs: their probabilities as '%.6g' text (kept in `user:<id>`), and
+--   pred_prob_values: the numbers those texts read as
+-- Returns {hit flags '0'/'1' per request, prefetched, prefetched bytes (text), used, wasted}.
+-- Writes `<user_prefix><user>` = 'ids;probs;tick' (comma-separated, with a TTL).
 
-Appended to `cache_lua_demand.DEMAND_CORE_LUA` (which defines `build_core`); registers
-`edgecache_demand_v2`. The batch's requests and predictions arrive as msgpack arrays.
-"""
+local build_core = ...  -- demand_core.lua's build_core
 
-DEMAND_BATCH_LUA = r"""
 local function build_batch(core)
 local D_EPS = 1e-9
 local touch, admit, dload, clock = core.touch, core.admit, core.dload, core.clock
@@ -111,16 +123,15 @@ local function flush(c, ttl, uprefix, preds, probs, kk)  -- write back what chan
   if over > 0 then call('ZPOPMIN', c.k.fq, over) end
   call('HSET', c.k.meta, 'tick', c.tick, 'epoch', c.epoch, 'used', c.used, 'pfw', c.pfw)
 end
-"""
 
-DEMAND_BATCH_LUA += r"""
-local function dstate(keys, args)
+local function dstate(keys, a)  -- the call's state: settings, meta, and caches of what it read
   local m = call('HMGET', keys[5], 'tick', 'epoch', 'used', 'pfw')
   local c = {k = {dk = keys[1], ent = keys[2], fq = keys[3], dm = keys[4], meta = keys[5]},
-             cap = tonumber(args[1]), items = args[2] == '1', tick = tonumber(m[1]) or 0,
+             cap = a.capacity, items = a.unit == 'items', tick = tonumber(m[1]) or 0,
              epoch = tonumber(m[2]) or 0, used = tonumber(m[3]) or 0, pfw = tonumber(m[4]) or 0,
-             H = tonumber(args[17]), Hp = tonumber(args[18]), beta = tonumber(args[19]),
-             sample = tonumber(args[20]), hist_cap = tonumber(args[21]), gate = args[22] == '1',
+             H = a.freq_half_life, Hp = a.pred_half_life, beta = a.pred_weight,
+             sample = a.evict_sample, hist_cap = a.history_entries, gate = a.admission,
+             pf_cap = a.prefetch_cap,
              F = {}, D = {}, ent = {}, user = {}, dF = {}, dD = {}, wasted = 0,
              entd = {}, kd = {}, gone = {}, cands = {}, ncand = 0, thresh = -1}
   clock(c)
@@ -172,17 +183,13 @@ local function prefetch(c, preds, psizes, base, kk, budget, req_bytes, pf)  -- p
   end
 end
 
--- KEYS: dk ent fq dm meta
--- ARGV: cap unit_items ttl budget req_bytes0 pf_bytes0 pf_cap prefetch_on_hit k user_prefix
---       items sizes users preds pred_sizes pred_probs (msgpack arrays; probs as '%.6g' text)
---       H Hp beta sample hist_cap admit pred_prob_values (msgpack: the numbers the texts read as)
 local function demand_batch(keys, args)
-  local c = dstate(keys, args)
-  local ttl, budget, req_bytes, pf = tonumber(args[3]), tonumber(args[4]), tonumber(args[5]), {0, 0, tonumber(args[6])}
-  local on_hit, kk, uprefix = args[8] == '1', tonumber(args[9]), args[10]
-  c.pf_cap = tonumber(args[7])
-  local items, sizes, users = mp(args[11]), mp(args[12]), mp(args[13])
-  local preds, psizes, probs, pnum = mp(args[14]), mp(args[15]), mp(args[16]), mp(args[23])
+  local a = mp(args[1])
+  local c = dstate(keys, a)
+  local ttl, budget, req_bytes, pf = a.prediction_ttl_s, a.prefetch_budget, a.requested_bytes, {0, 0, a.prefetch_bytes}
+  local on_hit, kk, uprefix = a.prefetch_on_hit, a.k, a.user_prefix
+  local items, sizes, users = a.items, a.sizes, a.users
+  local preds, psizes, probs, pnum = a.preds, a.pred_sizes, a.pred_probs, a.pred_prob_values
   preload(c, items, users, preds, uprefix, kk)
   local flags, pf_used, limit, F, dF = {}, 0, 500 * math.min(c.H, c.Hp), c.F, c.dF
   for i = 1, #items do
@@ -219,8 +226,7 @@ return demand_batch
 end
 
 local batch_fn
-redis.register_function('edgecache_demand_v2', function(keys, args)
+redis.register_function('edgecache_demand', function(keys, args)
   if not batch_fn then batch_fn = build_batch(build_core()) end
   return batch_fn(keys, args)
 end)
-"""
