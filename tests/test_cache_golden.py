@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edge_nodes.cache.batch import CacheBatch
 from edge_nodes.cache.edge_cache import EdgeCache
 from tests.fixtures_cache import content_ids, zipf_trace
 
@@ -50,8 +51,9 @@ def run_golden(cache: EdgeCache, t: dict[str, Any]) -> dict[str, Any]:
     hits, counters = [], []
     for s in range(0, t["obj"].size, BATCH):
         o, p = t["obj"][s:s + BATCH], t["pred"][s:s + BATCH].ravel()
-        res = cache.serve(ids[o].tolist(), size[o].tolist(), t["users"][s:s + BATCH], ids[p].tolist(),
-                          size[p].tolist(), K, req, pf, t["prob"][s:s + BATCH].ravel().tolist())
+        batch = CacheBatch(ids[o].tolist(), size[o].tolist(), t["users"][s:s + BATCH], ids[p].tolist(),
+                           size[p].tolist(), K, t["prob"][s:s + BATCH].ravel().tolist())
+        res = cache.serve(batch, requested_bytes=req, prefetch_bytes=pf)
         req += int(size[o].sum())
         pf += res.prefetched_bytes
         hits.append(res.hits)

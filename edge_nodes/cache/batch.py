@@ -68,14 +68,3 @@ class MapFields:
     def packed(self) -> bytes:
         """The complete msgpack map (what the Lua's `cmsgpack.unpack(ARGV[1])` reads)."""
         return msgpack.Packer().pack_map_header(self.count) + self.data
-
-
-def positional_batch(items: Sequence[str], sizes: Sequence[int], users: Sequence[str],
-                     preds: Sequence[str], pred_sizes: Sequence[int], k: int, requested_bytes: int,
-                     prefetch_bytes: int, pred_probs: Sequence[float] | None = None
-                     ) -> tuple[CacheBatch, int, int]:
-    """The old positional `EdgeCache.serve` call as (batch, byte counters).
-
-    Kept only for tests/test_cache_golden.py, which is pinned unchanged; delete with that call.
-    """
-    return CacheBatch(items, sizes, users, preds, pred_sizes, k, pred_probs), requested_bytes, prefetch_bytes

@@ -9,13 +9,12 @@ FCALL per batch, so the capacity can never be exceeded, even with many clients s
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from edge_nodes.cache.batch import BatchOutcome, CacheBatch, MapFields, positional_batch
+from edge_nodes.cache.batch import BatchOutcome, CacheBatch, MapFields
 from edge_nodes.cache.library import LIBRARY, library_source
 from edge_nodes.cache.modes import ALL_KEY_NAMES, MODES
 from edge_nodes.cache.redis_conn import RETRIABLE, EdgeNamespace
@@ -106,15 +105,12 @@ class EdgeCache:
         for batch in _chunks(users, 500):
             self.client.delete(*batch)
 
-    def serve(self, batch: CacheBatch | Sequence[str], *positional: Any,
-              requested_bytes: int = 0, prefetch_bytes: int = 0) -> BatchOutcome:
+    def serve(self, batch: CacheBatch, *, requested_bytes: int = 0, prefetch_bytes: int = 0) -> BatchOutcome:
         """Serve requests in order: hit or admit, then prefetch the k predictions per request.
 
         `requested_bytes` and `prefetch_bytes` are the edge's counters before this batch (the
-        prefetch budget). The positional form is `batch.positional_batch`'s, for the golden test.
+        prefetch budget).
         """
-        if not isinstance(batch, CacheBatch):
-            batch, requested_bytes, prefetch_bytes = positional_batch(batch, *positional)
         return self.receive(self.send(self.prepare(batch), requested_bytes, prefetch_bytes))
 
     def prepare(self, batch: CacheBatch) -> PreparedBatch:

@@ -24,14 +24,7 @@ from edge_nodes.cache.batch import BatchOutcome, CacheBatch
 from edge_nodes.cache.edge_cache import EdgeCache, PendingBatch, PreparedBatch
 from edge_nodes.devices import DEVICES
 from edge_nodes.predictor import Predictor
-from monitoring.metrics import (
-    ORIGIN_BYTES,
-    PREDICTION_SECONDS,
-    PREFETCHES,
-    REDIS_ERRORS,
-    REQUESTS,
-    USER_ACTIVITY,
-)
+from monitoring import metrics
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +198,7 @@ class DeliveryFlow:
         preds, probs = self.predictor.predict_scored(batch.hist, batch.device_idx, batch.hour, self.top_k)
         preds = self.demand.filter(preds)
         probs = np.where(preds >= 0, probs, 0.0)
-        PREDICTION_SECONDS.labels(self.edge_id).observe(time.perf_counter() - t0)
+        metrics.observe_prediction(self.edge_id, time.perf_counter() - t0)
         return preds, probs
 
     def _receive(self, batch: RequestBatch, pending: PendingBatch) -> BatchOutcome | None:
@@ -230,8 +223,7 @@ class DeliveryFlow:
         s.prefetch_bytes += out.prefetched_bytes
         s.prefetch_used += out.prefetch_used
         s.prefetch_wasted += out.prefetch_wasted
-        self._metrics(batch, hits, n - hits, int(sizes.sum()) - hit_bytes + out.prefetched_bytes,
-                      out.prefetched)
+        self._metrics(hits, n - hits, int(sizes.sum()) - hit_bytes, out.prefetched, out.prefetched_bytes)
 
     def _count_outage(self, batch: RequestBatch, sizes: np.ndarray) -> None:
         s, n = self.stats, len(batch)
@@ -239,16 +231,16 @@ class DeliveryFlow:
         s.errors += n
         s.requested_bytes += int(sizes.sum())
         s.record_outage(batch.first, n, str(batch.ts[0]), str(batch.ts[-1]))
-        REDIS_ERRORS.labels(self.edge_id).inc()
-        self._metrics(batch, 0, n, int(sizes.sum()), 0)
+        metrics.record_redis_error(self.edge_id)
+        self._metrics(0, n, int(sizes.sum()), 0, 0)
 
-    def _metrics(self, batch: RequestBatch, hits: int, misses: int, origin: int, prefetched: int) -> None:
+    def _metrics(self, hits: int, misses: int, miss_bytes: int, prefetched: int, prefetch_bytes: int) -> None:
+        """The batch's deltas of self.stats, to Prometheus (prefetched bytes count as origin traffic)."""
         e, p = self.edge_id, self.policy
-        REQUESTS.labels(e, p, "hit").inc(hits)
-        REQUESTS.labels(e, p, "miss").inc(misses)
-        ORIGIN_BYTES.labels(e, p).inc(origin)
-        if prefetched:
-            PREFETCHES.labels(e, p).inc(prefetched)
+        metrics.record_requests(e, p, hits, misses)
+        metrics.record_origin_bytes(e, p, miss_bytes)
+        if prefetched or prefetch_bytes:
+            metrics.record_prefetch(e, p, prefetched, prefetch_bytes)
 
 
 def record_activity(edge_id: str, device_idx: np.ndarray) -> None:
@@ -256,4 +248,4 @@ def record_activity(edge_id: str, device_idx: np.ndarray) -> None:
     counts = np.bincount(device_idx, minlength=len(DEVICES))
     for device, c in zip(DEVICES, counts.tolist(), strict=False):
         if c:
-            USER_ACTIVITY.labels(edge_id, device).inc(c)
+            metrics.record_user_events(edge_id, device, c)
