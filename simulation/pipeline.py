@@ -34,19 +34,26 @@ class StageContext:
 Stage = Callable[[StageContext], dict[str, Any]]
 
 
-# Stage name -> "module:function", in pipeline order. Imported lazily because Spark and Ray are
-# heavy and a single-stage command needs only its own.
-STAGES: dict[str, str] = {
-    "generate": "simulation.workload.stage:generate_stage",
-    "features": "simulation.features_stage:features_stage",
-    "train": "simulation.training.stage:train_stage",
-    "replay": "simulation.replay.stage:replay_stage",
-    "report": "simulation.report.run_report:report_stage",
+# Stage name -> ("module:function", the config sections whose keys it is the first to read), in
+# pipeline order. The wings mirror the sections (simulation/<wing>/stage.py); a sweep over a key
+# reruns from the stage that reads its section. Imported lazily: Spark and Ray are heavy and a
+# single-stage command needs only its own.
+STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "generate": ("simulation.workload.stage:generate_stage", ("run", "workload")),
+    "features": ("simulation.features_stage:features_stage", ("split", "features")),
+    "train": ("simulation.training.stage:train_stage", ("model", "federated")),
+    "replay": ("simulation.replay.stage:replay_stage", ("cache", "redis", "monitoring")),
+    "report": ("simulation.report.run_report:report_stage", ()),
 }
 
 
+def first_stage_reading(section: str) -> str:
+    """The first pipeline stage that reads config `section` (the first stage for unknown ones)."""
+    return next((name for name, (_, sections) in STAGES.items() if section in sections), next(iter(STAGES)))
+
+
 def load_stage(name: str) -> Stage:
-    module, func = STAGES[name].split(":")
+    module, func = STAGES[name][0].split(":")
     return getattr(importlib.import_module(module), func)  # type: ignore[no-any-return]
 
 

@@ -36,16 +36,13 @@ from rich.console import Console
 
 from simulation.config import ExperimentConfig, _parse_override, build_config
 from simulation.errors import ConfigError, EdgecacheError
-from simulation.pipeline import STAGE_ORDER, StageContext, run_pipeline
+from simulation.pipeline import STAGE_ORDER, StageContext, first_stage_reading, run_pipeline
 from simulation.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
 SWEEP_KEYS = ("base", "key", "values", "reuse")
 # The first pipeline stage that reads each config section.
-FIRST_STAGE = {"run": "generate", "workload": "generate", "split": "features", "features": "features",
-               "model": "train", "federated": "train", "cache": "replay", "redis": "replay",
-               "monitoring": "replay"}
 NOT_SHARED = {"config.toml", "results.json", "results.json.tmp", "report.html", "report.md"}
 
 
@@ -145,7 +142,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpe
 
 def plan_stages(key: str, reuse: bool, stages: tuple[str, ...] = STAGE_ORDER) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(stages run once and shared, stages run per point) for a sweep over `key`."""
-    first = FIRST_STAGE.get(key.split(".", 1)[0], stages[0])
+    first = first_stage_reading(key.split(".", 1)[0])
     cut = stages.index(first) if reuse and first in stages else 0
     return stages[:cut], stages[cut:]
 
