@@ -40,15 +40,17 @@ def sequence(train: DataFrame, history_len: int, session_gap_min: int) -> DataFr
         F.concat(F.array_repeat(F.lit(-1), F.lit(history_len) - F.size(recent)), recent).alias("hist"),
         F.lead("seq").over(w).isNull().alias("is_last"),
         new_session.alias("new_session"),
+        (F.row_number().over(w) - 1).alias("user_pos"),
     )
     running = w.rowsBetween(Window.unboundedPreceding, Window.currentRow)
     return seqd.withColumn("session_idx", (F.sum("new_session").over(running) - 1).cast("int"))
 
 
 def examples(seqd: DataFrame) -> DataFrame:
-    """Training examples: last k items (oldest first, -1 padded), device, hour, dow (Mon=0), label."""
+    """Training examples: last k items (oldest first, -1 padded), device, hour, dow (Mon=0), label,
+    and user_pos: the label's index in the user's full history at this edge (the history table)."""
     return seqd.where(F.col("prev_idx").isNotNull()).select(
-        "edge_id", "user_id", "ts", "hist", "device_idx",
+        "edge_id", "user_id", "ts", "user_pos", "hist", "device_idx",
         F.hour("ts").alias("hour"),
         ((F.dayofweek("ts") + 5) % 7).cast("int").alias("dow"),
         F.col("item_idx").alias("label"),
@@ -59,6 +61,13 @@ def user_state(seqd: DataFrame, history_len: int) -> DataFrame:
     """Where each user stands at the cut: the last k items watched before it, and when."""
     after = F.slice(F.concat("hist", F.array("item_idx")), 2, history_len)
     return seqd.where("is_last").select("edge_id", "user_id", after.alias("hist"), F.col("ts").alias("last_ts"))
+
+
+def history(seqd: DataFrame) -> DataFrame:
+    """Every user's full training-period history at the edge: item_idx in time order (user_pos)."""
+    ordered = F.array_sort(F.collect_list(F.struct("user_pos", "item_idx")))
+    return (seqd.groupBy("edge_id", "user_id")
+            .agg(F.transform(ordered, lambda e: e["item_idx"]).alias("items")))
 
 
 def transitions(seqd: DataFrame) -> DataFrame:

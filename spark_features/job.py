@@ -97,6 +97,7 @@ def write_tables(spark: SparkSession, seqd: DataFrame, s: FeatureSettings, out: 
     tables = {
         "examples": (feat.examples(seqd), ["user_id", "ts"]),
         "user_state": (feat.user_state(seqd, s.history_len), ["user_id"]),
+        "history": (feat.history(seqd), ["user_id"]),
         "user_stats": (feat.user_stats(seqd, s.cut), ["user_id"]),
         "sessions": (feat.sessions(seqd), ["user_id", "session_idx"]),
         "popularity": (pop, ["item_idx"]),

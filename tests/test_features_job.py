@@ -226,3 +226,15 @@ def test_replay_and_training_read_one_device_encoding(spark: Any, tmp_path: Path
         assert ex["device_idx"] == by_ts[ex["ts"].strftime("%Y-%m-%d %H:%M:%S")]
     stream = load_stream(run.root / "test" / f"edge_id={E0}", None, E0, 3)
     assert stream.device_idx.tolist() == list(range(len(DEVICES)))
+
+
+def test_history_table_holds_each_users_train_events_and_examples_point_into_it(
+        job: tuple[TinyRun, dict[str, Any]]) -> None:
+    run, _ = job
+    hist = {r["user_id"]: r["items"] for r in
+            pq.read_table(run.root / "features" / "history" / f"edge_id={E0}").to_pylist()}
+    # edge-00's train events (ts < cut) per user, in time order (U2's two same-second events by log order)
+    assert hist == {"U1": [1, 2, 3, 1, 2], "U2": [1, 2, 4, 2]}
+    for ex in pq.read_table(run.root / "features" / "examples" / f"edge_id={E0}").to_pylist():
+        assert hist[ex["user_id"]][ex["user_pos"]] == ex["label"]
+        assert ex["user_pos"] >= 1

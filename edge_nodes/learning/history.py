@@ -1,0 +1,93 @@
+"""An edge's users' whole histories: what each user saw before a given point, for any candidate.
+
+Built from the Spark table `features/history` (every train-period item of each user at this
+edge, in time order; docs/internals.md). A user's position p counts their events, so "seen
+before p" is "first watched at a position < p". Training asks it per example (the example's
+`user_pos`); the replay extends it with each test request before predicting, so a request's
+own item and the user's earlier test requests count as seen (causal, never the future).
+Lookups are vectorized: one sorted array of (user, item) keys with the first position of each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from edge_nodes.errors import EdgeDataError
+
+
+class UserHistory:
+    """First-seen positions of (user, item) pairs, plus each user's event count so far."""
+
+    def __init__(self, users: np.ndarray, n_items: int) -> None:
+        self.users = np.asarray(users).astype(str)
+        self.n_items = int(n_items)
+        self._code = {u: i for i, u in enumerate(self.users.tolist())}
+        self.length = np.zeros(self.users.size, dtype=np.int64)
+        self._keys = np.empty(0, dtype=np.int64)   # user_code * n_items + item, sorted, unique
+        self._first = np.empty(0, dtype=np.int64)  # first position of that pair
+
+    @classmethod
+    def from_table(cls, path: Path, n_items: int, extra_users: np.ndarray | None = None) -> UserHistory:
+        """Read features/history/edge_id=<id>; `extra_users` (e.g. the test stream's) start empty."""
+        if not path.exists():
+            raise EdgeDataError(f"user history table {path} is missing; run `edgecache features` first")
+        t = pq.read_table(path, columns=["user_id", "items"])
+        users = t["user_id"].to_numpy(zero_copy_only=False).astype(str)
+        extra = np.setdiff1d(np.asarray(extra_users if extra_users is not None else [], dtype=str), users)
+        h = cls(np.concatenate([users, extra]), n_items)
+        col = t["items"].combine_chunks()
+        lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False).astype(np.int64)
+        items = pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(np.int64)
+        owner = np.repeat(np.arange(users.size), lengths)
+        h._add(owner, items, _ranks(owner, lengths))
+        h.length[:users.size] = lengths
+        return h
+
+    def codes(self, users: np.ndarray) -> np.ndarray:
+        """Row index of each user id (-1 for a user this history does not know)."""
+        return np.fromiter((self._code.get(u, -1) for u in np.asarray(users).astype(str).tolist()),
+                           dtype=np.int64, count=len(users))
+
+    def extend(self, user_codes: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Append events (in order) to the users' histories; return each event's position."""
+        user_codes, items = np.asarray(user_codes, np.int64), np.asarray(items, np.int64)
+        if np.any(user_codes < 0):
+            raise EdgeDataError("extend() got events of users this history does not know")
+        order = np.argsort(user_codes, kind="stable")
+        su = user_codes[order]
+        start = np.r_[0, np.flatnonzero(su[1:] != su[:-1]) + 1] if su.size else np.empty(0, np.int64)
+        rank = np.arange(su.size) - np.repeat(start, np.diff(np.r_[start, su.size]))
+        pos = np.empty_like(user_codes)
+        pos[order] = self.length[su] + rank
+        np.add.at(self.length, user_codes, 1)
+        self._add(user_codes, items, pos)
+        return pos
+
+    def seen_before(self, user_codes: np.ndarray, pos: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """bool array shaped like `cand` (rows = users): candidate first seen before row's position."""
+        user_codes, cand = np.asarray(user_codes, np.int64), np.asarray(cand, np.int64)
+        rows = user_codes.reshape((-1,) + (1,) * (cand.ndim - 1))
+        keys = rows * self.n_items + cand
+        at = np.clip(np.searchsorted(self._keys, keys), 0, max(self._keys.size - 1, 0))
+        if self._keys.size == 0:
+            return np.zeros(cand.shape, dtype=bool)
+        hit = (self._keys[at] == keys) & (cand >= 0) & (rows >= 0)
+        return hit & (self._first[at] < np.asarray(pos).reshape(rows.shape))
+
+    def _add(self, user_codes: np.ndarray, items: np.ndarray, pos: np.ndarray) -> None:
+        keys = np.concatenate([self._keys, user_codes * self.n_items + items])
+        first = np.concatenate([self._first, pos])
+        order = np.lexsort((first, keys))  # by key, earliest position first
+        keys, first = keys[order], first[order]
+        keep = np.r_[True, keys[1:] != keys[:-1]]
+        self._keys, self._first = keys[keep], first[keep]
+
+
+def _ranks(owner: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """0..len-1 within each owner's run (owner is grouped and ordered)."""
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.arange(owner.size, dtype=np.int64) - starts
