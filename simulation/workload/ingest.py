@@ -9,7 +9,8 @@ Formats:
   TV, mobile, tablet, web, console (any case). Missing duration -> the default runtime
   (100 min). Missing edge_id -> edge-NN with NN = crc32(user_id) mod workload.edges;
   given edge names are mapped, sorted, to edge-00, edge-01, ... (the map is in the output).
-- movielens: see simulation/workload/movielens.py (zip-code region -> edge).
+- movielens: see simulation/workload/movielens.py (100K: zip-code region -> edge; latest releases
+  with ratings.csv: edge-NN = crc32(str(userId)) mod workload.edges).
 Every malformed input line is quarantined with its reason in quarantine/ingest/ and
 counted: input lines = ingested + quarantined, per file.
 """
@@ -156,7 +157,7 @@ def ingest(path: Path, trace_format: str, out: Path, *, mapping: dict[str, str] 
     trace = Trace()
     if trace_format == "movielens":
         from simulation.workload.movielens import read_movielens
-        catalog, users = read_movielens(path, trace)
+        catalog, users = read_movielens(path, trace, n_edges)
         return write_trace(trace, out, fmt=fmt, catalog=catalog, users=users, test_days=test_days)
     readers = {"jsonl": (read_jsonl, (".jsonl", ".json", ".ndjson")), "csv": (read_csv, (".csv",))}
     if trace_format not in readers:
