@@ -14,7 +14,7 @@ from rich.console import Console
 
 from monitoring.exporter import serve_metrics
 from simulation.config import ExperimentConfig, load_config
-from simulation.errors import DOMAIN_ERRORS, ConfigError
+from simulation.errors import DOMAIN_ERRORS
 from simulation.pipeline import STAGE_ORDER, StageContext, run_pipeline, run_stage
 from simulation.rundir import RunDir
 
@@ -130,18 +130,9 @@ def ingest(
     extra = ["workload.source=ingest", f"workload.ingest_path={json.dumps(str(path))}",
              f"workload.ingest_format={format}", f"workload.ingest_map={json.dumps(list(mapping or []))}"]
     ctx = _context(config, out, overrides, extra)
-    run_stage("generate", ctx)
+    ctx.run.save_config(ctx.cfg)
+    run_stage("generate", ctx)  # writes span.json: later stages cut train/test from the trace's own span
     w = ctx.results["workload"]
-    # Later stages cut train/test by start_date + days: save the trace's own span.
-    span = [f"workload.start_date={json.dumps(w['start_date'])}", f"workload.days={w['days']}"]
-    try:
-        cfg = load_config(config, [*(overrides or []), *extra, *span])
-    except ConfigError as e:
-        console.print(f"[yellow]note: config.toml keeps the configured period ({e})")
-        cfg = ctx.cfg
-    ctx.run.save_config(cfg)
-    ctx.results["config"] = cfg.to_dict()
-    ctx.run.write_results(ctx.results)
     console.print(f"ingest: {w['events']:,} events, {w['ingest_quarantined']:,} lines quarantined "
                   f"({ctx.run.quarantine / 'ingest'}) -> {ctx.run.root}")
 

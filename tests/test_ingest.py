@@ -163,8 +163,9 @@ def test_cli_ingest_writes_the_run_layout(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["workload"]["source"] == "ingest" and results["workload"]["ingest_quarantined"] == 1
     assert (tmp_path / "run" / "catalog.parquet").exists() and (tmp_path / "run" / "users.parquet").exists()
-    saved = (tmp_path / "run" / "config.toml").read_text()
-    assert 'start_date = "2024-01-02"' in saved and "days = 4" in saved and 'source = "ingest"' in saved
+    assert 'source = "ingest"' in (tmp_path / "run" / "config.toml").read_text()
+    span = json.loads((tmp_path / "run" / "span.json").read_text())
+    assert span == {"start_date": "2024-01-02", "days": 4, "trace": "t.jsonl"}  # the trace's, not workload.days
 
 
 LATEST_RATINGS = (

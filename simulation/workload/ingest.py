@@ -158,7 +158,8 @@ def ingest(path: Path, trace_format: str, out: Path, *, mapping: dict[str, str] 
     if trace_format == "movielens":
         from simulation.workload.movielens import read_movielens
         catalog, users = read_movielens(path, trace, n_edges)
-        return write_trace(trace, out, fmt=fmt, catalog=catalog, users=users, test_days=test_days)
+        return {**write_trace(trace, out, fmt=fmt, catalog=catalog, users=users, test_days=test_days),
+                "trace": path.name}
     readers = {"jsonl": (read_jsonl, (".jsonl", ".json", ".ndjson")), "csv": (read_csv, (".csv",))}
     if trace_format not in readers:
         raise ConfigError(f"ingest format {trace_format!r} is not supported; choose jsonl, csv or movielens")
@@ -166,7 +167,7 @@ def ingest(path: Path, trace_format: str, out: Path, *, mapping: dict[str, str] 
     for file in _files(path, suffixes):
         reader(file, mapping or parse_mapping(()), n_edges, trace)
     log.info("ingest: %d events, %d quarantined lines", len(trace.ts), trace.quarantined)
-    return write_trace(trace, out, fmt=fmt, catalog=None, users=None, test_days=test_days)
+    return {**write_trace(trace, out, fmt=fmt, catalog=None, users=None, test_days=test_days), "trace": path.name}
 
 
 __all__ = ["DEFAULT_RUNTIME_MIN", "ingest", "parse_mapping", "parse_timestamp"]
