@@ -247,3 +247,22 @@ def test_movielens_latest_header_and_missing_folder_are_clear_errors(tmp_path: P
     (tmp_path / "ml" / "ratings.csv").write_text("1,1,4.0,964982703\n")
     with pytest.raises(EdgecacheError, match="userId,movieId,rating,timestamp"):
         ingest(tmp_path / "ml", "movielens", tmp_path / "out")
+
+
+def test_movielens_small_experiment_without_the_download_says_where_to_get_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from simulation.config import load_config
+    from simulation.errors import EdgecacheError
+    from simulation.pipeline import StageContext, run_stage
+    from simulation.rundir import RunDir
+
+    cfg = load_config(ROOT / "experiments" / "movielens_small.toml")
+    assert (cfg.workload.ingest_path, cfg.workload.edges, cfg.cache.capacity) == ("data/ml-latest-small", 4, 100)
+    assert cfg.split.test_days == 8215 // 5  # the last 20% of latest-small's 8,215 days
+    monkeypatch.chdir(tmp_path)  # no data/ml-latest-small here
+    ctx = StageContext(cfg=cfg, run=RunDir(tmp_path / "run"), console=Console(quiet=True))
+    with pytest.raises(EdgecacheError, match=r"data/ml-latest-small not found: download ml-latest-small.zip from "
+                                             r"https://grouplens.org/datasets/movielens/latest/ .* unzip it there"):
+        run_stage("generate", ctx)
