@@ -62,3 +62,14 @@ def test_generated_runs_keep_the_configured_span(tmp_path: Path) -> None:
     assert time_cut(cfg, RunDir(tmp_path)) == "2025-04-05 00:00:00"
     with pytest.raises(ConfigError, match="workload.days = 6"):
         build_config({"workload": {"days": 6}, "split": {"test_days": 6}})
+
+
+@pytest.mark.slow
+def test_features_cut_an_ingested_trace_on_its_span(spark: object, tmp_path: Path) -> None:
+    ctx, run = _ingest(tmp_path, 1643)
+    run_stage("generate", ctx)
+    ctx.cfg = build_config({**_ingest_config(tmp_path / "long.jsonl", 1643),
+                            "features": {"spark_master": "local[2]", "shuffle_partitions": 2}})
+    out = run_stage("features", ctx)
+    assert out["features"]["cut"] == "2014-03-27 00:00:00"
+    assert (out["workload"]["train_events"], out["workload"]["test_events"]) == (2, 1)
