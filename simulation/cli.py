@@ -14,7 +14,7 @@ from rich.console import Console
 
 from monitoring.exporter import serve_metrics
 from simulation.config import ExperimentConfig, load_config
-from simulation.errors import DOMAIN_ERRORS, ConfigError
+from simulation.errors import DOMAIN_ERRORS
 from simulation.pipeline import STAGE_ORDER, StageContext, run_pipeline, run_stage
 from simulation.rundir import RunDir
 
@@ -111,7 +111,7 @@ def sweep(config: Annotated[Path, typer.Option("--config", "-c", help="experimen
 
 @app.command()
 def ingest(
-    path: Annotated[Path, typer.Argument(help="trace file or folder (MovieLens: the folder with u.data)")],
+    path: Annotated[Path, typer.Argument(help="trace file or folder (MovieLens: the folder with ratings.csv or u.data)")],
     format: Annotated[str, typer.Option("--format", help="jsonl | csv | movielens")] = "jsonl",
     out: OutOpt = None, config: ConfigOpt = None, overrides: SetOpt = None,
     mapping: Annotated[list[str] | None, typer.Option(
@@ -121,26 +121,18 @@ def ingest(
     """Bring a real trace in place of the generator (same run layout: logs per edge, catalog, users).
 
     jsonl/csv: fields user_id, content_id, timestamp (required), device, duration, edge_id
-    (optional; no edge_id -> edge-NN = crc32(user_id) mod workload.edges). MovieLens 100K
+    (optional; no edge_id -> edge-NN = crc32(user_id) mod workload.edges). MovieLens latest
+    (ratings.csv [+ movies.csv]): edge-NN = crc32(str(userId)) mod workload.edges. MovieLens 100K
     (u.data + u.user [+ u.item]): a US zip goes to edge-0<first digit> (ZIP region), any
-    non-US or non-numeric code to edge-10; a rating is a "web" watch event of
-    rating/5 x 100 min. Malformed lines go to DIR/quarantine/ingest/ with a reason.
+    non-US or non-numeric code to edge-10. A rating is a "web" watch event of rating/5 x 100
+    min. Malformed lines go to DIR/quarantine/ingest/ with a reason.
     """
     extra = ["workload.source=ingest", f"workload.ingest_path={json.dumps(str(path))}",
              f"workload.ingest_format={format}", f"workload.ingest_map={json.dumps(list(mapping or []))}"]
     ctx = _context(config, out, overrides, extra)
-    run_stage("generate", ctx)
+    ctx.run.save_config(ctx.cfg)
+    run_stage("generate", ctx)  # writes span.json: later stages cut train/test from the trace's own span
     w = ctx.results["workload"]
-    # Later stages cut train/test by start_date + days: save the trace's own span.
-    span = [f"workload.start_date={json.dumps(w['start_date'])}", f"workload.days={w['days']}"]
-    try:
-        cfg = load_config(config, [*(overrides or []), *extra, *span])
-    except ConfigError as e:
-        console.print(f"[yellow]note: config.toml keeps the configured period ({e})")
-        cfg = ctx.cfg
-    ctx.run.save_config(cfg)
-    ctx.results["config"] = cfg.to_dict()
-    ctx.run.write_results(ctx.results)
     console.print(f"ingest: {w['events']:,} events, {w['ingest_quarantined']:,} lines quarantined "
                   f"({ctx.run.quarantine / 'ingest'}) -> {ctx.run.root}")
 

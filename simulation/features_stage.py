@@ -1,18 +1,18 @@
 """The `features` stage: maps the typed config onto the Spark feature job and reports its counts.
 
-The cut is `workload.start_date + (workload.days - split.test_days)` days at 00:00: train
-events are strictly before it, the replayed test stream at or after it.
+The cut is the span's start + (its days - split.test_days) days at 00:00 (simulation/span.py:
+the generator's configured span, or an ingested trace's own): train events are strictly
+before it, the replayed test stream at or after it.
 """
 
 from __future__ import annotations
 
-import datetime
 import logging
 from typing import Any
 
-from simulation.config import ExperimentConfig
 from simulation.errors import EdgecacheError, RunDirError
 from simulation.pipeline import StageContext
+from simulation.span import time_cut
 from spark_features.errors import FeaturesError, FeaturesInputError
 from spark_features.job import FeatureSettings, run_features
 from spark_features.session import active_session, get_spark, stop_spark
@@ -20,18 +20,11 @@ from spark_features.session import active_session, get_spark, stop_spark
 log = logging.getLogger(__name__)
 
 
-def time_cut(cfg: ExperimentConfig) -> str:
-    """The train/test cut as 'YYYY-MM-DD HH:MM:SS' (docs/internals.md)."""
-    start = datetime.date.fromisoformat(cfg.workload.start_date)
-    day = start + datetime.timedelta(days=cfg.workload.days - cfg.split.test_days)
-    return f"{day.isoformat()} 00:00:00"
-
-
 def settings_for(ctx: StageContext) -> FeatureSettings:
     """Plain job settings from the experiment config (spark_features never sees the config)."""
     f = ctx.cfg.features
     return FeatureSettings(
-        run_dir=ctx.run.root, cut=time_cut(ctx.cfg), edges=None, input_format="auto",
+        run_dir=ctx.run.root, cut=time_cut(ctx.cfg, ctx.run), edges=None, input_format="auto",
         history_len=f.history_len, session_gap_min=f.session_gap_min,
         half_life_days=f.recency_half_life_days, markov_top_n=f.markov_top_n,
         max_duration_min=f.max_duration_min, centralized=f.pooled_tables)

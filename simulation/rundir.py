@@ -3,6 +3,7 @@
     runs/<name>/config.toml            resolved config (re-runnable with --config)
     runs/<name>/catalog.parquet        public catalog (the one table all edges share)
     runs/<name>/users.parquet
+    runs/<name>/span.json              an ingested trace's own span (start_date, days, trace)
     runs/<name>/logs/edge=<id>/part-*.jsonl   raw per-edge logs
     runs/<name>/quarantine/edge_id=<id>/      rejected rows with a reason column
     runs/<name>/features/<table>/edge_id=<id>/ training examples, popularity, transitions
@@ -48,6 +49,10 @@ class RunDir:
     @property
     def users(self) -> Path:
         return self.root / "users.parquet"
+
+    @property
+    def span(self) -> Path:
+        return self.root / "span.json"
 
     @property
     def logs(self) -> Path:

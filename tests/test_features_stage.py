@@ -15,9 +15,9 @@ import pytest
 from rich.console import Console
 
 from simulation.config import build_config
-from simulation.features_stage import time_cut
 from simulation.pipeline import StageContext, run_stage
 from simulation.rundir import RunDir
+from simulation.span import time_cut
 from spark_features.job import FeatureSettings, run_features
 from tests.conftest import require
 from tests.fixtures_spark import content_id, write_catalog
@@ -31,8 +31,8 @@ RAW = {"run": {"name": "tiny"},
        "cache": {"capacity": 5}}
 
 
-def test_cut_is_start_plus_train_days() -> None:
-    assert time_cut(build_config(RAW)) == CUT == "2025-04-05 00:00:00"
+def test_cut_is_start_plus_train_days(tmp_path: Path) -> None:
+    assert time_cut(build_config(RAW), RunDir(tmp_path)) == CUT == "2025-04-05 00:00:00"
 
 
 @pytest.mark.slow

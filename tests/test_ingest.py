@@ -163,5 +163,106 @@ def test_cli_ingest_writes_the_run_layout(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["workload"]["source"] == "ingest" and results["workload"]["ingest_quarantined"] == 1
     assert (tmp_path / "run" / "catalog.parquet").exists() and (tmp_path / "run" / "users.parquet").exists()
-    saved = (tmp_path / "run" / "config.toml").read_text()
-    assert 'start_date = "2024-01-02"' in saved and "days = 4" in saved and 'source = "ingest"' in saved
+    assert 'source = "ingest"' in (tmp_path / "run" / "config.toml").read_text()
+    span = json.loads((tmp_path / "run" / "span.json").read_text())
+    assert span == {"start_date": "2024-01-02", "days": 4, "trace": "t.jsonl"}  # the trace's, not workload.days
+
+
+LATEST_RATINGS = (
+    "userId,movieId,rating,timestamp\n"
+    "1,1,4.0,964982703\n"        # 2: user 1 -> edge-03 (crc32("1") % 4 = 3)
+    "1,3,4.5,964981247\n"        # 3: earlier than line 2
+    "3,1,4.0,964981247\n"        # 4: user 3 -> edge-03 too, same second as line 3: file order breaks the tie
+    "2,50,0.5,1000000000\n"      # 5: user 2 -> edge-01; half a star = 10 min
+    "7,3,5.0,964982703\n"        # 6: user 7 -> edge-02
+    "1,2,0.0,964982703\n"        # 7: rating out of range
+    "1,2,5.5,964982703\n"        # 8: rating out of range
+    "1,2,4.0,99999999999\n"      # 9: after 2100
+    "1,99,4.0,964982703\n"       # 10: not in movies.csv
+    "1,\u00b2,4.0,964982703\n"  # 11: a digit str.isdigit() accepts and int() refuses
+    "garbage\n"                  # 12
+    "\n"                         # 13
+    "1,2,3.0\n"                  # 14
+)
+LATEST_MOVIES = (
+    "movieId,title,genres\n"
+    "1,Toy Story (1995),Adventure|Animation|Children|Comedy|Fantasy\n"
+    '2,"American President, The (1995)",Comedy|Drama|Romance\n'
+    "3,Grumpier Old Men (1995),(no genres listed)\n"
+    '50,"Usual Suspects, The (1995)",Crime|Mystery|Thriller\n'
+    "x,broken,Drama\n"
+    "2,Duplicate,Drama\n"
+)
+
+
+def _latest(folder: Path, movies: bool = True) -> Path:
+    folder.mkdir()
+    (folder / "ratings.csv").write_text(LATEST_RATINGS, encoding="utf-8")
+    if movies:
+        (folder / "movies.csv").write_text(LATEST_MOVIES, encoding="utf-8")
+    return folder
+
+
+def test_movielens_latest_ratings_on_hashed_edges(tmp_path: Path) -> None:
+    s = ingest(_latest(tmp_path / "ml"), "movielens", tmp_path / "out", n_edges=4)
+    assert s["input_files"]["ratings.csv"] == {"lines": 13, "ingested": 5, "quarantined": 8}
+    assert s["input_files"]["movies.csv"] == {"lines": 6, "ingested": 4, "quarantined": 2}
+    rejected = _quarantine(tmp_path / "out")
+    assert [(r["file"], r["line"]) for r in rejected] == [
+        ("movies.csv", 6), ("movies.csv", 7), *(("ratings.csv", n) for n in range(7, 15))]
+    reasons = [r["reason"] for r in rejected]
+    assert reasons[1] == "duplicate movieId 2"
+    assert reasons[2:4] == ["rating out of range (0.0, want 0.5..5)", "rating out of range (5.5, want 0.5..5)"]
+    assert "timestamp out of range" in reasons[4] and reasons[5] == "unknown movie 99 (not in movies.csv)"
+    assert all(r.startswith("malformed ratings.csv line") for r in reasons[6:])
+    assert s["events_per_edge"] == {"edge-01": 1, "edge-02": 1, "edge-03": 3}
+    assert (s["start_date"], s["days"]) == ("2000-07-30", 407)
+    edge3 = [(e["user_id"], e["content_id"], e["timestamp"], e["duration"]) for e in read_events(tmp_path / "out", "edge-03")]
+    assert edge3 == [("U000001", "C00003", "2000-07-30 18:20:47", 90), ("U000003", "C00001", "2000-07-30 18:20:47", 80),
+                     ("U000001", "C00001", "2000-07-30 18:45:03", 80)]
+    assert read_events(tmp_path / "out", "edge-01")[0]["duration"] == 10
+    cat = pq.read_table(tmp_path / "out" / "catalog.parquet").to_pylist()
+    assert [(c["content_id"], c["title"], c["genre"]) for c in cat] == [
+        ("C00001", "Toy Story (1995)", "Adventure"), ("C00002", "American President, The (1995)", "Comedy"),
+        ("C00003", "Grumpier Old Men (1995)", "unknown"), ("C00050", "Usual Suspects, The (1995)", "Crime")]
+    users = pq.read_table(tmp_path / "out" / "users.parquet").to_pylist()
+    assert [(u["user_id"], u["home_edge"]) for u in users] == [
+        ("U000001", "edge-03"), ("U000002", "edge-01"), ("U000003", "edge-03"), ("U000007", "edge-02")]
+
+
+def test_movielens_latest_without_movies_builds_the_catalog_from_ratings(tmp_path: Path) -> None:
+    s = ingest(_latest(tmp_path / "ml", movies=False), "movielens", tmp_path / "out", n_edges=2)
+    assert s["input_files"]["ratings.csv"] == {"lines": 13, "ingested": 6, "quarantined": 7}  # movie 99 is in
+    cat = pq.read_table(tmp_path / "out" / "catalog.parquet")
+    assert cat.column("content_id").to_pylist() == ["C00001", "C00003", "C00050", "C00099"]
+    assert s["events_per_edge"] == {"edge-00": 1, "edge-01": 5}  # crc32("7") % 2 = 0; "1", "2", "3" -> 1
+
+
+def test_movielens_latest_header_and_missing_folder_are_clear_errors(tmp_path: Path) -> None:
+    from simulation.errors import EdgecacheError
+
+    with pytest.raises(EdgecacheError, match=r"ml-latest-small not found: download ml-latest-small.zip from https://grouplens.org/datasets/movielens/latest/"):
+        ingest(tmp_path / "data" / "ml-latest-small", "movielens", tmp_path / "out")
+    (tmp_path / "ml").mkdir()
+    (tmp_path / "ml" / "ratings.csv").write_text("1,1,4.0,964982703\n")
+    with pytest.raises(EdgecacheError, match="userId,movieId,rating,timestamp"):
+        ingest(tmp_path / "ml", "movielens", tmp_path / "out")
+
+
+def test_movielens_small_experiment_without_the_download_says_where_to_get_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from simulation.config import load_config
+    from simulation.errors import EdgecacheError
+    from simulation.pipeline import StageContext, run_stage
+    from simulation.rundir import RunDir
+
+    cfg = load_config(ROOT / "experiments" / "movielens_small.toml")
+    assert (cfg.workload.ingest_path, cfg.workload.edges, cfg.cache.capacity) == ("data/ml-latest-small", 4, 100)
+    assert cfg.split.test_days == 8215 // 5  # the last 20% of latest-small's 8,215 days
+    monkeypatch.chdir(tmp_path)  # no data/ml-latest-small here
+    ctx = StageContext(cfg=cfg, run=RunDir(tmp_path / "run"), console=Console(quiet=True))
+    with pytest.raises(EdgecacheError, match=r"data/ml-latest-small not found: download ml-latest-small.zip from "
+                                             r"https://grouplens.org/datasets/movielens/latest/ .* unzip it there"):
+        run_stage("generate", ctx)

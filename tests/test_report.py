@@ -192,3 +192,24 @@ def test_another_process_writes_the_same_bytes(report_run: Path) -> None:
     out = edgecache("report", str(report_run))
     assert out.returncode == 0, out.stdout + out.stderr
     assert (report_run / "report.html").read_bytes() == in_process
+
+
+def test_quality_table_has_hit_ndcg_and_requests_labelled_with_the_trace() -> None:
+    results = {"config": {"workload": {"source": "ingest", "ingest_path": "data/ml-latest-small", "days": 28}},
+               "workload": {"source": "ingest", "trace": "ml-latest-small", "events": 100836, "days": 8215},
+               "prediction_quality": {"k": 10, "note": "n",
+                                      "federated": {"overall": {"hit_at_k": 0.128, "ndcg_at_k": 0.0712, "requests": 4000},
+                                                    "per_edge": {"edge-00": {"hit_at_k": 0.1, "ndcg_at_k": 0.05,
+                                                                             "requests": 1000}}},
+                                      "popularity": {"overall": {"hit_at_k": 0.05, "requests": 4000},  # an older run
+                                                     "per_edge": {}}}}
+    page, md = render_report(results)
+    assert "Trace: ingested trace ml-latest-small. hit@10 and NDCG@10" in md
+    assert "| federated | 0.128 | 0.071 | 4,000 |" in md and "| popularity | 0.050 | — | 4,000 |" in md
+    assert md.count("| workload.days |") == 1  # only in the full config: 28 days are not the trace's span
+    assert "| trace | ingested trace ml-latest-small |" in md and "100,836 events of the ingested trace" in md
+
+
+def test_generated_runs_are_labelled_generator(report_results: dict[str, Any]) -> None:
+    page, md = render_report(report_results)
+    assert "| trace | generator |" in md

@@ -1,8 +1,10 @@
-"""How well each predictor foresees the test period: hit@K against each user's next request.
+"""How well each predictor foresees the test period: hit@K and NDCG@K against each user's next request.
 
 Causal like the replay: the prediction for request j uses the user's history up to and
 including j; it counts as a hit when the same user's next request in the test stream is among
-the K predictions. Requests are sampled with a fixed stride (deterministic) to bound the cost.
+the K predictions (ranked over the full catalog), and scores 1 / log2(rank + 1) in NDCG (one
+relevant item, so the ideal DCG is 1; rank 1 = the top prediction). Requests are sampled with a
+fixed stride (deterministic) to bound the cost.
 """
 
 from __future__ import annotations
@@ -26,27 +28,32 @@ def next_request_index(user: np.ndarray) -> np.ndarray:
     return nxt
 
 
-def hit_at_k(stream: EdgeStream, predictor: Predictor, k: int,
-             max_samples: int = MAX_SAMPLES_PER_EDGE) -> tuple[int, int]:
-    """(hits, requests evaluated) of `predictor` on a strided sample of one edge's stream."""
+def ranking_quality(stream: EdgeStream, predictor: Predictor, k: int,
+                    max_samples: int = MAX_SAMPLES_PER_EDGE) -> tuple[int, float, int]:
+    """(hits, summed NDCG, requests evaluated) of `predictor` on a strided sample of one edge's stream."""
     nxt = next_request_index(stream.user)
     candidates = np.flatnonzero(nxt >= 0)
     if candidates.size == 0:
-        return 0, 0
+        return 0, 0.0, 0
     idx = candidates[:: max(1, -(-candidates.size // max_samples))]
     preds = predictor.predict(stream.hist[idx], stream.device_idx[idx], stream.hour[idx], k)
-    hits = (preds == stream.item[nxt[idx]][:, None]).any(axis=1)
-    return int(hits.sum()), int(idx.size)
+    match = preds == stream.item[nxt[idx]][:, None]
+    hit = match.any(axis=1)
+    gain = 1.0 / np.log2(np.argmax(match, axis=1) + 2.0)  # first matching position, 0-based
+    return int(hit.sum()), float(gain[hit].sum()), int(idx.size)
 
 
-def summarize_quality(counts: dict[str, dict[str, tuple[int, int]]], k: int) -> dict[str, Any]:
-    """results.json `prediction_quality`: per predictor, overall and per edge hit@K."""
-    out: dict[str, Any] = {"k": k, "note": "hit@K of each predictor against the user's next "
-                           "request in the test period (strided sample, causal history)"}
+def _rates(hits: int, dcg: float, n: int) -> dict[str, Any]:
+    return {"hit_at_k": round(hits / n, 6) if n else None, "ndcg_at_k": round(dcg / n, 6) if n else None,
+            "requests": n}
+
+
+def summarize_quality(counts: dict[str, dict[str, tuple[int, float, int]]], k: int) -> dict[str, Any]:
+    """results.json `prediction_quality`: per predictor, overall and per edge hit@K and NDCG@K."""
+    out: dict[str, Any] = {"k": k, "note": "hit@K and NDCG@K of each predictor against the user's next "
+                           "request in the test period (full catalog, strided sample, causal history)"}
     for policy, per_edge in counts.items():
-        hits = sum(h for h, _ in per_edge.values())
-        n = sum(m for _, m in per_edge.values())
-        out[policy] = {"overall": {"hit_at_k": round(hits / n, 6) if n else None, "requests": n},
-                       "per_edge": {e: {"hit_at_k": round(h / m, 6) if m else None, "requests": m}
-                                    for e, (h, m) in sorted(per_edge.items())}}
+        total = [sum(c[i] for c in per_edge.values()) for i in range(3)]
+        out[policy] = {"overall": _rates(int(total[0]), float(total[1]), int(total[2])),
+                       "per_edge": {e: _rates(*c) for e, c in sorted(per_edge.items())}}
     return out

@@ -29,7 +29,7 @@ from simulation.replay.policies import (
     static_efficiency,
     summarize,
 )
-from simulation.replay.prediction_quality import hit_at_k, summarize_quality
+from simulation.replay.prediction_quality import ranking_quality, summarize_quality
 from simulation.replay.predictors import build_predictor
 from simulation.replay.reactive import OFFLINE, REACTIVE
 from simulation.replay.streams import EdgeStream, load_catalog, load_stream, test_edges
@@ -70,7 +70,7 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
     runs: dict[str, PolicyRun] = {}
     skipped: dict[str, str] = {}
     static: dict[str, dict[str, Any]] = {"popularity": {}, "oracle": {}}
-    quality: dict[str, dict[str, tuple[int, int]]] = {}
+    quality: dict[str, dict[str, tuple[int, float, int]]] = {}
     # One BLAS thread: the replay's matrix products are small, and a second BLAS thread fights
     # the Redis server for the cores (the default replay took 59 s instead of 42 s on 2 cores).
     with threadpool_limits(limits=1, user_api="blas"), \
@@ -97,7 +97,7 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
 
 def _replay_predictive_edge(cfg: ExperimentConfig, run: RunDir, stream: EdgeStream, catalog: ItemLookup,
                             cache: EdgeCache, settings: ReplaySettings, runs: dict[str, PolicyRun],
-                            skipped: dict[str, str], quality: dict[str, dict[str, tuple[int, int]]]) -> None:
+                            skipped: dict[str, str], quality: dict[str, dict[str, tuple[int, float, int]]]) -> None:
     items = catalog.sizes.size - 1
     for policy in predictive_policies(cfg, run):
         try:
@@ -108,7 +108,7 @@ def _replay_predictive_edge(cfg: ExperimentConfig, run: RunDir, stream: EdgeStre
             continue
         pr = runs.setdefault(policy, PolicyRun("predictive"))
         pr.per_edge[stream.edge_id] = replay_predictive(stream, catalog, cache, predictor, policy, settings)
-        quality.setdefault(policy, {})[stream.edge_id] = hit_at_k(stream, predictor, cfg.model.top_k)
+        quality.setdefault(policy, {})[stream.edge_id] = ranking_quality(stream, predictor, cfg.model.top_k)
 
 
 def _static(run: RunDir, stream: EdgeStream, catalog: ItemLookup, settings: ReplaySettings,

@@ -27,13 +27,26 @@ from simulation.report.model import (
 KEY_SETTINGS = (
     ("run", "name"), ("run", "seed"), ("workload", "source"), ("workload", "edges"),
     ("workload", "users"), ("workload", "items"), ("workload", "events"), ("workload", "days"),
-    ("workload", "noniid_alpha"), ("workload", "dirty_fraction"), ("split", "test_days"),
+    ("workload", "noniid_alpha"), ("workload", "dirty_fraction"), ("workload", "ingest_path"),
+    ("workload", "ingest_format"), ("split", "test_days"),
     ("federated", "engine"), ("federated", "strategy"), ("federated", "rounds"),
     ("federated", "local_epochs"), ("federated", "dp_noise"), ("cache", "capacity"),
     ("cache", "capacity_unit"), ("cache", "policies"),
 )
+# shown only for the source they configure (an ingested trace's size and span are its own)
+ONLY_FOR = {"generate": ("ingest_path", "ingest_format"),
+            "ingest": ("users", "items", "events", "days", "noniid_alpha", "dirty_fraction")}
 WORKLOAD_KEYS = ("events", "users", "items", "edges", "train_events", "test_events")
 STAGE_TIMINGS = ("generate_s", "features_s", "train_s", "replay_s", "report_s")
+
+
+def trace_label(results: Mapping[str, Any]) -> str:
+    """What the run's events came from: the generator, or the ingested trace by name."""
+    w: Mapping[str, Any] = results.get("workload") or {}
+    cw: Mapping[str, Any] = (results.get("config") or {}).get("workload") or {}
+    if (w.get("source") or cw.get("source")) != "ingest":
+        return "generator"
+    return f"ingested trace {w.get('trace') or cw.get('ingest_path') or '(unnamed)'}"
 
 
 def config_section(results: Mapping[str, Any]) -> Section:
@@ -41,8 +54,10 @@ def config_section(results: Mapping[str, Any]) -> Section:
     cfg = results.get("config")
     if not isinstance(cfg, Mapping) or not cfg:
         return Section("configuration", "Configuration", (not_in_run("The resolved configuration"),))
+    hidden = ONLY_FOR.get(str((cfg.get("workload") or {}).get("source", "generate")), ())
     key_rows = tuple((f"{s}.{k}", fmt_value(cfg[s][k])) for s, k in KEY_SETTINGS
-                     if isinstance(cfg.get(s), Mapping) and k in cfg[s])
+                     if isinstance(cfg.get(s), Mapping) and k in cfg[s] and not (s == "workload" and k in hidden))
+    key_rows = (("trace", trace_label(results)), *key_rows)
     all_rows = tuple((f"{s}.{k}", fmt_value(v)) for s, values in cfg.items()
                      if isinstance(values, Mapping) for k, v in values.items())
     return Section("configuration", "Configuration", (
@@ -115,19 +130,24 @@ def static_section(results: Mapping[str, Any]) -> Section:
 
 
 def quality_section(results: Mapping[str, Any]) -> Section:
-    """Prediction quality: each predictor's hit@K against users' next requests in the test period."""
+    """Prediction quality on the run's trace: each predictor's hit@K and NDCG@K, then hit@K per edge."""
     pq = results.get("prediction_quality")
     title = "Prediction quality"
-    if not isinstance(pq, Mapping) or len(pq) <= 2:
+    found = {n: v for n, v in pq.items() if isinstance(v, Mapping)} if isinstance(pq, Mapping) else {}
+    if not isinstance(pq, Mapping) or not found:
         return Section("prediction-quality", title, (not_in_run(title),))
-    k = pq.get("k")
-    models = {name: {"overall": {"hit_ratio": v["overall"]["hit_at_k"]},
-                     "per_edge": {e: {"hit_ratio": s["hit_at_k"]} for e, s in v["per_edge"].items()}}
-              for name, v in pq.items() if isinstance(v, Mapping)}
-    table = static_table(models)
-    table = Table(("predictor", *table.headers[1:]), table.rows,
-                        f"hit@{k} against the same user's next request in the test period.")
-    return Section("prediction-quality", title, (f"{pq.get('note', '')}.", table))
+    k, trace = pq.get("k"), trace_label(results)
+    overall = {n: v.get("overall") or {} for n, v in found.items()}
+    ranked = Table(("predictor", f"hit@{k}", f"NDCG@{k}", "requests evaluated"),
+                   tuple((n, fmt_ratio(o.get("hit_at_k")), fmt_ratio(o.get("ndcg_at_k")), fmt_int(o.get("requests")))
+                         for n, o in overall.items()),
+                   f"Trace: {trace}. hit@{k} and NDCG@{k} against the same user's next request in the test period.")
+    models = {n: {"overall": {"hit_ratio": o.get("hit_at_k")},
+                  "per_edge": {e: {"hit_ratio": s.get("hit_at_k")} for e, s in (v.get("per_edge") or {}).items()}}
+              for (n, v), o in zip(found.items(), overall.values(), strict=True)}
+    per_edge = static_table(models)
+    per_edge = Table(("predictor", *per_edge.headers[1:]), per_edge.rows, f"hit@{k} per edge ({trace}).")
+    return Section("prediction-quality", title, (f"{pq.get('note', '')}.", ranked, per_edge))
 
 
 def _hit_of(v: Any) -> Any:
@@ -192,8 +212,11 @@ def summary_section(results: Mapping[str, Any], verdict: str) -> Section:
     if not cfg:
         return Section("summary", "Summary", (verdict, not_in_run("The configuration")))
     w, f, c = cfg.get("workload") or {}, cfg.get("federated") or {}, cfg.get("cache") or {}
-    facts = (f"Run {fmt_value((cfg.get('run') or {}).get('name'))}: {fmt_value(w.get('edges'))} edges, "
-             f"{fmt_int(w.get('events'))} generated events, {fmt_value(f.get('strategy'))} for "
+    seen: Mapping[str, Any] = results.get("workload") or {}
+    events = (f"{fmt_int(w.get('events'))} generated events" if w.get("source", "generate") == "generate" else
+              f"{fmt_int(seen.get('events'))} events of the {trace_label(results)} over {fmt_int(seen.get('days'))} days")
+    facts = (f"Run {fmt_value((cfg.get('run') or {}).get('name'))}: {fmt_value(seen.get('edges', w.get('edges')))} "
+             f"edges, {events}, {fmt_value(f.get('strategy'))} for "
              f"{fmt_value(f.get('rounds'))} rounds, cache capacity {fmt_value(c.get('capacity'))} "
              f"{fmt_value(c.get('capacity_unit'))}.")
     blocks: list[Block] = [facts, verdict]

@@ -2,7 +2,8 @@
 
 Output (merged into results.json): `federated` with the strategy, engine, per-round metrics,
 privacy settings, personalization and the two baselines, all evaluated on the same per-edge
-held-out slices; `timings.train_round_mean_s`.
+held-out slices; `federated.round_s` (wall seconds per round: mean and per round, from the
+round records) and `timings.train_round_mean_s`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def train_stage(ctx: StageContext) -> dict[str, Any]:
         "final": _final(rounds), "dp": summary.get("dp", {"enabled": False}),
         "replies_checked": summary.get("replies_checked", 0),
     }
+    if seconds:
+        fed["round_s"] = round_times(seconds)
+        log.info("train: %.2f s/round (mean of %d federated rounds)", fed["round_s"]["mean"], len(seconds))
     if "personalized" in summary:
         fed["personalized"] = summary["personalized"]
     if ctx.cfg.federated.baselines:
@@ -53,6 +57,11 @@ def train_stage(ctx: StageContext) -> dict[str, Any]:
     ctx.console.print(_line(fed))
     timings = {"train_round_mean_s": round(sum(seconds) / len(seconds), 3)} if seconds else {}
     return {"federated": fed, "timings": timings}
+
+
+def round_times(seconds: list[float]) -> dict[str, Any]:
+    """results.json `federated.round_s`: the mean wall time of a round and each round's."""
+    return {"mean": round(sum(seconds) / len(seconds), 3), "per_round": [round(s, 3) for s in seconds]}
 
 
 def _line(fed: dict[str, Any]) -> str:

@@ -9,7 +9,8 @@ Formats:
   TV, mobile, tablet, web, console (any case). Missing duration -> the default runtime
   (100 min). Missing edge_id -> edge-NN with NN = crc32(user_id) mod workload.edges;
   given edge names are mapped, sorted, to edge-00, edge-01, ... (the map is in the output).
-- movielens: see simulation/workload/movielens.py (zip-code region -> edge).
+- movielens: see simulation/workload/movielens.py (100K: zip-code region -> edge; latest releases
+  with ratings.csv: edge-NN = crc32(str(userId)) mod workload.edges).
 Every malformed input line is quarantined with its reason in quarantine/ingest/ and
 counted: input lines = ingested + quarantined, per file.
 """
@@ -156,8 +157,9 @@ def ingest(path: Path, trace_format: str, out: Path, *, mapping: dict[str, str] 
     trace = Trace()
     if trace_format == "movielens":
         from simulation.workload.movielens import read_movielens
-        catalog, users = read_movielens(path, trace)
-        return write_trace(trace, out, fmt=fmt, catalog=catalog, users=users, test_days=test_days)
+        catalog, users = read_movielens(path, trace, n_edges)
+        return {**write_trace(trace, out, fmt=fmt, catalog=catalog, users=users, test_days=test_days),
+                "trace": path.name}
     readers = {"jsonl": (read_jsonl, (".jsonl", ".json", ".ndjson")), "csv": (read_csv, (".csv",))}
     if trace_format not in readers:
         raise ConfigError(f"ingest format {trace_format!r} is not supported; choose jsonl, csv or movielens")
@@ -165,7 +167,7 @@ def ingest(path: Path, trace_format: str, out: Path, *, mapping: dict[str, str] 
     for file in _files(path, suffixes):
         reader(file, mapping or parse_mapping(()), n_edges, trace)
     log.info("ingest: %d events, %d quarantined lines", len(trace.ts), trace.quarantined)
-    return write_trace(trace, out, fmt=fmt, catalog=None, users=None, test_days=test_days)
+    return {**write_trace(trace, out, fmt=fmt, catalog=None, users=None, test_days=test_days), "trace": path.name}
 
 
 __all__ = ["DEFAULT_RUNTIME_MIN", "ingest", "parse_mapping", "parse_timestamp"]

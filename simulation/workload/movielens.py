@@ -1,6 +1,10 @@
-"""MovieLens 100K as a trace: `u.data` ratings become watch events, `u.user` zips become edges.
+"""MovieLens as a trace: the 100K folder here, the latest releases in movielens_latest.py.
 
-Files (a folder): u.data `user<TAB>item<TAB>rating<TAB>timestamp` (required), u.user
+A folder with `ratings.csv` is a latest release (ml-latest-small, ml-latest, ml-32m: edges by a
+hash of the user id, see movielens_latest.py); otherwise it must be the 100K folder.
+Download from https://grouplens.org/datasets/movielens/ and unzip.
+
+100K files (a folder): u.data `user<TAB>item<TAB>rating<TAB>timestamp` (required), u.user
 `user|age|gender|occupation|zip` (required), u.item `id|title|release date|video release|
 url|19 genre flags` (optional; latin-1; without it titles are the ids and genres unknown).
 
@@ -10,8 +14,8 @@ code (Canadian postcodes, letters, empty) goes to edge-10. So there are up to 11
 A rating becomes a watch event: user U<id:06d>, content C<id:05d>, device "web" (MovieLens is
 a website; the real device is unknown), duration = runtime x rating / 5 with the default
 runtime of 100 min (a 5-star rating = watched to the end), timestamp = the rating's Unix
-time in UTC. Lines that cannot be read, and ratings of unknown users or items, are
-quarantined with the reason.
+time in UTC. Lines that cannot be read (ids and stamps must be ASCII digits, stamps before
+2100), and ratings of unknown users or items, are quarantined with the reason.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from simulation.errors import EdgecacheError
+from simulation.workload.movielens_latest import MAX_TS, read_latest
 from simulation.workload.trace import DEFAULT_RUNTIME_MIN, MB_PER_MIN, Trace
 
 ML_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
@@ -31,6 +36,10 @@ ML_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comed
              "Romance", "Sci-Fi", "Thriller", "War", "Western")
 OTHER_EDGE = "edge-10"
 US_ZIP = re.compile(r"\d{5}(-\d{4})?")
+INT = re.compile(r"\s*[0-9]{1,18}\s*", re.ASCII)  # str.isdigit() also takes digits int() refuses
+DOWNLOAD = ("download ml-latest-small.zip from https://grouplens.org/datasets/movielens/latest/ (other "
+            "releases: https://grouplens.org/datasets/movielens/) and unzip it there, or point "
+            "workload.ingest_path at the unzipped folder")
 
 
 def zip_edge(zip_code: str) -> str:
@@ -49,7 +58,7 @@ def _read_users(path: Path, trace: Trace) -> dict[int, tuple[int, str]]:
     users: dict[int, tuple[int, str]] = {}
     for n, raw in _lines(path):
         f = raw.split("|")
-        if len(f) != 5 or not f[0].strip().isdigit() or not f[1].strip().isdigit():
+        if len(f) != 5 or not INT.fullmatch(f[0]) or not INT.fullmatch(f[1]):
             trace.reject(path.name, n, raw, "malformed u.user line (want user|age|gender|occupation|zip)")
             continue
         users[int(f[0])] = (int(f[1]), zip_edge(f[4]))
@@ -63,7 +72,7 @@ def _read_items(path: Path, trace: Trace) -> dict[int, tuple[str, str, datetime.
     for n, raw in _lines(path, "latin-1"):
         f = raw.split("|")
         flags = f[5:]
-        if len(f) != 24 or not f[0].strip().isdigit() or any(x not in ("0", "1") for x in flags):
+        if len(f) != 24 or not INT.fullmatch(f[0]) or any(x not in ("0", "1") for x in flags):
             trace.reject(path.name, n, raw, "malformed u.item line (want id|title|release|video|url|19 flags)")
             continue
         genre = ML_GENRES[flags.index("1")] if "1" in flags else "unknown"
@@ -79,12 +88,14 @@ def _read_items(path: Path, trace: Trace) -> dict[int, tuple[str, str, datetime.
 def _read_ratings(path: Path, users: dict[int, tuple[int, str]], items: dict | None, trace: Trace) -> None:
     for n, raw in _lines(path):
         f = raw.split("\t")
-        if len(f) != 4 or not all(x.strip().isdigit() for x in f):
+        if len(f) != 4 or not all(INT.fullmatch(x) for x in f):
             trace.reject(path.name, n, raw, "malformed u.data line (want user<TAB>item<TAB>rating<TAB>timestamp)")
             continue
         uid, iid, rating, ts = (int(x) for x in f)
         if not 1 <= rating <= 5:
             trace.reject(path.name, n, raw, f"rating out of range ({rating}, want 1..5)")
+        elif ts >= MAX_TS:
+            trace.reject(path.name, n, raw, f"timestamp out of range ({ts}, want Unix seconds before 2100)")
         elif uid not in users:
             trace.reject(path.name, n, raw, f"unknown user {uid} (not in u.user)")
         elif items is not None and iid not in items:
@@ -94,12 +105,16 @@ def _read_ratings(path: Path, users: dict[int, tuple[int, str]], items: dict | N
                       ts, users[uid][1])
 
 
-def read_movielens(folder: Path, trace: Trace) -> tuple[pa.Table, pa.Table]:
-    """Read a MovieLens 100K folder into `trace`; return (catalog, users) tables."""
+def read_movielens(folder: Path, trace: Trace, n_edges: int) -> tuple[pa.Table, pa.Table | None]:
+    """Read a MovieLens folder (latest or 100K) into `trace`; return (catalog, users or None)."""
+    if not folder.is_dir():
+        raise EdgecacheError(f"MovieLens folder {folder} not found: {DOWNLOAD}")
+    if (folder / "ratings.csv").is_file():
+        return ml_catalog(read_latest(folder, n_edges, trace), None), None
     need = [name for name in ("u.data", "u.user") if not (folder / name).is_file()]
     if need:
-        raise EdgecacheError(f"{folder}: missing {', '.join(need)}; pass the MovieLens 100K folder "
-                             "(the one with u.data, u.user and u.item)")
+        raise EdgecacheError(f"{folder}: no ratings.csv (a latest release) and missing {', '.join(need)} "
+                             f"(the 100K folder has u.data, u.user and u.item); {DOWNLOAD}")
     users = _read_users(folder / "u.user", trace)
     items = _read_items(folder / "u.item", trace) if (folder / "u.item").is_file() else None
     _read_ratings(folder / "u.data", users, items, trace)
@@ -107,10 +122,11 @@ def read_movielens(folder: Path, trace: Trace) -> tuple[pa.Table, pa.Table]:
         ids = sorted({int(c[1:]) for c in trace.content})
         items = {i: (f"C{i:05d}", "unknown", None) for i in ids}
     start = datetime.datetime.fromtimestamp(min(trace.ts), datetime.UTC).date() if trace.ts else None
-    return _catalog(items, start), _users(users)
+    return ml_catalog(items, start), _users(users)
 
 
-def _catalog(items: dict[int, tuple[str, str, datetime.date | None]], start: datetime.date | None) -> pa.Table:
+def ml_catalog(items: dict[int, tuple[str, str, datetime.date | None]], start: datetime.date | None) -> pa.Table:
+    """catalog.parquet rows for MovieLens ids, sorted by id (the catalog's item_idx order)."""
     ids = sorted(items)
     rel = [_days_between(start, items[i][2]) for i in ids]
     n = len(ids)

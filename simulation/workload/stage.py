@@ -1,7 +1,8 @@
 """The generate stage: the generator or a real trace writes the run's logs, then a summary.
 
 `workload.source` picks the source: "generate" (simulation/workload/generate.py) or "ingest"
-(a jsonl/csv/MovieLens trace, simulation/workload/ingest.py). Both write the same layout.
+(a jsonl/csv/MovieLens trace, simulation/workload/ingest.py). Both write the same layout; an
+ingested trace also writes its own span to span.json (simulation/span.py), which the split uses.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from rich.console import Group
 from rich.table import Table
 
 from simulation.pipeline import StageContext
+from simulation.span import GENERATOR, Span, check_test_days, write_span
 from simulation.workload.generate import generate
 from simulation.workload.ingest import ingest, parse_mapping
 
@@ -21,7 +23,7 @@ def generate_stage(ctx: StageContext) -> dict[str, Any]:
     """Pipeline stage: generate (or ingest, when workload.source = 'ingest') and summarize."""
     if ctx.cfg.workload.source == "ingest":
         return ingest_stage(ctx)
-    summary = generate(ctx.cfg, ctx.run)
+    summary = {**generate(ctx.cfg, ctx.run), "trace": GENERATOR}
     ctx.console.print(summary_table(summary, f"workload: {ctx.run.root}"))
     return {"workload": summary}
 
@@ -32,6 +34,10 @@ def ingest_stage(ctx: StageContext) -> dict[str, Any]:
     summary = ingest(Path(w.ingest_path), w.ingest_format, ctx.run.root, mapping=parse_mapping(w.ingest_map),
                      n_edges=w.edges, fmt=w.format, test_days=ctx.cfg.split.test_days)
     ctx.console.print(summary_table(summary, f"ingested {w.ingest_format}: {w.ingest_path}"))
+    span = Span(summary["start_date"], summary["days"], summary["trace"])
+    write_span(ctx.run, span)  # the trace's span, whatever its length: the split is cut from it
+    ctx.console.print(f"span: {span.days:,} days from {span.start_date} (span.json)")
+    check_test_days(ctx.cfg.split.test_days, span)
     return {"workload": summary}
 
 

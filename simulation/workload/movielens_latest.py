@@ -1,0 +1,118 @@
+"""MovieLens latest releases (ml-latest-small, ml-latest, ml-32m, ...) as a trace: `ratings.csv` -> events.
+
+Files (a folder): `ratings.csv` `userId,movieId,rating,timestamp` (required: a header row, then
+one rating per line, Unix seconds, ratings 0.5..5 in half stars) and `movies.csv`
+`movieId,title,genres` (optional: titles may be quoted and hold commas; genres are
+`|`-separated and the first one is kept, "(no genres listed)" -> unknown). Headers are not
+input lines. The releases carry no demographics, so a user's edge is a hash of the user id:
+
+    edge-%02d % (zlib.crc32(str(userId).encode()) % workload.edges)
+
+A rating becomes a "web" watch event of user U<id:06d>, content C<id:05d>, duration = runtime x
+rating / 5 (default runtime 100 min), at the rating's Unix time in UTC. Malformed lines,
+ratings outside 0.5..5, timestamps outside [0, 2100-01-01) and ratings of movies missing from
+movies.csv (when it is there) are quarantined with their line number and reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from simulation.errors import EdgecacheError
+from simulation.workload.trace import DEFAULT_RUNTIME_MIN, Trace
+
+RATINGS_HEADER = ["userId", "movieId", "rating", "timestamp"]
+MOVIES_HEADER = ["movieId", "title", "genres"]
+MAX_TS = 4_102_444_800  # 2100-01-01 00:00:00 UTC: later stamps are junk, not ratings
+# ids and stamps up to 18 digits fit int64; anything else is a malformed line
+RATING_LINE = re.compile(r"\s*([0-9]{1,18})\s*,\s*([0-9]{1,18})\s*,\s*([0-9]{1,3}(?:\.[0-9]{0,6})?)\s*,"
+                         r"\s*([0-9]{1,18})\s*", re.ASCII)
+MOVIE_ID = re.compile(r"\s*[0-9]{1,18}\s*", re.ASCII)
+NO_GENRE = "(no genres listed)"
+
+Items = dict[int, tuple[str, str, datetime.date | None]]
+
+
+def hash_edge(user_id: int, n_edges: int) -> str:
+    """The documented edge rule for traces without demographics: crc32 of the decimal user id."""
+    return f"edge-{zlib.crc32(str(user_id).encode()) % n_edges:02d}"
+
+
+def _lines(path: Path) -> list[tuple[int, str]]:
+    with path.open(encoding="utf-8", errors="replace", newline="") as f:
+        return [(n, line.rstrip("\r\n")) for n, line in enumerate(f, 1)]
+
+
+def _body(path: Path, header: list[str]) -> list[tuple[int, str]]:
+    """The data lines of a CSV file after checking its header row."""
+    lines = _lines(path)
+    first = lines[0][1].lstrip("\ufeff") if lines else ""
+    if [h.strip() for h in next(csv.reader([first]), [])] != header:
+        raise EdgecacheError(f"{path}: the first line must be the header {','.join(header)} (got {first[:80]!r}); "
+                             "pass the unzipped MovieLens latest folder")
+    return lines[1:]
+
+
+def read_movies(path: Path, trace: Trace) -> Items:
+    """movieId -> (title, first genre, release unknown); malformed and duplicate lines quarantined."""
+    items: Items = {}
+    for n, raw in _body(path, MOVIES_HEADER):
+        f = next(csv.reader([raw]), [])
+        if len(f) != 3 or not MOVIE_ID.fullmatch(f[0]):
+            trace.reject(path.name, n, raw, "malformed movies.csv line (want movieId,title,genres)")
+        elif int(f[0]) in items:
+            trace.reject(path.name, n, raw, f"duplicate movieId {int(f[0])}")
+        else:
+            genre = f[2].split("|")[0].strip()
+            items[int(f[0])] = (f[1], "unknown" if genre in ("", NO_GENRE) else genre, None)
+            trace.count(path.name, ingested=1)
+    return items
+
+
+def read_ratings(path: Path, movies: Items | None, n_edges: int, trace: Trace) -> None:
+    """Add every rating of ratings.csv to the trace (file order) or to its quarantine."""
+    rejects: list[tuple[int, str, str]] = []
+    kept: list[tuple[int, str]] = []
+    groups: list[tuple[str, ...]] = []
+    for n, raw in _body(path, RATINGS_HEADER):
+        m = RATING_LINE.fullmatch(raw)
+        if m is None:
+            rejects.append((n, raw, "malformed ratings.csv line (want userId,movieId,rating,timestamp)"))
+        else:
+            kept.append((n, raw))
+            groups.append(m.groups())
+    cols = np.array(groups, dtype=str).reshape(-1, 4).T
+    uid, iid, ts = (c.astype(np.int64) for c in cols[[0, 1, 3]])
+    rating = cols[2].astype(np.float64)
+    bad_rating = ~((rating >= 0.5) & (rating <= 5.0))
+    bad_ts = ts >= MAX_TS
+    known = np.fromiter(movies, np.int64, len(movies)) if movies is not None else None
+    unknown = ~np.isin(iid, known) if known is not None else np.zeros(ts.size, dtype=bool)
+    for j in np.flatnonzero(bad_rating | bad_ts | unknown):
+        why = (f"rating out of range ({cols[2][j]}, want 0.5..5)" if bad_rating[j] else
+               f"timestamp out of range ({ts[j]}, want Unix seconds before 2100)" if bad_ts[j] else
+               f"unknown movie {iid[j]} (not in movies.csv)")
+        rejects.append((*kept[j], why))
+    for n, raw, why in sorted(rejects):
+        trace.reject(path.name, n, raw, why)
+    ok = ~(bad_rating | bad_ts | unknown)
+    users, inverse = np.unique(uid[ok], return_inverse=True)
+    edge_of = np.array([hash_edge(int(u), n_edges) for u in users], dtype=object)
+    trace.extend(path.name, [f"U{u:06d}" for u in uid[ok].tolist()], [f"C{i:05d}" for i in iid[ok].tolist()],
+                 "web", np.rint(DEFAULT_RUNTIME_MIN * rating[ok] / 5).astype(np.int64).tolist(),
+                 ts[ok].tolist(), edge_of[inverse].tolist())
+
+
+def read_latest(folder: Path, n_edges: int, trace: Trace) -> Items:
+    """Read a MovieLens latest folder into `trace`; return its items (movies.csv, else the rated ids)."""
+    movies = read_movies(folder / "movies.csv", trace) if (folder / "movies.csv").is_file() else None
+    read_ratings(folder / "ratings.csv", movies, n_edges, trace)
+    if movies is not None:
+        return movies
+    return {i: (f"C{i:05d}", "unknown", None) for i in sorted({int(c[1:]) for c in trace.content})}
