@@ -19,7 +19,7 @@ from typing import Any, get_type_hints
 from simulation.errors import ConfigError
 
 REACTIVE_POLICIES = ("lru", "lfu", "arc", "s3fifo", "wtinylfu", "belady")
-PREDICTIVE_POLICIES = ("popularity", "markov_sql", "local_only", "federated", "centralized")
+PREDICTIVE_POLICIES = ("popularity", "markov_sql", "itemcf", "local_only", "federated", "centralized")
 ALL_POLICIES = REACTIVE_POLICIES + PREDICTIVE_POLICIES
 STRATEGIES = (
     "fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedavgm",

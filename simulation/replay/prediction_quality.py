@@ -34,7 +34,7 @@ def hit_at_k(stream: EdgeStream, predictor: Predictor, k: int,
     if candidates.size == 0:
         return 0, 0
     idx = candidates[:: max(1, -(-candidates.size // max_samples))]
-    preds = predictor.predict(stream.hist[idx], stream.device_idx[idx], stream.hour[idx], k)
+    preds = predictor.predict(stream.hist[idx], stream.device_idx[idx], stream.hour[idx], k, users=stream.user[idx])
     hits = (preds == stream.item[nxt[idx]][:, None]).any(axis=1)
     return int(hits.sum()), int(idx.size)
 
