@@ -6,7 +6,8 @@ else (edge_nodes/learning/cooc_app.py). Replies are screened like training repli
 (`contract_violations`: arrays + scalars only) and for the COO shape; the usable ones are summed
 in edge order (deterministic floats) into the CSR table the `itemcf` policy reads. Fewer usable
 replies than federated.min_nodes write no table (the policy is then skipped and reported), and
-training goes on. The counts are not noised: federated.dp_* covers model updates only.
+training goes on. The counts are not noised (federated.dp_* covers model updates only), so
+with DP on the round is skipped and no counts leave the edges.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ def sum_cooc(parts: list[tuple[int, COO]], s: ServerSettings) -> CoocTable:
 
 def run_cooc_round(grid: Grid, s: ServerSettings) -> dict[str, Any]:
     """Query every connected edge, sum what passes the contract, write models/itemcf.npz; a summary."""
+    (Path(s.model_dir) / ITEMCF_FILE).unlink(missing_ok=True)  # never serve an earlier run's table
+    if s.dp_noise > 0:  # the counts would leave the edges exact: no analytics under DP (docs/federated.md)
+        return {"status": "skipped", "reason": "federated.dp_noise > 0: co-occurrence counts are not noised"}
     t0 = time.perf_counter()
     config = ConfigRecord({"n-items": s.n_items})
     messages = [Message(content=RecordDict({"config": config}), message_type=f"query.{COOC_QUERY}",

@@ -118,3 +118,19 @@ def test_seen_pairs_respect_each_rows_position(tmp_path: Path) -> None:
     h = UserHistory.from_table(_history(tmp_path, {"U1": [3, 2, 3, 4], "U2": [1]}), N)
     rows, items = h.seen_pairs(h.codes(np.array(["U1", "U2", "U1", "U7"])), np.array([2, 1, 4, 5]))
     assert sorted(zip(rows.tolist(), items.tolist(), strict=True)) == [(0, 2), (0, 3), (1, 1), (2, 2), (2, 3), (2, 4)]
+
+
+def test_no_counts_are_asked_for_under_dp(tmp_path: Path) -> None:
+    from aggregator.analytics import ITEMCF_FILE, run_cooc_round
+    from aggregator.settings import ServerSettings
+
+    stale = tmp_path / ITEMCF_FILE
+    table().save(stale)
+
+    class NoGrid:  # any message sent would fail the test
+        def get_node_ids(self) -> list[int]:
+            raise AssertionError("queried edges under DP")
+
+    s = ServerSettings(model_dir=str(tmp_path), n_items=N, history_len=2, num_edges=2, dp_noise=1.0, dp_clip=1.0)
+    assert run_cooc_round(NoGrid(), s)["status"] == "skipped"  # type: ignore[arg-type]
+    assert not stale.exists()
