@@ -26,7 +26,7 @@ from edge_nodes.learning.predictors import PopularityPredictor
 # them forgoes at most that share of hits and frees every slot they held (MovieLens: 0%, people rate
 # a film once; the synthetic default: 49%, binge-watchers return, so it keeps them).
 REPEAT_THRESHOLD = 0.10
-ROWS_PER_CHUNK = 256  # bounds the gathered CSR rows held at once (popular items have long rows)
+ROWS_PER_CHUNK = 256  # rows scored at once: bounds the gathered CSR rows and the (rows, items) arrays
 
 
 class CoocPredictor:
@@ -91,6 +91,14 @@ class CoocPredictor:
     def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
                        users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item_idx (-1 padded) and their probabilities; `users` enables the train-history seen set."""
+        hist = np.asarray(hist, np.int64)
+        parts = [self._top_k(hist[i:i + ROWS_PER_CHUNK], None if users is None else users[i:i + ROWS_PER_CHUNK], k)
+                 for i in range(0, hist.shape[0], ROWS_PER_CHUNK)]  # bounds the (rows, items) arrays held at once
+        if not parts:
+            return np.full((0, k), -1, dtype=np.int64), np.zeros((0, k))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _top_k(self, hist: np.ndarray, users: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
         s = self.scores(hist)
         banned = self.excluded(hist, users)
         s[banned] = 0.0
