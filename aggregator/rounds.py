@@ -42,12 +42,24 @@ def contract_violations(content: RecordDict, *, with_arrays: bool) -> list[str]:
     return problems
 
 
-def _error_reason(text: str) -> str:
+def error_reason(text: str) -> str:
     """The edge's own message from a Flower error reply (its last line, without wrapper noise)."""
     last = text.strip().splitlines()[-1] if text.strip() else "unknown error"
     for marker in ("Message: ", ":<'"):  # simulation and deployment wrap the message differently
         last = last.split(marker, 1)[-1]
     return last.rstrip("'>")[:200]
+
+
+def wait_for_edges(grid: Grid, s: ServerSettings) -> None:
+    """Give every edge time to connect; go on with >= min_nodes, else stop clearly."""
+    deadline = time.monotonic() + s.connect_timeout_s
+    while len(list(grid.get_node_ids())) < s.num_edges and time.monotonic() < deadline:
+        time.sleep(0.5)
+    connected = len(list(grid.get_node_ids()))
+    if connected < s.min_nodes:
+        raise TooFewEdges(f"only {connected} of {s.num_edges} edges connected within "
+                          f"{s.connect_timeout_s:.0f}s; federated.min_nodes = {s.min_nodes}. "
+                          "Check that the SuperNodes run and reach the SuperLink")
 
 
 def _reply_order(msg: Message) -> str:
@@ -76,15 +88,7 @@ class RecordedStrategy(Strategy):
         self.inner.summary()
 
     def _wait_for_edges(self, grid: Grid) -> None:
-        """Give every edge time to connect once; go on with >= min_nodes, else stop clearly."""
-        deadline = time.monotonic() + self.s.connect_timeout_s
-        while len(list(grid.get_node_ids())) < self.s.num_edges and time.monotonic() < deadline:
-            time.sleep(0.5)
-        connected = len(list(grid.get_node_ids()))
-        if connected < self.s.min_nodes:
-            raise TooFewEdges(f"only {connected} of {self.s.num_edges} edges connected within "
-                              f"{self.s.connect_timeout_s:.0f}s; federated.min_nodes = {self.s.min_nodes}. "
-                              "Check that the SuperNodes run and reach the SuperLink")
+        wait_for_edges(grid, self.s)
         self._waited = True
 
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
@@ -104,7 +108,7 @@ class RecordedStrategy(Strategy):
         for msg in replies:
             self.replies_checked += 1
             if msg.has_error():
-                reasons.append(_error_reason(str(msg.error.reason)))
+                reasons.append(error_reason(str(msg.error.reason)))
                 continue
             problems = contract_violations(msg.content, with_arrays=with_arrays)
             if problems:

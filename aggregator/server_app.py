@@ -16,8 +16,9 @@ import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
+from aggregator.analytics import run_cooc_round
 from aggregator.checkpoint import CheckpointStore
-from aggregator.rounds import RecordedStrategy, contract_violations
+from aggregator.rounds import RecordedStrategy, contract_violations, wait_for_edges
 from aggregator.settings import ServerSettings
 from aggregator.strategies import build_strategy, dp_settings
 from edge_nodes.learning.local_layers import parse_names, split
@@ -78,6 +79,9 @@ def run_federated(grid: Grid, s: ServerSettings) -> dict[str, Any]:
                                "dp": dp_settings(s), "local_layers": list(local)}
     store.write_summary(summary)
     try:
+        wait_for_edges(grid, s)
+        summary["itemcf"] = run_cooc_round(grid, s)  # federated analytics before the model rounds
+        store.write_summary(summary)
         if start < s.rounds:
             strategy.start(grid, ArrayRecord(params), num_rounds=s.rounds - start,
                            timeout=s.round_timeout_s, train_config=ConfigRecord(s.edge_config(spec)),

@@ -44,6 +44,8 @@ class ServerSettings:
     batch_size: int = 512
     l2: float = 1e-6
     negatives: int = 512
+    cooc_window: int = 5        # how the edges counted co-occurrences (stored in models/itemcf.npz)
+    cooc_decay: float = 0.6
     catalog_path: str = ""
     eval_fraction: float = 0.1
     top_k: int = 10

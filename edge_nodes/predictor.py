@@ -16,11 +16,13 @@ class Predictor(Protocol):
 
     name: str
 
-    def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int) -> np.ndarray:
-        """(n, k) int item_idx, -1 padded."""
+    def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
+                users: np.ndarray | None = None) -> np.ndarray:
+        """(n, k) int item_idx, -1 padded. `users` (the rows' user ids) lets a predictor use what the
+        edge knows of each user beyond `hist` (its train-period history); None = hist only."""
         ...
 
-    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray,
-                       k: int) -> tuple[np.ndarray, np.ndarray]:
+    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
+                       users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(n, k) int item_idx, -1 padded, and (n, k) probabilities (0 where -1)."""
         ...

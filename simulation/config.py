@@ -19,7 +19,7 @@ from typing import Any, get_type_hints
 from simulation.errors import ConfigError
 
 REACTIVE_POLICIES = ("lru", "lfu", "arc", "s3fifo", "wtinylfu", "belady")
-PREDICTIVE_POLICIES = ("popularity", "markov_sql", "local_only", "federated", "centralized")
+PREDICTIVE_POLICIES = ("popularity", "markov_sql", "itemcf", "local_only", "federated", "centralized")
 ALL_POLICIES = REACTIVE_POLICIES + PREDICTIVE_POLICIES
 STRATEGIES = (
     "fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedavgm",
@@ -85,11 +85,17 @@ class FeaturesConfig:
     session_gap_min: int = _f(30, lo=1)
     recency_half_life_days: float = _f(3.0, lo=0.0, lo_open=True)
     markov_top_n: int = _f(10, lo=1, hi=1000, doc="N: next items kept per previous item by markov_sql")
+    cooc_window: int = _f(5, lo=1, hi=64, doc="W: previous items of a user each train event co-occurs with "
+                          "(features/cooc, the itemcf policy; it scores with the last min(W, history_len))")
+    cooc_decay: float = _f(0.6, lo=0.0, hi=1.0, lo_open=True, doc="weight of a co-occurrence at lag L "
+                           "(1 = adjacent) is decay**(L-1); itemcf weighs its history the same way")
+    cooc_symmetric: bool = _f(False, doc="also count next -> prev (order-free 'watched together'); "
+                              "false suits binge series (synthetic default), true suited MovieLens")
     max_duration_min: float = _f(1440.0, lo=0.0, lo_open=True,
                                  doc="watch durations above this (minutes) are quarantined as absurd")
-    pooled_tables: bool = _f(False, doc="also write the seven tables pooled over every edge under "
+    pooled_tables: bool = _f(False, doc="also write every feature table pooled over every edge under "
                              "features/centralized/ (the centralized model pools the per-edge examples "
-                             "itself and does not need them; 7 more Spark writes, ~30% of the job)")
+                             "itself and does not need them; as many more Spark writes, ~30% of the job)")
 
 
 @dataclass(frozen=True)

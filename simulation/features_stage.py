@@ -27,6 +27,7 @@ def settings_for(ctx: StageContext) -> FeatureSettings:
         run_dir=ctx.run.root, cut=time_cut(ctx.cfg, ctx.run), edges=None, input_format="auto",
         history_len=f.history_len, session_gap_min=f.session_gap_min,
         half_life_days=f.recency_half_life_days, markov_top_n=f.markov_top_n,
+        cooc_window=f.cooc_window, cooc_decay=f.cooc_decay, cooc_symmetric=f.cooc_symmetric,
         max_duration_min=f.max_duration_min, centralized=f.pooled_tables)
 
 

@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_features import features as feat
+from spark_features.cooc import cooc
 from spark_features.errors import FeaturesError
 from spark_features.markov import markov_sql
 from spark_features.storage import read_catalog, write_per_edge, write_pooled
@@ -42,6 +43,9 @@ class FeatureSettings:
     session_gap_min: int = 30
     half_life_days: float = 3.0
     markov_top_n: int = 10
+    cooc_window: int = 5
+    cooc_decay: float = 0.6
+    cooc_symmetric: bool = False
     max_duration_min: float = 1440.0
     centralized: bool = True
 
@@ -104,6 +108,7 @@ def write_tables(spark: SparkSession, seqd: DataFrame, s: FeatureSettings, out: 
         "transitions": (trans, ["prev_idx", "next_idx"]),
         "markov": (markov_sql(spark, trans, pop, s.markov_top_n, "pooled" if pooled else "edge"),
                    ["prev_idx", "rank"]),
+        "cooc": (cooc(seqd, s.cooc_window, s.cooc_decay, s.cooc_symmetric), ["prev_idx", "next_idx"]),
     }
     write = write_pooled if pooled else write_per_edge
     for name, (df, order) in tables.items():

@@ -1,8 +1,8 @@
 """Fixtures for the federated tests (registered in tests/conftest.py).
 
 A tiny synthetic workload with the structure the model must learn, written in the
-documented layout `features/examples/edge_id=<id>/part.parquet` (the Spark stage is not
-needed): episodes of a series follow each other (item i -> i+1), every edge has its own
+documented layout `features/examples/edge_id=<id>/part.parquet`, with each edge's
+co-occurrence counts beside them in `features/cooc/` (the Spark stage is not needed): episodes of a series follow each other (item i -> i+1), every edge has its own
 taste (a different slice of the catalog is popular there), and the newest item in the
 history matters most. The public `catalog.parquet` beside it names the series.
 """
@@ -92,6 +92,20 @@ def _edge_table(rng: np.random.Generator, edge_index: int, n_edges: int, n_items
     return pa.Table.from_pydict(rows, schema=schema)
 
 
+def cooc_table(examples: pa.Table, n_items: int, decay: float = 0.6) -> pa.Table:
+    """Directed co-occurrence counts of one edge as Spark writes them (features/cooc), from its examples."""
+    hist = np.array(examples["hist"].to_pylist(), dtype=np.int64)
+    label = examples["label"].to_numpy().astype(np.int64)
+    keys, weights = [], []
+    for lag in range(1, hist.shape[1] + 1):
+        ok = hist[:, -lag] >= 0
+        keys.append(hist[ok, -lag] * n_items + label[ok])
+        weights.append(np.full(int(ok.sum()), decay ** (lag - 1)))
+    uniq, inv = np.unique(np.concatenate(keys), return_inverse=True)
+    return pa.table({"prev_idx": pa.array(uniq // n_items, pa.int32()), "next_idx": pa.array(uniq % n_items, pa.int32()),
+                     "count": np.bincount(inv, weights=np.concatenate(weights))})
+
+
 def write_synthetic_run(root: Path, n_edges: int = 3, n_items: int = 40, history_len: int = 3,
                         users: int = 30, events: int = 12, seed: int = 0) -> SyntheticRun:
     """Write per-edge training examples under root/features/examples; return their description."""
@@ -100,8 +114,11 @@ def write_synthetic_run(root: Path, n_edges: int = 3, n_items: int = 40, history
     for i, edge in enumerate(edges):
         part = root / "features" / "examples" / f"edge_id={edge}"
         part.mkdir(parents=True, exist_ok=True)
-        pq.write_table(_edge_table(rng, i, n_edges, n_items, history_len, users, events),
-                       part / "part.parquet")
+        table = _edge_table(rng, i, n_edges, n_items, history_len, users, events)
+        pq.write_table(table, part / "part.parquet")
+        cooc = root / "features" / "cooc" / f"edge_id={edge}"
+        cooc.mkdir(parents=True, exist_ok=True)
+        pq.write_table(cooc_table(table, n_items), cooc / "part.parquet")
     write_catalog(root / "catalog.parquet", n_items)
     return SyntheticRun(root=root, edges=edges, n_items=n_items, history_len=history_len)
 

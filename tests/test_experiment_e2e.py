@@ -53,6 +53,10 @@ def test_results_json_matches_the_design_contract(smoke: tuple[Path, dict[str, A
     assert fed["strategy"] == "fedavg" and len(fed["rounds"]) == 3
     assert {"round", "train_loss", "eval_hit_at_k"} <= set(fed["rounds"][0])
     assert set(ALL_POLICIES) <= set(r["policies"])
+    assert fed["itemcf"]["status"] == "ok" and fed["itemcf"]["replies"] == 3, fed["itemcf"]
+    quality = r["prediction_quality"]
+    assert {"popularity", "markov_sql", "itemcf", "federated"} <= set(quality)
+    assert quality["itemcf"]["overall"]["requests"] > 0 and 0 <= quality["itemcf"]["overall"]["hit_at_k"] <= 1
     edges = [f"edge-{i:02d}" for i in range(3)]
     for name, entry in r["policies"].items():
         assert set(entry["overall"]) >= POLICY_KEYS, name

@@ -49,7 +49,7 @@ def build(root: Path, edge1: list[tuple[str, int, str, str]] = EDGE1) -> TinyRun
 
 def settings(root: Path) -> FeatureSettings:
     return FeatureSettings(run_dir=root, cut=CUT, history_len=3, session_gap_min=30, half_life_days=2.0,
-                           markov_top_n=2)
+                           markov_top_n=2, cooc_window=2, cooc_decay=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +104,7 @@ def test_no_feature_uses_an_event_at_or_after_the_cut(job: tuple[TinyRun, dict[s
         seen |= {r["item_idx"] for r in rows(run.root, "popularity", edge)}
         seen |= {r[c] for r in rows(run.root, "transitions", edge) for c in ("prev_idx", "next_idx")}
         seen |= {r[c] for r in rows(run.root, "markov", edge) for c in ("prev_idx", "next_idx")}
+        seen |= {r[c] for r in rows(run.root, "cooc", edge) for c in ("prev_idx", "next_idx")}
         assert not seen & post_cut_items
         assert all(r["last_ts"] < ts(CUT) for r in rows(run.root, "user_stats", edge))
     assert "U3" not in {r["user_id"] for r in rows(run.root, "user_state", E0)}
@@ -116,6 +117,35 @@ def test_transitions_match_the_hand_count(job: tuple[TinyRun, dict[str, Any]]) -
     assert got == {(1, 2): 3, (2, 3): 1, (3, 1): 1, (2, 4): 1, (4, 2): 1}
     assert {(r["prev_idx"], r["next_idx"]): r["count"] for r in rows(run.root, "transitions", E1)} == {
         (5, 6): 1, (6, 5): 1}
+
+
+# edge-00's train events per user (history table below): U1 1 2 3 1 2, U2 1 2 4 2. Window 2, decay
+# 0.5: each event counts its previous item with weight 1 and the one before with weight 0.5.
+DIRECTED_COOC_E0 = {(1, 2): 3.0, (2, 3): 1.0, (1, 3): 0.5, (3, 1): 1.0, (2, 1): 0.5, (3, 2): 0.5,
+                    (2, 4): 1.0, (1, 4): 0.5, (4, 2): 1.0, (2, 2): 0.5}
+
+
+def test_cooc_counts_match_the_hand_count(job: tuple[TinyRun, dict[str, Any]]) -> None:
+    run, _ = job
+    got = {(r["prev_idx"], r["next_idx"]): r["count"] for r in rows(run.root, "cooc", E0)}
+    assert got == DIRECTED_COOC_E0
+    # edge-01: U5 5 6 5 (train) -> 5>6 1, 6>5 1, 5>5 0.5
+    assert {(r["prev_idx"], r["next_idx"]): r["count"] for r in rows(run.root, "cooc", E1)} == {
+        (5, 6): 1.0, (6, 5): 1.0, (5, 5): 0.5}
+
+
+def test_symmetric_cooc_adds_the_reverse_pairs(spark: Any) -> None:
+    from spark_features.cooc import cooc
+
+    events = [("U1", i, p) for p, i in enumerate((1, 2, 3, 1, 2))] + [("U2", i, p) for p, i in enumerate((1, 2, 4, 2))]
+    seqd = spark.createDataFrame(
+        [(E0, u, ts(f"2025-04-01 10:{p:02d}:00"), p, E0, i) for u, i, p in events],
+        "edge_id string, user_id string, ts timestamp, seq long, origin string, item_idx int")
+    got = {(r.prev_idx, r.next_idx): r["count"] for r in cooc(seqd, 2, 0.5, symmetric=True).collect()}
+    pairs = set(DIRECTED_COOC_E0) | {(b, a) for a, b in DIRECTED_COOC_E0}
+    assert got == {(a, b): DIRECTED_COOC_E0.get((a, b), 0.0) + DIRECTED_COOC_E0.get((b, a), 0.0)
+                   for a, b in pairs}
+    assert got[(2, 2)] == 1.0 and got[(1, 2)] == got[(2, 1)] == 3.5
 
 
 def test_examples_and_user_state_match_the_hand_log(job: tuple[TinyRun, dict[str, Any]]) -> None:
@@ -180,7 +210,8 @@ def test_an_edge_features_change_only_with_its_own_logs(spark: Any, job: tuple[T
     changed = build(tmp_path, EDGE1 + [("U6", 8, "2025-04-03 09:00:00", "TV"),
                                        ("U6", 9, "2025-04-03 09:05:00", "mobile")])
     run_features(spark, settings(changed.root))
-    for table in ("examples", "user_state", "user_stats", "sessions", "popularity", "transitions", "markov"):
+    for table in ("examples", "user_state", "user_stats", "sessions", "popularity", "transitions", "markov",
+                  "cooc"):
         assert rows(changed.root, table, E0) == rows(run.root, table, E0), table
         assert rows(changed.root, table, E1) != rows(run.root, table, E1), table
 

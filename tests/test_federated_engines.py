@@ -55,6 +55,25 @@ def test_simulation_engine_trains_checkpoints_and_survives_a_failed_edge(synthet
     assert fed["personalized"]["edges"] == 3
     assert (synthetic_run.root / "models" / "personalized" / "edge-02.npz").is_file()
     assert fed["replies_checked"] >= 3 * 3 * 2 - 2 and fed["dp"] == {"enabled": False}
+    _assert_itemcf_is_the_sum_of_the_edges(synthetic_run, fed["itemcf"])
+
+
+def _assert_itemcf_is_the_sum_of_the_edges(run: SyntheticRun, summary: dict[str, Any]) -> None:
+    """One analytics round: every edge replied within the contract and the table is their exact sum."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from edge_nodes.learning.cooc_table import CoocTable
+
+    assert summary["status"] == "ok" and summary["replies"] == 3 and summary["failures"] == 0, summary
+    expected = np.zeros((run.n_items, run.n_items))
+    for edge in run.edges:
+        t = pq.read_table(run.root / "features" / "cooc" / f"edge_id={edge}")
+        np.add.at(expected, (t["prev_idx"].to_numpy(), t["next_idx"].to_numpy()), t["count"].to_numpy())
+    table = CoocTable.load(run.root / "models" / "itemcf.npz", run.n_items)
+    assert table.edges == 3 and (table.window, table.decay) == (5, 0.6)
+    np.testing.assert_allclose(table.to_dense(), expected, rtol=1e-6)
+    assert summary["pairs"] == int((expected > 0).sum())
 
 
 def test_resume_continues_from_the_last_checkpoint(synthetic_run: SyntheticRun) -> None:
@@ -96,6 +115,7 @@ def test_deployment_engine_runs_three_rounds_and_leaves_no_process(synthetic_run
     assert (Path(synthetic_run.root) / "models" / "deployment" / "superlink.log").is_file()
     assert _our_flower_processes() == [], "deployment left Flower processes running"
     assert os.environ.get("FLWR_HOME", "").find("edgecache-flwr-") < 0
+    _assert_itemcf_is_the_sum_of_the_edges(synthetic_run, out["itemcf"])
 
 
 def test_simulation_engine_keeps_local_layers_on_the_edge_across_rounds(synthetic_run: SyntheticRun) -> None:

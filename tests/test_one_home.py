@@ -40,7 +40,7 @@ def _defaults(cls: type) -> dict[str, object]:
     return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
 
 
-@pytest.mark.parametrize("mirror_cls, sections", [(ServerSettings, (BASE.model, BASE.federated))])
+@pytest.mark.parametrize("mirror_cls, sections", [(ServerSettings, (BASE.model, BASE.federated, BASE.features))])
 def test_mirror_defaults_equal_the_config_base(mirror_cls: type, sections: tuple[object, ...]) -> None:
     same = {}
     for section in sections:

@@ -22,6 +22,7 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from edge_nodes.errors import InjectedFailure
+from edge_nodes.learning.cooc_app import add_cooc_query
 from edge_nodes.learning.local_layers import (
     compose,
     composed_path,
@@ -169,6 +170,7 @@ def build_client_app(identify: Callable[[Context], EdgeIdentity] = identity_from
                             **_quality("personalized_", own, spec, held, k),
                             "edge-index": who.edge_index, "num-examples": len(held)})
 
+    add_cooc_query(app, identify)  # federated analytics for itemcf (edge_nodes/learning/cooc_app.py)
     return app
 
 

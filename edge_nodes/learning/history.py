@@ -78,6 +78,23 @@ class UserHistory:
         hit = (self._keys[at] == keys) & (cand >= 0) & (rows >= 0)
         return hit & (self._first[at] < np.asarray(pos).reshape(rows.shape))
 
+    def seen_pairs(self, user_codes: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, item) for every item row i's user first saw before pos[i]: a whole seen set at once."""
+        codes, pos = np.asarray(user_codes, np.int64), np.asarray(pos, np.int64)
+        known = codes >= 0
+        lo = np.searchsorted(self._keys, np.where(known, codes * self.n_items, 0))
+        hi = np.where(known, np.searchsorted(self._keys, (codes + 1) * self.n_items), lo)
+        lens = hi - lo
+        rows = np.repeat(np.arange(codes.size), lens)
+        at = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(lo, lens)
+        keep = self._first[at] < pos[rows]
+        return rows[keep], self._keys[at[keep]] % self.n_items
+
+    def repeat_share(self) -> float:
+        """Share of recorded events whose item the user had seen before (re-consumption); 0 if none."""
+        total = int(self.length.sum())
+        return 1.0 - self._keys.size / total if total else 0.0
+
     def _add(self, user_codes: np.ndarray, items: np.ndarray, pos: np.ndarray) -> None:
         keys = np.concatenate([self._keys, user_codes * self.n_items + items])
         first = np.concatenate([self._first, pos])

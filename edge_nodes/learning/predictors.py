@@ -66,11 +66,12 @@ class PopularityPredictor:
         scores[idx[idx < items]] = t[score_col].to_numpy()[idx < items]
         return cls(scores)
 
-    def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int) -> np.ndarray:
+    def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
+                users: np.ndarray | None = None) -> np.ndarray:
         return self.predict_scored(hist, device_idx, hour, k)[0]
 
-    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray,
-                       k: int) -> tuple[np.ndarray, np.ndarray]:
+    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
+                       users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         top = self.ranked[:k + hist.shape[1]]
         shape = (hist.shape[0], top.size)
         return first_k_unique_scored(np.broadcast_to(top, shape), np.broadcast_to(self.share[top], shape), k, hist)
@@ -99,11 +100,12 @@ class MarkovPredictor:
         probs[prev[ok], rank[ok] - 1] = prob[ok]
         return cls(table, fallback, probs)
 
-    def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int) -> np.ndarray:
+    def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
+                users: np.ndarray | None = None) -> np.ndarray:
         return self.predict_scored(hist, device_idx, hour, k)[0]
 
-    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray,
-                       k: int) -> tuple[np.ndarray, np.ndarray]:
+    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
+                       users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         last = hist[:, -1]
         known = (last >= 0)[:, None]
         rows = np.where(known, self.table[np.maximum(last, 0)], -1)
@@ -130,13 +132,14 @@ class ModelPredictor:
         params, spec = model.load_params(path)
         return cls(params, spec, model.top_k, name, model.top_k_with_probs)
 
-    def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int) -> np.ndarray:
+    def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
+                users: np.ndarray | None = None) -> np.ndarray:
         # one more than asked: the item just requested is dropped from the candidates
         out = np.asarray(self._top_k(self.params, self.spec, hist, device_idx, hour, k + 1), dtype=np.int64)
         return first_k_unique(out, k, hist[:, -1:])
 
-    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray,
-                       k: int) -> tuple[np.ndarray, np.ndarray]:
+    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
+                       users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The model's softmax probabilities (a model without them: 1/rank)."""
         if self._top_k_probs is None:
             ids = self.predict(hist, device_idx, hour, k)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edge_nodes.errors import EdgeError
+from edge_nodes.learning.cooc_predictor import CoocPredictor
 from edge_nodes.learning.predictors import MarkovPredictor, ModelPredictor, PopularityPredictor
 from edge_nodes.predictor import Predictor
 from simulation.rundir import RunDir
@@ -35,6 +36,11 @@ def _markov(run: RunDir, edge: str, items: int) -> Predictor:
                                       _popularity(run, edge, items))
 
 
+def _itemcf(run: RunDir, edge: str, items: int) -> Predictor:
+    return CoocPredictor.from_files(run.models / "itemcf.npz", run.features / "popularity" / f"edge_id={edge}",
+                                    run.features / "history" / f"edge_id={edge}", items)
+
+
 def _model(policy: str, path_of: Callable[[RunDir, str], Path | None]) -> Builder:
     def build(run: RunDir, edge: str, items: int) -> Predictor:
         path = path_of(run, edge)
@@ -52,6 +58,7 @@ def _federated_path(run: RunDir, edge: str) -> Path | None:
 PREDICTORS: dict[str, Builder] = {
     "popularity": _popularity,
     "markov_sql": _markov,
+    "itemcf": _itemcf,
     "local_only": _model("local_only", lambda run, edge: run.models / "local_only" / f"{edge}.npz"),
     "federated": _model("federated", _federated_path),
     "federated_personalized": _model("federated_personalized",

@@ -165,6 +165,9 @@ def _attribution(policies: Mapping[str, Any], fed: float) -> str:
             f"the federated model's predictions account for {round(fed * 100, 1) - round(pop * 100, 1):+.1f} points")
     if is_number(markov):
         text += f"; the Spark SQL Markov baseline (markov_sql) reaches {markov:.1%}"
+    itemcf = hit(policies, "itemcf")
+    if is_number(itemcf):
+        text += f"; the federated co-occurrence counts (itemcf) reach {itemcf:.1%}"
     return text + "."
 
 

@@ -46,8 +46,8 @@ def catalog_size(cfg: ExperimentConfig, run: RunDir) -> int:
 
 
 def server_settings(cfg: ExperimentConfig, run: RunDir, n_items: int, num_edges: int) -> ServerSettings:
-    """[model] and [federated] onto the server's plain settings (same-named fields, see mirrors.py)."""
-    return mirror(ServerSettings, cfg.model, cfg.federated,
+    """[model], [federated] and [features] onto the server's plain settings (same-named fields, see mirrors.py)."""
+    return mirror(ServerSettings, cfg.model, cfg.federated, cfg.features,
                   model_dir=str(run.models.resolve()), n_items=n_items, history_len=cfg.features.history_len,
                   num_edges=num_edges, min_nodes=min(cfg.federated.min_nodes, num_edges),
                   catalog_path=str(run.catalog.resolve()) if run.catalog.is_file() else "",

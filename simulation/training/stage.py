@@ -43,6 +43,7 @@ def train_stage(ctx: StageContext) -> dict[str, Any]:
         "rounds": [{k: r[k] for k in ROUND_KEYS if k in r} for r in rounds],
         "final": _final(rounds), "dp": summary.get("dp", {"enabled": False}),
         "replies_checked": summary.get("replies_checked", 0),
+        "itemcf": summary.get("itemcf", {"status": "not run"}),  # the analytics round (aggregator/analytics.py)
     }
     if seconds:
         fed["round_s"] = round_times(seconds)

@@ -1,0 +1,118 @@
+"""`itemcf`: the top co-occurring items of a user's recent history, from the federated counts.
+
+score(j) = sum over the last W history items h (lag 1 = the current request) of
+decay^(lag-1) * count[h, j], with the table's own W and decay (models/itemcf.npz). Items
+with a score rank first; the edge's popularity fills the rest (an item with neither is not
+predicted: -1). The item just requested is
+never predicted. Seen items are left out where the edge's own training data says people do
+not return: when the share of its training events that re-consume an item the user had seen
+(`UserHistory.repeat_share`) is below REPEAT_THRESHOLD, every item in the user's train-period
+history (needs `users`) and in the history window is excluded; else only the current item.
+Learned per edge from its data, not set per trace. Probabilities are the normalized scores
+with one pseudo-count of popularity: (score_j + share_j) / (sum of scores + 1).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edge_nodes.learning.cooc_table import CoocTable
+from edge_nodes.learning.history import UserHistory
+from edge_nodes.learning.predictors import PopularityPredictor
+
+# Seen items are excluded when fewer than 10% of an edge's training events re-consume: excluding
+# them forgoes at most that share of hits and frees every slot they held (MovieLens: 0%, people rate
+# a film once; the synthetic default: 49%, binge-watchers return, so it keeps them).
+REPEAT_THRESHOLD = 0.10
+ROWS_PER_CHUNK = 256  # rows scored at once: bounds the gathered CSR rows and the (rows, items) arrays
+
+
+class CoocPredictor:
+    """Federated co-occurrence counts over the recent history, popularity fill-in."""
+
+    name = "itemcf"
+
+    def __init__(self, table: CoocTable, popularity: np.ndarray, history: UserHistory | None = None,
+                 exclude_seen: bool = False) -> None:
+        self.table = table
+        total = float(np.sum(popularity))
+        self.share = np.asarray(popularity, np.float64) / total if total > 0 else np.zeros(table.n_items)
+        self.history, self.exclude_seen = history, exclude_seen
+
+    @classmethod
+    def from_files(cls, table_path: Path, popularity_path: Path, history_path: Path,
+                   items: int) -> CoocPredictor:
+        """The summed table, this edge's popularity and its users' histories (the seen rule's data)."""
+        table = CoocTable.load(table_path, items)
+        history = UserHistory.from_table(history_path, items)
+        share = PopularityPredictor.from_table(popularity_path, items).share
+        return cls(table, share, history, history.repeat_share() < REPEAT_THRESHOLD)
+
+    def scores(self, hist: np.ndarray) -> np.ndarray:
+        """(n, items) decay-weighted co-occurrence scores of the last W items of each history."""
+        t, hist = self.table, np.asarray(hist, np.int64)
+        w = min(t.window, hist.shape[1])
+        recent = hist[:, hist.shape[1] - w:]
+        lag_w = t.decay ** np.arange(w - 1, -1, -1, dtype=np.float64)  # oldest .. newest (weight 1)
+        out = np.zeros((hist.shape[0], t.n_items))
+        for s in range(0, hist.shape[0], ROWS_PER_CHUNK):
+            out[s:s + ROWS_PER_CHUNK] = self._chunk(recent[s:s + ROWS_PER_CHUNK], lag_w)
+        return out
+
+    def _chunk(self, recent: np.ndarray, lag_w: np.ndarray) -> np.ndarray:
+        t = self.table
+        r, c = np.nonzero(recent >= 0)
+        items = recent[r, c]
+        start, lens = t.indptr[items], t.indptr[items + 1] - t.indptr[items]
+        at = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(start, lens)
+        keys = np.repeat(r, lens) * t.n_items + t.indices[at]
+        vals = t.counts[at] * np.repeat(lag_w[c], lens)
+        return np.bincount(keys, weights=vals, minlength=recent.shape[0] * t.n_items).reshape(recent.shape[0], -1)
+
+    def excluded(self, hist: np.ndarray, users: np.ndarray | None) -> np.ndarray:
+        """(n, items) bool: what this edge's seen rule leaves out for each row."""
+        hist = np.asarray(hist, np.int64)
+        mask = np.zeros((hist.shape[0], self.table.n_items), dtype=bool)
+        cols = hist if self.exclude_seen else hist[:, -1:]
+        r, c = np.nonzero(cols >= 0)
+        mask[r, cols[r, c]] = True
+        if self.exclude_seen and users is not None and self.history is not None:
+            codes = self.history.codes(users)
+            rows, items = self.history.seen_pairs(codes, self.history.length[np.maximum(codes, 0)])
+            mask[rows, items] = True
+        return mask
+
+    def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
+                users: np.ndarray | None = None) -> np.ndarray:
+        return self.predict_scored(hist, device_idx, hour, k, users=users)[0]
+
+    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
+                       users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item_idx (-1 padded) and their probabilities; `users` enables the train-history seen set."""
+        hist = np.asarray(hist, np.int64)
+        parts = [self._top_k(hist[i:i + ROWS_PER_CHUNK], None if users is None else users[i:i + ROWS_PER_CHUNK], k)
+                 for i in range(0, hist.shape[0], ROWS_PER_CHUNK)]  # bounds the (rows, items) arrays held at once
+        if not parts:
+            return np.full((0, k), -1, dtype=np.int64), np.zeros((0, k))
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _top_k(self, hist: np.ndarray, users: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+        s = self.scores(hist)
+        banned = self.excluded(hist, users)
+        s[banned] = 0.0
+        # scored items above every fill-in; fill-ins by popularity (share < 1 <= 1 + score)
+        key = np.where(s > 0, s + 1.0, self.share[None, :])
+        key[banned] = -np.inf
+        kk = min(k, key.shape[1])
+        top = np.argpartition(-key, kk - 1, axis=1)[:, :kk]
+        order = np.lexsort((top, -np.take_along_axis(key, top, axis=1)), axis=1)  # within the top k: by key, then item_idx
+        ids = np.take_along_axis(top, order, axis=1)
+        probs = (np.take_along_axis(s, ids, axis=1) + self.share[ids]) / (s.sum(axis=1, keepdims=True) + 1.0)
+        dead = np.take_along_axis(key, ids, axis=1) <= 0  # excluded, or neither scored nor ever viewed
+        ids, probs = np.where(dead, -1, ids), np.where(dead, 0.0, probs)
+        if kk < k:
+            pad = ((0, 0), (0, k - kk))
+            ids, probs = np.pad(ids, pad, constant_values=-1), np.pad(probs, pad)
+        return ids.astype(np.int64), probs

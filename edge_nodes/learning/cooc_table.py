@@ -1,0 +1,80 @@
+"""The summed co-occurrence table `models/itemcf.npz`: what the server writes and `itemcf` reads.
+
+File contract (docs/internals.md; a model kind may read it as an input): CSR over prev_idx ->
+next_idx - `indptr` int64 (n_items + 1), `indices` int32 (next_idx, ascending within a row),
+`counts` float32 (the decay-weighted counts summed over every edge) - plus scalars `n_items`,
+`window`, `decay` (how the edges counted, so the file alone predicts) and `edges` (how many
+edges' counts are in it). Loaded with `allow_pickle=False`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_nodes.errors import ModelFileError
+
+COO = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, cols, counts
+KEYS = ("indptr", "indices", "counts", "n_items", "window", "decay", "edges")
+
+
+@dataclass(frozen=True)
+class CoocTable:
+    """Item -> item co-occurrence counts in CSR form."""
+
+    indptr: np.ndarray
+    indices: np.ndarray
+    counts: np.ndarray
+    n_items: int
+    window: int
+    decay: float
+    edges: int
+
+    @classmethod
+    def from_coo(cls, parts: Sequence[COO], n_items: int, window: int, decay: float) -> CoocTable:
+        """Sum COO parts (one per edge, summed in the given order) into one CSR table."""
+        rows = np.concatenate([np.asarray(p[0], np.int64) for p in parts]) if parts else np.empty(0, np.int64)
+        cols = np.concatenate([np.asarray(p[1], np.int64) for p in parts]) if parts else np.empty(0, np.int64)
+        vals = np.concatenate([np.asarray(p[2], np.float64) for p in parts]) if parts else np.empty(0)
+        keys, inv = np.unique(rows * n_items + cols, return_inverse=True)
+        sums = np.bincount(inv, weights=vals, minlength=keys.size)
+        indptr = np.r_[0, np.cumsum(np.bincount(keys // n_items, minlength=n_items))].astype(np.int64)
+        return cls(indptr, (keys % n_items).astype(np.int32), sums.astype(np.float32), int(n_items),
+                   int(window), float(decay), len(parts))
+
+    def to_dense(self) -> np.ndarray:
+        """(n_items, n_items) float64 counts (tests and small catalogs only)."""
+        out = np.zeros((self.n_items, self.n_items))
+        rows = np.repeat(np.arange(self.n_items), np.diff(self.indptr))
+        out[rows, self.indices] = self.counts
+        return out
+
+    def save(self, path: Path) -> None:
+        """Write the .npz (parent folders created)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, indptr=self.indptr, indices=self.indices, counts=self.counts,
+                 n_items=np.int64(self.n_items), window=np.int64(self.window), decay=np.float64(self.decay),
+                 edges=np.int64(self.edges))
+
+    @classmethod
+    def load(cls, path: Path, n_items: int | None = None) -> CoocTable:
+        """Read and check a table; `n_items` (the catalog's) must match when given."""
+        if not path.is_file():
+            raise ModelFileError(f"co-occurrence table {path} is missing; run `edgecache train` "
+                                 "(its analytics round writes it)")
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in KEYS if k not in z.files]
+            if missing:
+                raise ModelFileError(f"{path} is not an itemcf table: it lacks {missing}")
+            t = cls(z["indptr"].astype(np.int64), z["indices"].astype(np.int32), z["counts"].astype(np.float32),
+                    int(z["n_items"]), int(z["window"]), float(z["decay"]), int(z["edges"]))
+        if t.indptr.size != t.n_items + 1 or t.indptr[-1] != t.indices.size or t.indices.size != t.counts.size:
+            raise ModelFileError(f"{path}: CSR arrays disagree (indptr {t.indptr.size}, indices "
+                                 f"{t.indices.size}, counts {t.counts.size}, n_items {t.n_items})")
+        if n_items is not None and t.n_items != n_items:
+            raise ModelFileError(f"{path} counts {t.n_items} items but the catalog has {n_items}; "
+                                 "it belongs to another run: rerun `edgecache train`")
+        return t
