@@ -23,11 +23,12 @@ HIT = {
     "arc": (0.340, 0.310, 0.380, 0.330), "s3fifo": (0.335, 0.305, 0.390, 0.325),
     "wtinylfu": (0.345, 0.300, 0.385, 0.320), "belady": (0.450, 0.420, 0.480, 0.440),
     "popularity": (0.310, 0.300, 0.340, 0.300), "markov_sql": (0.360, 0.330, 0.370, 0.340),
+    "itemcf": (0.355, 0.325, 0.365, 0.335),
     "local_only": (0.370, 0.320, 0.360, 0.350), "federated": (0.400, 0.360, 0.370, 0.390),
     "centralized": (0.420, 0.380, 0.400, 0.410),
 }
 REQUESTS = (5200, 4100, 6100, 4600)
-PREDICTIVE = ("popularity", "markov_sql", "local_only", "federated", "centralized")
+PREDICTIVE = ("popularity", "markov_sql", "itemcf", "local_only", "federated", "centralized")
 
 
 def _stats(policy: str, i: int, shift: float) -> dict[str, Any]:

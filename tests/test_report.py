@@ -86,7 +86,7 @@ def test_policy_table_marks_best_reactive_and_belady(report_results: dict[str, A
     assert header in md
     names = [row[0] for row in md_rows(md, header)]
     assert names[0] == "belady (bound)" and names[-1] == "lru"  # sorted by hit ratio
-    assert len(names) == 11
+    assert len(names) == 12
 
 
 def test_verdict_says_where_federated_wins_and_loses(report_results: dict[str, Any]) -> None:
