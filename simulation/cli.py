@@ -39,7 +39,7 @@ def _context(config: Path | None, out: Path | None, overrides: list[str] | None,
     cfg: ExperimentConfig = load_config(config, [*(overrides or []), *(extra or [])])
     run = RunDir.for_config(cfg, out).create()
     results: dict[str, Any] = run.read_results() if run.results.exists() else {}
-    results["config"] = cfg.to_dict()
+    results["config"] = cfg.public_dict()
     return StageContext(cfg=cfg, run=run, console=console, results=results)
 
 
@@ -139,7 +139,7 @@ def ingest(
         console.print(f"[yellow]note: config.toml keeps the configured period ({e})")
         cfg = ctx.cfg
     ctx.run.save_config(cfg)
-    ctx.results["config"] = cfg.to_dict()
+    ctx.results["config"] = cfg.public_dict()
     ctx.run.write_results(ctx.results)
     console.print(f"ingest: {w['events']:,} events, {w['ingest_quarantined']:,} lines quarantined "
                   f"({ctx.run.quarantine / 'ingest'}) -> {ctx.run.root}")

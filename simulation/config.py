@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from edge_nodes.cache.redis_conn import redact_url
 from simulation.errors import ConfigError
 
 REACTIVE_POLICIES = ("lru", "lfu", "arc", "s3fifo", "wtinylfu", "belady")
@@ -162,7 +163,8 @@ class RedisConfig:
 @dataclass(frozen=True)
 class MonitoringConfig:
     metrics_port: int = _f(0, lo=0, hi=65535, doc="0 = no exporter")
-    metrics_addr: str = _f("0.0.0.0", doc="exporter listen address; docker's Prometheus needs non-loopback")
+    metrics_addr: str = _f("127.0.0.1", doc="exporter listen address; loopback by default, \"0.0.0.0\" for "
+                           "docker-compose's Prometheus (it scrapes through the host gateway)")
     linger_s: float = _f(10.0, lo=0.0, doc="keep the exporter up this long after a run for a last scrape")
 
 
@@ -182,6 +184,12 @@ class ExperimentConfig:
         """Plain, TOML/JSON-friendly view (the resolved config saved beside a run)."""
         return {f.name: _plain(dataclasses.asdict(getattr(self, f.name)))
                 for f in dataclasses.fields(self)}
+
+    def public_dict(self) -> dict[str, Any]:
+        """`to_dict()` with secrets masked (the Redis password), for results.json and reports."""
+        out = self.to_dict()
+        out["redis"]["url"] = redact_url(self.redis.url)
+        return out
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:

@@ -80,7 +80,7 @@ def run_stage(name: str, ctx: StageContext) -> dict[str, Any]:
 def run_pipeline(ctx: StageContext, stages: tuple[str, ...] = STAGE_ORDER) -> None:
     """Run `stages` in order, saving results.json after each."""
     ctx.run.save_config(ctx.cfg)
-    ctx.results.setdefault("config", ctx.cfg.to_dict())
+    ctx.results.setdefault("config", ctx.cfg.public_dict())
     if ctx.cfg.workload.source == "generate":  # edges are known up front: export zeros now, so
         for i in range(ctx.cfg.workload.edges):  # rates over a run's first samples are defined
             metrics.init_edge(f"edge-{i:02d}", ctx.cfg.cache.policies, DEVICES)
