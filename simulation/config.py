@@ -118,7 +118,9 @@ class FederatedConfig:
     trimmed_beta: float = _f(0.2, lo=0.0, hi=0.5)
     byzantine_nodes: int = _f(0, lo=0)
     dp_clip: float = _f(0.0, lo=0.0, doc="0 = no differential privacy")
-    dp_noise: float = _f(0.0, lo=0.0)
+    dp_noise: float = _f(0.0, lo=0.0, doc="noise multiplier z of the server-side DP wrapper; > 0 turns DP on")
+    dp_delta: float = _f(0.0, lo=0.0, hi=0.5, doc="delta at which results.json states epsilon; 0 = 1/number of "
+                         "users (the unit of privacy is one edge's update: docs/federated.md)")
     personalize_epochs: int = _f(0, lo=0)
     local_layers: tuple[str, ...] = _f(("out_bias",), choices=LOCAL_LAYERS,
                                        doc="arrays each edge keeps and never sends (FedPer); [] = plain FedAvg")
