@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from simulation.errors import EdgecacheError
-from simulation.workload.trace import DEFAULT_RUNTIME_MIN, MB_PER_MIN, Trace
+from simulation.workload.trace import DEFAULT_RUNTIME_MIN, MB_PER_MIN, Trace, check_epoch
 
 ML_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
              "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
@@ -39,7 +39,13 @@ def zip_edge(zip_code: str) -> str:
     return f"edge-0{z[0]}" if US_ZIP.fullmatch(z) else OTHER_EDGE
 
 
-def _lines(path: Path, encoding: str = "utf-8") -> list[tuple[int, str]]:
+def _digits(text: str) -> bool:
+    """ASCII digits only ("²" and "٣" are str.isdigit() too, and int() refuses the first)."""
+    t = text.strip()
+    return t.isascii() and t.isdigit()
+
+
+def _lines(path: Path, encoding: str = "utf-8-sig") -> list[tuple[int, str]]:
     with path.open(encoding=encoding, errors="replace", newline="") as f:
         return [(n, line.rstrip("\r\n")) for n, line in enumerate(f, 1)]
 
@@ -49,7 +55,7 @@ def _read_users(path: Path, trace: Trace) -> dict[int, tuple[int, str]]:
     users: dict[int, tuple[int, str]] = {}
     for n, raw in _lines(path):
         f = raw.split("|")
-        if len(f) != 5 or not f[0].strip().isdigit() or not f[1].strip().isdigit():
+        if len(f) != 5 or not _digits(f[0]) or not _digits(f[1]) or int(f[1]) > 150:
             trace.reject(path.name, n, raw, "malformed u.user line (want user|age|gender|occupation|zip)")
             continue
         users[int(f[0])] = (int(f[1]), zip_edge(f[4]))
@@ -63,7 +69,7 @@ def _read_items(path: Path, trace: Trace) -> dict[int, tuple[str, str, datetime.
     for n, raw in _lines(path, "latin-1"):
         f = raw.split("|")
         flags = f[5:]
-        if len(f) != 24 or not f[0].strip().isdigit() or any(x not in ("0", "1") for x in flags):
+        if len(f) != 24 or not _digits(f[0]) or any(x not in ("0", "1") for x in flags):
             trace.reject(path.name, n, raw, "malformed u.item line (want id|title|release|video|url|19 flags)")
             continue
         genre = ML_GENRES[flags.index("1")] if "1" in flags else "unknown"
@@ -79,10 +85,15 @@ def _read_items(path: Path, trace: Trace) -> dict[int, tuple[str, str, datetime.
 def _read_ratings(path: Path, users: dict[int, tuple[int, str]], items: dict | None, trace: Trace) -> None:
     for n, raw in _lines(path):
         f = raw.split("\t")
-        if len(f) != 4 or not all(x.strip().isdigit() for x in f):
+        if len(f) != 4 or not all(_digits(x) for x in f):
             trace.reject(path.name, n, raw, "malformed u.data line (want user<TAB>item<TAB>rating<TAB>timestamp)")
             continue
         uid, iid, rating, ts = (int(x) for x in f)
+        try:
+            check_epoch(ts)
+        except ValueError as e:
+            trace.reject(path.name, n, raw, str(e))
+            continue
         if not 1 <= rating <= 5:
             trace.reject(path.name, n, raw, f"rating out of range ({rating}, want 1..5)")
         elif uid not in users:
