@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,8 +80,9 @@ class SplitConfig:
 class FeaturesConfig:
     spark_master: str = _f("local[*]")
     shuffle_partitions: int = _f(8, lo=1)
-    driver_memory: str = _f("2g", doc="Spark driver heap (local mode: the whole job); enough to 4M events, "
-                            "16M events needed 6g here (2g ran out of heap)")
+    driver_memory: str = _f("auto", doc="Spark driver heap (local mode: the whole job), e.g. \"6g\"; \"auto\" = ~3x "
+                            "the bytes of logs, at least 2g, at most half the machine's memory (2g up to ~5M "
+                            "events; 16M events need 6g); an OutOfMemoryError fails the stage at once")
     history_len: int = _f(5, lo=1, hi=64, doc="k: items of history per training example")
     session_gap_min: int = _f(30, lo=1)
     recency_half_life_days: float = _f(3.0, lo=0.0, lo_open=True)
@@ -289,6 +291,9 @@ def _check_cross(cfg: ExperimentConfig) -> None:
         raise ConfigError("workload.source = 'ingest' needs workload.ingest_path")
     if len(cfg.federated.fail_rounds) and not cfg.federated.fail_edges:
         raise ConfigError("federated.fail_rounds is set but federated.fail_edges is empty")
+    if cfg.features.driver_memory != "auto" and not re.fullmatch(r"\d+[kmgtKMGT]?", cfg.features.driver_memory):
+        raise ConfigError(f"features.driver_memory = {cfg.features.driver_memory!r} must be \"auto\" or a JVM "
+                          "size such as \"512m\" or \"6g\"")
     try:
         datetime.date.fromisoformat(w.start_date)
     except ValueError as e:
