@@ -16,16 +16,16 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 
 import psutil
 
 log = logging.getLogger(__name__)
 
-GRACE_S = 8.0  # unwinding budget before the watchdog ends the process (the issue's bound is 15 s)
+GRACE_S = 6.0  # unwinding budget before the watchdog ends the process (the issue's bound is 15 s)
 _PR_SET_CHILD_SUBREAPER = 36
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -48,6 +48,7 @@ class _State:
     stage = "start-up"
     signals = 0
     said = threading.Lock()
+    wakeup: tuple[socket.socket, socket.socket] | None = None
 
 
 @contextlib.contextmanager
@@ -74,23 +75,47 @@ def say_once(say: Callable[[str], None], signum: int, stage_name: str) -> None:
 
 
 def install(say: Callable[[str], None]) -> None:
-    """Handle SIGINT/SIGTERM in this process; `say(line)` prints the one interruption line."""
+    """Handle SIGINT/SIGTERM in this process; `say(line)` prints the one interruption line.
+
+    Python runs a signal handler only when the main thread next executes bytecode, which can be
+    many seconds when it waits inside a C call (Ray's start-up waited 9 s). So the C-level
+    handler's wakeup byte (signal.set_wakeup_fd) is read by a thread that arms the deadline at
+    once, and ends the process itself on a second signal.
+    """
     on_hard_exit = lambda signum, stage_name: say_once(say, signum, stage_name)  # noqa: E731
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
     def handler(signum: int, _frame: object) -> None:
-        _State.signals += 1
-        if _State.signals > 1:  # the second signal: no more unwinding
-            hard_exit(signum, on_hard_exit, grace_s=0.0)
-        timer = threading.Timer(GRACE_S, hard_exit, (signum, on_hard_exit, 1.0))
-        timer.daemon = True
-        timer.start()
+        log.info("%s received during stage %s: stopping", signal.Signals(signum).name, _State.stage)
         raise Interrupted(signum, _State.stage)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    _State.wakeup = (reader, writer)  # referenced for the life of the process: GC would close the fds
+    threading.Thread(target=_watch, args=(reader, on_hard_exit), name="edgecache-signals", daemon=True).start()
+
+
+def _watch(reader: socket.socket, on_hard_exit: Callable[[int, str], None]) -> None:
+    """First SIGINT/SIGTERM: end the process GRACE_S later if it is still unwinding; second: now."""
+    while True:
+        try:
+            data = reader.recv(64)
+        except OSError:
+            return
+        for signum in data:
+            if signum not in (signal.SIGINT, signal.SIGTERM):
+                continue
+            _State.signals += 1
+            if _State.signals > 1:
+                hard_exit(signum, on_hard_exit, grace_s=0.0)
+            timer = threading.Timer(GRACE_S, hard_exit, (signum, on_hard_exit, 0.5))
+            timer.daemon = True
+            timer.start()
 
 
 def hard_exit(signum: int, on_hard_exit: Callable[[int, str], None], grace_s: float) -> None:
@@ -102,12 +127,24 @@ def hard_exit(signum: int, on_hard_exit: Callable[[int, str], None], grace_s: fl
     os._exit(EXIT_CODES.get(signal.Signals(signum), 128 + signum))
 
 
-def end_descendants(grace_s: float = 3.0) -> list[int]:
-    """SIGTERM every live descendant, SIGKILL those left after `grace_s`; return their pids."""
-    try:
-        procs = psutil.Process().children(recursive=True)
-    except psutil.Error:
-        return []
+def end_descendants(grace_s: float = 3.0, rounds: int = 5) -> list[int]:
+    """SIGTERM every live descendant, SIGKILL those left after `grace_s`; again for any a dying
+    parent started meanwhile (raylet spawns its agents late); return their pids."""
+    ended: list[int] = []
+    for _ in range(rounds):
+        try:
+            procs = [p for p in psutil.Process().children(recursive=True) if p.pid not in ended]
+        except psutil.Error:
+            break
+        if not procs:
+            break
+        _end(procs, grace_s)
+        ended += [p.pid for p in procs]
+        grace_s = min(grace_s, 0.5)
+    return ended
+
+
+def _end(procs: list[psutil.Process], grace_s: float) -> None:
     for p in procs:
         with contextlib.suppress(psutil.Error):
             p.terminate()
@@ -116,10 +153,7 @@ def end_descendants(grace_s: float = 3.0) -> list[int]:
         with contextlib.suppress(psutil.Error):
             p.kill()
     psutil.wait_procs(alive, timeout=3)
-    if procs:
-        log.info("ended %d leftover process(es): %s", len(procs), _names(procs))
-    time.sleep(0)  # a scheduling point: let reaped zombies go
-    return [p.pid for p in procs]
+    log.info("ended %d leftover process(es): %s", len(procs), _names(procs))
 
 
 def _names(procs: list[psutil.Process]) -> str:

@@ -34,8 +34,8 @@ BOUND_S = 15.0  # the issue's bound from the signal to the exit
 def _marked(marker: str) -> list[psutil.Process]:
     out = []
     for p in psutil.process_iter():
-        try:
-            if p.environ().get("EDGECACHE_TEST_MARK") == marker:
+        try:  # a zombie is dead, only not yet reaped (a container's init may never reap it)
+            if p.environ().get("EDGECACHE_TEST_MARK") == marker and p.status() != psutil.STATUS_ZOMBIE:
                 out.append(p)
         except psutil.Error:
             continue
@@ -93,7 +93,7 @@ class Cli:
             if not left:
                 break
             time.sleep(0.2)
-        names = [f"{p.pid}:{' '.join(_cmdline(p))[:80]}" for p in left]
+        names = [f"{p.pid}:{' '.join(_cmdline(p))[:160]}" for p in left]
         for p in left:
             p.kill()
         assert not left, f"left running after {name} in {stage}: {names}"

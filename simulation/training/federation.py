@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from aggregator.checkpoint import CheckpointStore
 from aggregator.server_app import build_server_app
 from edge_nodes.learning.client_app import PartitionTable, build_client_app
 from simulation.errors import TrainingFailed
+from simulation.interrupts import Interrupted
 from simulation.training.deployment import run_deployment_engine
 from simulation.training.plan import FederationPlan
 from simulation.training.workers import python_path, single_threaded_workers
@@ -63,7 +65,8 @@ def run_simulation_engine(plan: FederationPlan) -> None:
                            num_supernodes=len(plan.edges), backend_config=backend)  # type: ignore[arg-type]
     finally:
         flwr_log.setLevel(level)
-        if ray.is_initialized():
+        # Interrupted: no graceful shutdown (it can take many seconds); the CLI kills Ray's processes.
+        if ray.is_initialized() and not isinstance(sys.exc_info()[1], Interrupted):
             ray.shutdown()
 
 
