@@ -24,9 +24,9 @@ from monitoring.errors import ExporterPortError
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8000
-# All interfaces: Prometheus in docker-compose reaches the host through host-gateway,
-# which a loopback-only listener would refuse.
-DEFAULT_ADDR = "0.0.0.0"
+# Loopback only: nothing outside this machine reads a run's metrics unless asked. Prometheus in
+# docker-compose reaches the host through host-gateway, so it needs "0.0.0.0" (docs/monitoring.md).
+DEFAULT_ADDR = "127.0.0.1"
 
 
 @dataclass

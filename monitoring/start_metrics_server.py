@@ -1,6 +1,6 @@
 """Serve edgecache's Prometheus metrics until interrupted (the seed's command).
 
-    python monitoring/start_metrics_server.py [--port 8000] [--addr 0.0.0.0]
+    python monitoring/start_metrics_server.py [--port 8000] [--addr 127.0.0.1]
 
 Runs as a plain script from the repository root as well as `python -m
 monitoring.start_metrics_server`. It exposes the metric families (at zero until a run in this

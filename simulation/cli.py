@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import typer
 from rich.console import Console
 
 from monitoring.exporter import serve_metrics
+from simulation import interrupts
 from simulation.config import ExperimentConfig, load_config
 from simulation.errors import DOMAIN_ERRORS
 from simulation.pipeline import STAGE_ORDER, StageContext, run_pipeline, run_stage
@@ -39,7 +41,7 @@ def _context(config: Path | None, out: Path | None, overrides: list[str] | None,
     cfg: ExperimentConfig = load_config(config, [*(overrides or []), *(extra or [])])
     run = RunDir.for_config(cfg, out).create()
     results: dict[str, Any] = run.read_results() if run.results.exists() else {}
-    results["config"] = cfg.to_dict()
+    results["config"] = cfg.public_dict()
     return StageContext(cfg=cfg, run=run, console=console, results=results)
 
 
@@ -137,26 +139,33 @@ def ingest(
                   f"({ctx.run.quarantine / 'ingest'}) -> {ctx.run.root}")
 
 
-def _raise_on_sigterm(signum: int, frame: object) -> None:
-    # SystemExit unwinds through context managers, so embedded servers and Spark stop cleanly.
-    raise SystemExit(128 + signum)
+def _say(line: str) -> None:
+    console.print(line, style="red", markup=False, highlight=False)
 
 
 def main() -> None:
-    """Console-script entry: one-line errors for the errors we raise on purpose."""
+    """Console-script entry: one-line errors for the errors we raise on purpose, and for signals."""
     # Our packages log progress at INFO; libraries (py4j, Ray, alembic, ...) only warnings.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for ours in ("simulation", "edge_nodes", "aggregator", "spark_features", "monitoring"):
         logging.getLogger(ours).setLevel(logging.INFO)
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    interrupts.install(_say)
     try:
         app()
     except DOMAIN_ERRORS as e:
         console.print(f"error: {e}", markup=False, highlight=False, style="red")
         sys.exit(2)
-    except KeyboardInterrupt:
-        console.print("[red]interrupted[/red]")
-        sys.exit(130)
+    except (interrupts.Interrupted, KeyboardInterrupt) as e:
+        signum, stage = (e.signum, e.stage) if isinstance(e, interrupts.Interrupted) else \
+            (signal.SIGINT, interrupts.current_stage())
+        interrupts.say_once(_say, signum, stage)
+        # End now: leftovers killed, and no wait for threads a library left running (Ray's start-up).
+        interrupts.end_descendants()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(interrupts.EXIT_CODES[signal.Signals(signum)])
+    finally:
+        interrupts.end_descendants()  # nothing a run started outlives it
 
 
 if __name__ == "__main__":

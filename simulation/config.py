@@ -11,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from edge_nodes.cache.redis_conn import redact_url
 from simulation.errors import ConfigError
 
 REACTIVE_POLICIES = ("lru", "lfu", "arc", "s3fifo", "wtinylfu", "belady")
@@ -79,8 +81,9 @@ class SplitConfig:
 class FeaturesConfig:
     spark_master: str = _f("local[*]")
     shuffle_partitions: int = _f(8, lo=1)
-    driver_memory: str = _f("2g", doc="Spark driver heap (local mode: the whole job); enough to 4M events, "
-                            "16M events needed 6g here (2g ran out of heap)")
+    driver_memory: str = _f("auto", doc="Spark driver heap (local mode: the whole job), e.g. \"6g\"; \"auto\" = ~3x "
+                            "the bytes of logs, at least 2g, at most half the machine's memory (2g up to ~5M "
+                            "events; 16M events need 6g); an OutOfMemoryError fails the stage at once")
     history_len: int = _f(5, lo=1, hi=64, doc="k: items of history per training example")
     session_gap_min: int = _f(30, lo=1)
     recency_half_life_days: float = _f(3.0, lo=0.0, lo_open=True)
@@ -124,7 +127,9 @@ class FederatedConfig:
     trimmed_beta: float = _f(0.2, lo=0.0, hi=0.5)
     byzantine_nodes: int = _f(0, lo=0)
     dp_clip: float = _f(0.0, lo=0.0, doc="0 = no differential privacy")
-    dp_noise: float = _f(0.0, lo=0.0)
+    dp_noise: float = _f(0.0, lo=0.0, doc="noise multiplier z of the server-side DP wrapper; > 0 turns DP on")
+    dp_delta: float = _f(0.0, lo=0.0, hi=0.5, doc="delta at which results.json states epsilon; 0 = 1/number of "
+                         "users (the unit of privacy is one edge's update: docs/federated.md)")
     personalize_epochs: int = _f(0, lo=0)
     local_layers: tuple[str, ...] = _f(("out_bias",), choices=LOCAL_LAYERS,
                                        doc="arrays each edge keeps and never sends (FedPer); [] = plain FedAvg")
@@ -169,7 +174,8 @@ class RedisConfig:
 @dataclass(frozen=True)
 class MonitoringConfig:
     metrics_port: int = _f(0, lo=0, hi=65535, doc="0 = no exporter")
-    metrics_addr: str = _f("0.0.0.0", doc="exporter listen address; docker's Prometheus needs non-loopback")
+    metrics_addr: str = _f("127.0.0.1", doc="exporter listen address; loopback by default, \"0.0.0.0\" for "
+                           "docker-compose's Prometheus (it scrapes through the host gateway)")
     linger_s: float = _f(10.0, lo=0.0, doc="keep the exporter up this long after a run for a last scrape")
 
 
@@ -189,6 +195,12 @@ class ExperimentConfig:
         """Plain, TOML/JSON-friendly view (the resolved config saved beside a run)."""
         return {f.name: _plain(dataclasses.asdict(getattr(self, f.name)))
                 for f in dataclasses.fields(self)}
+
+    def public_dict(self) -> dict[str, Any]:
+        """`to_dict()` with secrets masked (the Redis password), for results.json and reports."""
+        out = self.to_dict()
+        out["redis"]["url"] = redact_url(self.redis.url)
+        return out
 
 
 def _plain(d: dict[str, Any]) -> dict[str, Any]:
@@ -286,6 +298,9 @@ def _check_cross(cfg: ExperimentConfig) -> None:
         raise ConfigError("workload.source = 'ingest' needs workload.ingest_path")
     if len(cfg.federated.fail_rounds) and not cfg.federated.fail_edges:
         raise ConfigError("federated.fail_rounds is set but federated.fail_edges is empty")
+    if cfg.features.driver_memory != "auto" and not re.fullmatch(r"\d+[kmgtKMGT]?", cfg.features.driver_memory):
+        raise ConfigError(f"features.driver_memory = {cfg.features.driver_memory!r} must be \"auto\" or a JVM "
+                          "size such as \"512m\" or \"6g\"")
     try:
         datetime.date.fromisoformat(w.start_date)
     except ValueError as e:

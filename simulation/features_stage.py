@@ -15,7 +15,14 @@ from simulation.pipeline import StageContext
 from simulation.span import time_cut
 from spark_features.errors import FeaturesError, FeaturesInputError
 from spark_features.job import FeatureSettings, run_features
-from spark_features.session import active_session, get_spark, stop_spark
+from spark_features.memory import (
+    AUTO,
+    input_bytes,
+    jvm_ran_out_of_heap,
+    out_of_heap_error,
+    resolve_driver_memory,
+)
+from spark_features.session import active_session, discard_dead_session, get_spark, stop_spark
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +44,21 @@ def features_stage(ctx: StageContext) -> dict[str, Any]:
     ctx.run.require(ctx.run.catalog, "generate")
     settings, f = settings_for(ctx), ctx.cfg.features
     owned = active_session() is None  # stop only a session this stage started (tests share one)
+    heap = resolve_driver_memory(f.driver_memory, ctx.run.logs)
+    if f.driver_memory == AUTO:
+        log.info("features.driver_memory = auto: %s heap for %d MB of logs", heap, input_bytes(ctx.run.logs) >> 20)
     try:
-        spark = get_spark(f.spark_master, f.shuffle_partitions, f.driver_memory)
+        spark = get_spark(f.spark_master, f.shuffle_partitions, heap)
         report = run_features(spark, settings)
     except FeaturesInputError as e:
         raise RunDirError(str(e)) from e
     except FeaturesError as e:
         raise EdgecacheError(str(e)) from e
+    except Exception as e:  # a py4j error: when the JVM died of OutOfMemoryError, say so and what to set
+        if owned and jvm_ran_out_of_heap():
+            discard_dead_session()
+            raise EdgecacheError(str(out_of_heap_error(f.driver_memory, heap, ctx.run.logs))) from e
+        raise
     finally:
         if owned:
             stop_spark()  # frees the JVM's memory before training

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from edge_nodes.devices import DEVICES
 from monitoring import metrics
+from simulation import interrupts
 from simulation.config import ExperimentConfig
 from simulation.rundir import RunDir
 
@@ -62,11 +63,13 @@ STAGE_ORDER = tuple(STAGES)
 
 def run_stage(name: str, ctx: StageContext) -> dict[str, Any]:
     """Run one stage, time it, merge its output into ctx.results and save results.json."""
-    impl = load_stage(name)
-    t0 = time.perf_counter()
-    metrics.set_stage_progress(name, 0.0)
-    out = impl(ctx)
-    metrics.set_stage_progress(name, 1.0)
+    with interrupts.stage(name):
+        log.info("stage %s started", name)
+        impl = load_stage(name)
+        t0 = time.perf_counter()
+        metrics.set_stage_progress(name, 0.0)
+        out = impl(ctx)
+        metrics.set_stage_progress(name, 1.0)
     ctx.results.setdefault("timings", {})[f"{name}_s"] = round(time.perf_counter() - t0, 3)
     for key, value in out.items():
         if isinstance(value, dict) and isinstance(ctx.results.get(key), dict):
@@ -80,7 +83,7 @@ def run_stage(name: str, ctx: StageContext) -> dict[str, Any]:
 def run_pipeline(ctx: StageContext, stages: tuple[str, ...] = STAGE_ORDER) -> None:
     """Run `stages` in order, saving results.json after each."""
     ctx.run.save_config(ctx.cfg)
-    ctx.results.setdefault("config", ctx.cfg.to_dict())
+    ctx.results.setdefault("config", ctx.cfg.public_dict())
     if ctx.cfg.workload.source == "generate":  # edges are known up front: export zeros now, so
         for i in range(ctx.cfg.workload.edges):  # rates over a run's first samples are defined
             metrics.init_edge(f"edge-{i:02d}", ctx.cfg.cache.policies, DEVICES)

@@ -96,8 +96,13 @@ class RunDir:
         return path
 
     def save_config(self, cfg: ExperimentConfig) -> Path:
+        """config.toml, re-runnable as is: a redis.url password stays, so the file is then 0600."""
         self.create()
-        self.config_file.write_text(to_toml(cfg.to_dict()))
+        text = to_toml(cfg.to_dict())
+        if cfg.public_dict() != cfg.to_dict():
+            self.config_file.touch(mode=0o600)
+            self.config_file.chmod(0o600)
+        self.config_file.write_text(text)
         return self.config_file
 
     def read_results(self) -> dict[str, Any]:

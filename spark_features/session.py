@@ -21,6 +21,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from spark_features.errors import JavaNotFoundError
+from spark_features.memory import FAIL_FAST_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,9 @@ def get_spark(master: str = "local[*]", shuffle_partitions: int = 8, driver_memo
         info = check_java()
         log.info("java preflight ok: %s (Java %d)", info.path, info.major)
     builder = SparkSession.builder.appName(app_name)
-    if not submitted:
-        builder = builder.master(master).config("spark.driver.memory", driver_memory)
+    if not submitted:  # the first OutOfMemoryError ends the JVM at once (spark_features/memory.py)
+        builder = (builder.master(master).config("spark.driver.memory", driver_memory)
+                   .config("spark.driver.extraJavaOptions", FAIL_FAST_OPTIONS))
     builder = (builder.config("spark.ui.enabled", str(ui).lower())
                .config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.session.timeZone", "UTC")
@@ -131,6 +133,17 @@ def stop_spark() -> None:
     active.stop()
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
         _end_gateway()
+
+
+def discard_dead_session() -> None:
+    """Forget a session whose JVM has died (e.g. out of heap), so a later get_spark() starts afresh."""
+    from pyspark import SparkContext
+
+    SparkSession._instantiatedSession = None
+    SparkSession._activeSession = None
+    SparkContext._active_spark_context = None
+    SparkContext._gateway = None
+    SparkContext._jvm = None
 
 
 def _end_gateway(timeout_s: float = 30.0) -> None:

@@ -102,3 +102,12 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
     cfg = load_config(EXPERIMENTS / "smoke.toml", ["cache.policies=['lru','belady']"])
     saved = RunDir(tmp_path / "run").save_config(cfg)
     assert load_config(saved) == cfg
+
+
+def test_results_config_masks_the_redis_password_and_config_toml_keeps_it_private(tmp_path: Path) -> None:
+    cfg = load_config(None, ['redis.url="redis://alice:s3cret@cache.example:6379/0"'])
+    assert cfg.public_dict()["redis"]["url"] == "redis://alice:***@cache.example:6379/0"
+    assert cfg.to_dict()["redis"]["url"].endswith("s3cret@cache.example:6379/0")
+    saved = RunDir(tmp_path / "run").save_config(cfg)
+    assert load_config(saved) == cfg  # re-runnable as is
+    assert saved.stat().st_mode & 0o077 == 0  # so only its owner can read it

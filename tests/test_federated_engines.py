@@ -10,6 +10,7 @@ import psutil
 import pytest
 from rich.console import Console
 
+from aggregator.privacy import account
 from edge_nodes.learning.model import load_params
 from simulation.config import ExperimentConfig, build_config
 from simulation.errors import TrainingFailed
@@ -77,12 +78,16 @@ def _assert_itemcf_is_the_sum_of_the_edges(run: SyntheticRun, summary: dict[str,
 
 
 def test_resume_continues_from_the_last_checkpoint(synthetic_run: SyntheticRun) -> None:
-    run = RunDir(synthetic_run.root)
-    run_federation(plan_federation(_cfg(synthetic_run, rounds=2), run))
+    """With DP on: results.json states the epsilon of all four rounds, the two before the resume too."""
+    run, dp = RunDir(synthetic_run.root), {"dp_clip": 1.0, "dp_noise": 1.0}
+    run_federation(plan_federation(_cfg(synthetic_run, rounds=2, **dp), run))
     first = (synthetic_run.root / "models" / "round-2.npz").read_bytes()
-    out = run_federation(plan_federation(_cfg(synthetic_run, rounds=4, resume=True), run))
+    out = _stage(synthetic_run, _cfg(synthetic_run, rounds=4, resume=True, **dp))["federated"]
     assert out["resumed_from_round"] == 2
     assert [r["round"] for r in out["rounds"]] == [1, 2, 3, 4]
+    users = build_config({}).workload.users  # no workload section in this run: the configured users
+    assert out["dp"]["rounds"] == 4 and out["dp"]["delta"] == 1 / users and out["dp"]["unit"] == "edge"
+    assert out["dp"]["epsilon"] == round(account(1.0, 1.0, 4, 1 / users).epsilon, 6)
     assert (synthetic_run.root / "models" / "round-2.npz").read_bytes() == first
     assert _checkpoints(synthetic_run) == [f"round-{i}.npz" for i in range(1, 5)]
 

@@ -146,3 +146,18 @@ def test_run_with_a_busy_metrics_port_fails_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "pick a free port" in " ".join(proc.stdout.split()), proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_exporter_is_loopback_only_unless_configured() -> None:
+    """Closed by default: the run's and the seed command's exporter bind 127.0.0.1."""
+    assert load_config(None).monitoring.metrics_addr == "127.0.0.1"
+    with serve_metrics(_free_port()) as exporter:
+        assert exporter is not None and exporter.server.server_address[0] == "127.0.0.1"
+    from monitoring.start_metrics_server import parse_args
+    assert parse_args([]).addr == "127.0.0.1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

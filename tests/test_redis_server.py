@@ -7,12 +7,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from urllib.parse import urlsplit
 
 import psutil
 import pytest
 import redis
 
-from edge_nodes.cache.redis_conn import edge_namespace, make_client
+from edge_nodes.cache.redis_conn import edge_namespace, make_client, redact_url
 from edge_nodes.cache.redis_server import EmbeddedRedis, find_server_binary, redis_server
 from edge_nodes.errors import RedisUnavailable
 
@@ -90,6 +91,37 @@ def test_external_url_with_password() -> None:
         no_auth = f"redis://127.0.0.1:{server.port}"
         with pytest.raises(redis.AuthenticationError):
             make_client(no_auth, db=0).ping()
+
+
+def test_embedded_server_refuses_a_client_without_the_run_password() -> None:
+    """Closed by default: each start gets its own random password, carried only by the URL."""
+    with redis_server("", databases=4) as url, EmbeddedRedis() as other:
+        password = urlsplit(url).password
+        assert password and len(password) >= 24 and password != other.password
+        port = urlsplit(url).port
+        for anonymous in (f"redis://127.0.0.1:{port}", f"redis://:wrong@127.0.0.1:{port}"):
+            with pytest.raises(redis.AuthenticationError):
+                make_client(anonymous, db=0, retries=0).ping()
+        with pytest.raises(RedisUnavailable, match="refused the credentials") as err:
+            edge_namespace(f"redis://:wrong@127.0.0.1:{port}", "edge-00", 0)
+        assert "wrong" not in str(err.value) and "***" in str(err.value)
+        assert make_client(url, db=3).ping()
+        # Not on any command line: every local user can read /proc/<pid>/cmdline.
+        assert all(password not in " ".join(_cmd(p)) for p in psutil.process_iter())
+
+
+def _cmd(p: psutil.Process) -> list[str]:
+    try:
+        return p.cmdline()
+    except psutil.Error:
+        return []
+
+
+def test_redact_url_masks_only_the_password() -> None:
+    assert redact_url("redis://:pw@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert redact_url("rediss://alice:p%40ss@h:1") == "rediss://alice:***@h:1"
+    assert redact_url("redis://localhost:6379") == "redis://localhost:6379"
+    assert redact_url("") == ""
 
 
 def test_embedded_mode_yields_a_live_server() -> None:

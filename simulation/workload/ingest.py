@@ -29,13 +29,14 @@ from typing import Any
 
 from edge_nodes.devices import DEVICES
 from simulation.errors import ConfigError, EdgecacheError
-from simulation.workload.trace import DEFAULT_RUNTIME_MIN, Trace, write_trace
+from simulation.workload.trace import DEFAULT_RUNTIME_MIN, Trace, check_epoch, check_text, write_trace
 
 log = logging.getLogger(__name__)
 
 REQUIRED = ("user_id", "content_id", "timestamp")
 OPTIONAL = ("device", "duration", "edge_id")
 DEVICE_BY_LOWER = {d.lower(): d for d in DEVICES}
+MAX_DURATION_MIN = 2**31 - 1  # the logs' integer column; absurd but representable ones go to Spark's check
 
 
 def parse_mapping(items: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -70,20 +71,27 @@ def record_event(rec: dict[str, Any], mapping: dict[str, str], n_edges: int) -> 
     missing = [f for f in REQUIRED if rec.get(mapping[f]) in (None, "")]
     if missing:
         raise ValueError(f"missing field {', '.join(mapping[f] for f in missing)}")
-    user, content = str(rec[mapping["user_id"]]), str(rec[mapping["content_id"]])
+    user = check_text("user_id", str(rec[mapping["user_id"]]))
+    content = check_text("content_id", str(rec[mapping["content_id"]]))
     try:
-        ts = parse_timestamp(rec[mapping["timestamp"]])
+        ts = check_epoch(parse_timestamp(rec[mapping["timestamp"]]))
     except (ValueError, OverflowError) as e:
-        raise ValueError(f"bad timestamp {rec[mapping['timestamp']]!r}") from e
+        raise ValueError(f"bad timestamp {_short(rec[mapping['timestamp']])}") from e
     raw_device = rec.get(mapping["device"])
     device = DEVICE_BY_LOWER.get(str(raw_device).lower()) if raw_device not in (None, "") else "web"
     if device is None:
-        raise ValueError(f"unknown device {raw_device!r} (allowed: {', '.join(DEVICES)})")
+        raise ValueError(f"unknown device {_short(raw_device)} (allowed: {', '.join(DEVICES)})")
     duration = _duration(rec.get(mapping["duration"]))
     edge = rec.get(mapping["edge_id"])
     if edge in (None, ""):
         edge = f"edge-{zlib.crc32(user.encode()) % n_edges:02d}"
-    return user, content, device, duration, ts, str(edge)
+    return user, content, device, duration, ts, check_text("edge_id", str(edge))
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """repr(value), cut to `limit` characters: a reason must stay readable beside a huge line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _duration(value: Any) -> int | None:
@@ -91,15 +99,16 @@ def _duration(value: Any) -> int | None:
         return None
     try:
         minutes = float(value)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"non-numeric duration {value!r}") from e
-    if isinstance(value, bool) or not math.isfinite(minutes) or minutes < 0:
-        raise ValueError(f"negative or invalid duration {value!r}")
+    except (TypeError, ValueError, OverflowError) as e:
+        raise ValueError(f"non-numeric duration {_short(value)}") from e
+    if isinstance(value, bool) or not math.isfinite(minutes) or not 0 <= minutes < MAX_DURATION_MIN:
+        raise ValueError(f"negative or invalid duration {_short(value)}")
     return int(round(minutes))
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    with path.open(encoding="utf-8", errors="replace", newline="") as f:
+    """(line number, text): a leading BOM dropped, invalid UTF-8 replaced, CR, LF or CRLF ends a line."""
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as f:
         for n, line in enumerate(f, 1):
             yield n, line.rstrip("\r\n")
 
@@ -116,6 +125,8 @@ def read_jsonl(path: Path, mapping: dict[str, str], n_edges: int, trace: Trace) 
             trace.reject(path.name, n, raw, f"broken JSON ({e.msg})")
         except ValueError as e:
             trace.reject(path.name, n, raw, str(e))
+        except RecursionError:
+            trace.reject(path.name, n, raw, "broken JSON (nested too deeply)")
 
 
 def read_csv(path: Path, mapping: dict[str, str], n_edges: int, trace: Trace) -> None:
@@ -124,13 +135,20 @@ def read_csv(path: Path, mapping: dict[str, str], n_edges: int, trace: Trace) ->
     first = next(lines, None)
     if first is None:
         raise EdgecacheError(f"{path} is empty; a CSV trace needs a header row")
-    header = next(csv.reader([first[1]]))
+    try:
+        header = next(csv.reader([first[1]]))
+    except csv.Error as e:
+        raise EdgecacheError(f"{path}: the header row is not CSV ({e})") from e
     absent = [mapping[f] for f in REQUIRED if mapping[f] not in header]
     if absent:
         raise ConfigError(f"{path}: column(s) {', '.join(absent)} not in the header ({', '.join(header)}); "
                           f"map them with --map, e.g. --map user_id={header[0]}")
     for n, raw in lines:
-        fields = next(csv.reader([raw]), [])
+        try:
+            fields = next(csv.reader([raw]), [])
+        except csv.Error as e:  # a NUL byte, a field above csv.field_size_limit()
+            trace.reject(path.name, n, raw, f"unreadable CSV line ({e})")
+            continue
         if len(fields) != len(header):
             trace.reject(path.name, n, raw, f"expected {len(header)} fields, got {len(fields)}")
             continue

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from simulation.errors import EdgecacheError
 from simulation.workload.movielens_latest import MAX_TS, read_latest
-from simulation.workload.trace import DEFAULT_RUNTIME_MIN, MB_PER_MIN, Trace
+from simulation.workload.trace import DEFAULT_RUNTIME_MIN, MB_PER_MIN, Trace, check_epoch
 
 ML_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
              "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
@@ -48,7 +48,7 @@ def zip_edge(zip_code: str) -> str:
     return f"edge-0{z[0]}" if US_ZIP.fullmatch(z) else OTHER_EDGE
 
 
-def _lines(path: Path, encoding: str = "utf-8") -> list[tuple[int, str]]:
+def _lines(path: Path, encoding: str = "utf-8-sig") -> list[tuple[int, str]]:
     with path.open(encoding=encoding, errors="replace", newline="") as f:
         return [(n, line.rstrip("\r\n")) for n, line in enumerate(f, 1)]
 
@@ -58,7 +58,7 @@ def _read_users(path: Path, trace: Trace) -> dict[int, tuple[int, str]]:
     users: dict[int, tuple[int, str]] = {}
     for n, raw in _lines(path):
         f = raw.split("|")
-        if len(f) != 5 or not INT.fullmatch(f[0]) or not INT.fullmatch(f[1]):
+        if len(f) != 5 or not INT.fullmatch(f[0]) or not INT.fullmatch(f[1]) or int(f[1]) > 150:
             trace.reject(path.name, n, raw, "malformed u.user line (want user|age|gender|occupation|zip)")
             continue
         users[int(f[0])] = (int(f[1]), zip_edge(f[4]))
@@ -92,6 +92,11 @@ def _read_ratings(path: Path, users: dict[int, tuple[int, str]], items: dict | N
             trace.reject(path.name, n, raw, "malformed u.data line (want user<TAB>item<TAB>rating<TAB>timestamp)")
             continue
         uid, iid, rating, ts = (int(x) for x in f)
+        try:
+            check_epoch(ts)
+        except ValueError as e:
+            trace.reject(path.name, n, raw, str(e))
+            continue
         if not 1 <= rating <= 5:
             trace.reject(path.name, n, raw, f"rating out of range ({rating}, want 1..5)")
         elif ts >= MAX_TS:

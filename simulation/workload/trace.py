@@ -28,6 +28,24 @@ from simulation.workload.stats import WorkloadStats
 DEFAULT_RUNTIME_MIN = 100
 MB_PER_MIN = 25.0
 EDGE_NAME = re.compile(r"edge-\d{2,}")
+# Timestamps a trace may hold: the Unix epoch to the end of year 9999 (what dates can render).
+MAX_EPOCH_S = 253_402_300_799
+
+
+def check_epoch(ts: int) -> int:
+    """`ts` when it is a representable event time, else ValueError (the line is quarantined)."""
+    if not 0 <= ts <= MAX_EPOCH_S:
+        raise ValueError(f"timestamp {ts} out of range (want 1970-01-01 .. 9999-12-31)")
+    return ts
+
+
+def check_text(name: str, value: str) -> str:
+    """`value` when it can be written as UTF-8 (a JSON escape can smuggle in a lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{name} is not valid Unicode ({e.reason})") from e
+    return value
 
 
 class Trace:
@@ -131,7 +149,11 @@ def write_trace(trace: Trace, out: Path, *, fmt: str, catalog: pa.Table | None, 
     duration = np.where(np.asarray(trace.duration) < 0, runtime[item], trace.duration)
 
     order = np.lexsort((ts, edge))
-    lookups = Lookups(np.asarray(user_vocab), np.asarray(cids), DEVICES, edges, start.isoformat(), days)
+    # Trace ids are arbitrary text: escaped for the JSON renderer (a quote, backslash or newline
+    # would break its line), and object arrays, since numpy's str dtype drops trailing NULs.
+    text = (lambda v: [json.dumps(x)[1:-1] for x in v]) if fmt == "jsonl" else list
+    lookups = Lookups(np.asarray(text(user_vocab), dtype=object), np.asarray(text(cids), dtype=object),
+                      DEVICES, edges, start.isoformat(), days)
     cols = lookups.columns(user[order], device[order], item[order], duration[order], ts[order], edge[order])
     writer = PartWriter(out / "logs", edges, fmt)
     if fmt == "jsonl":
