@@ -114,7 +114,7 @@ def test_movielens_reader_accounts_for_every_line(tmp_path_factory: pytest.TempP
     if items is not None:
         (folder / "u.item").write_bytes(items)
     trace = Trace()
-    read_movielens(folder, trace)
+    read_movielens(folder, trace, n_edges=4)
     check_accounting(trace, "u.data", input_lines(ratings))
     check_accounting(trace, "u.user", input_lines(users))
 
