@@ -18,9 +18,10 @@ from typing import Any, get_type_hints
 
 from simulation.errors import ConfigError
 
-REACTIVE_POLICIES = ("lru", "lfu", "arc", "s3fifo", "wtinylfu", "belady")
+REACTIVE_POLICIES = ("lru", "lfu", "arc", "s3fifo", "wtinylfu")
+OFFLINE_POLICIES = ("belady", "belady_prefetch")  # offline bounds: the future known
 PREDICTIVE_POLICIES = ("popularity", "markov_sql", "local_only", "federated", "centralized")
-ALL_POLICIES = REACTIVE_POLICIES + PREDICTIVE_POLICIES
+ALL_POLICIES = REACTIVE_POLICIES + OFFLINE_POLICIES + PREDICTIVE_POLICIES
 STRATEGIES = (
     "fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedavgm",
     "fedmedian", "fedtrimmedavg", "krum", "bulyan",

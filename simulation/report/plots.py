@@ -32,10 +32,12 @@ STYLE: Any = {  # rc_context wants literal keys; the values are checked by matpl
 # Reactive policies in cool colours, predictive in warm ones, belady in black.
 FIXED_COLORS = {
     "lru": "#4c78a8", "lfu": "#72b7b2", "arc": "#54a24b", "s3fifo": "#88d27a",
-    "wtinylfu": "#9ecae9", "belady": "#222222", "popularity": "#b279a2",
+    "wtinylfu": "#9ecae9", "belady": "#222222", "belady_prefetch": "#6f6f6f", "popularity": "#b279a2",
     "markov_sql": "#ff9da6", "local_only": "#eeca3b", "federated": "#e45756",
     "centralized": "#f58518",
 }
+# Offline bounds: drawn hatched or dashed, and named as bounds in every legend.
+BOUNDS = {"belady": "belady (offline bound)", "belady_prefetch": "belady_prefetch (offline bound)"}
 # For series that are not policies (e.g. runs in a comparison).
 EXTRA_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d", "#bab0ac")
 
@@ -80,8 +82,8 @@ def grouped_bars(groups: Sequence[str], series: Series, ylabel: str, title: str,
         width = 0.84 / max(len(names), 1)
         for i, name in enumerate(names):
             xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
-            ax.bar(xs, _vals(series[name]), width=width, label=name, color=colors[name],
-                   hatch="//" if name == "belady" else None, edgecolor="white", linewidth=0.3)
+            ax.bar(xs, _vals(series[name]), width=width, label=BOUNDS.get(name, name), color=colors[name],
+                   hatch="//" if name in BOUNDS else None, edgecolor="white", linewidth=0.3)
         ax.set_xticks(range(len(groups)), list(groups), rotation=30 if len(groups) > 14 else 0)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
@@ -105,8 +107,8 @@ def curves(xs: Sequence[Any], series: Series, xlabel: str, ylabel: str, title: s
         ax = fig.add_subplot()
         colors = colors_for(list(series))
         for name, ys in series.items():
-            ax.plot(list(xs), _vals(ys), marker="o", markersize=4, label=name, color=colors[name],
-                    linestyle="--" if name == "belady" else "-", linewidth=1.5)
+            ax.plot(list(xs), _vals(ys), marker="o", markersize=4, label=BOUNDS.get(name, name), color=colors[name],
+                    linestyle="--" if name in BOUNDS else "-", linewidth=1.5)
         positive = [float(x) for x in xs if float(x) > 0]
         if positive and max(positive) / min(positive) >= 8 and len(positive) == len(xs):
             ax.set_xscale("log")
