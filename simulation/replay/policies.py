@@ -23,6 +23,7 @@ from simulation.replay.belady_prefetch import NAME as BELADY_PREFETCH
 from simulation.replay.belady_prefetch import PrefetchLimits, belady_prefetch
 from simulation.replay.reactive import OFFLINE, REACTIVE, RequestTrace, run_all
 from simulation.replay.streams import EdgeStream
+from simulation.replay.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def reactive_stats(stream: EdgeStream, catalog: ItemLookup, hits: np.ndarray) ->
 
 
 def replay_reactive(stream: EdgeStream, catalog: ItemLookup, settings: ReplaySettings,
-                    policies: tuple[str, ...], runs: dict[str, PolicyRun]) -> None:
+                    policies: tuple[str, ...], runs: dict[str, PolicyRun], timeline: Timeline | None = None) -> None:
     """Run the libCacheSim policies and the prefetching bound on one edge's stream; file their stats."""
     wanted = tuple(p for p in policies if p in REACTIVE + OFFLINE)
     if not wanted:
@@ -68,14 +69,18 @@ def replay_reactive(stream: EdgeStream, catalog: ItemLookup, settings: ReplaySet
     for name, res in run_all(trace, cap, unit, wanted).items():
         run = runs.setdefault(name, PolicyRun("offline" if name in OFFLINE else "reactive"))
         _file(run, stream, reactive_stats(stream, catalog, res.hits), name)
+        if timeline is not None:
+            timeline.add(name, stream.ts, res.hits)
         run.params[stream.edge_id] = {"library": "libcachesim", **res.params}
         run.flags += [f"{stream.edge_id}: {f}" for f in res.flags]
     if BELADY_PREFETCH in wanted:
-        _replay_bound(stream, catalog, trace, settings, runs.setdefault(BELADY_PREFETCH, PolicyRun("offline")))
+        hits = _replay_bound(stream, catalog, trace, settings, runs.setdefault(BELADY_PREFETCH, PolicyRun("offline")))
+        if timeline is not None:
+            timeline.add(BELADY_PREFETCH, stream.ts, hits)
 
 
 def _replay_bound(stream: EdgeStream, catalog: ItemLookup, trace: RequestTrace, settings: ReplaySettings,
-                  run: PolicyRun) -> None:
+                  run: PolicyRun) -> np.ndarray:
     """belady_prefetch with the live cache's capacity and prefetch limits."""
     c = settings.cache
     limits = PrefetchLimits(c.prefetch_budget, c.prefetch_max_share, settings.top_k)
@@ -91,6 +96,7 @@ def _replay_bound(stream: EdgeStream, catalog: ItemLookup, trace: RequestTrace, 
     if c.unit == "bytes":
         run.flags.append(f"{stream.edge_id}: bytes capacity: Belady with variable sizes is a heuristic, "
                          "not a strict bound")
+    return res.hits
 
 
 def _file(run: PolicyRun, stream: EdgeStream, stats: EdgeStats, name: str) -> None:
@@ -101,7 +107,7 @@ def _file(run: PolicyRun, stream: EdgeStream, stats: EdgeStats, name: str) -> No
 
 def replay_predictive(stream: EdgeStream, catalog: ItemLookup, cache: EdgeCache, predictor: Predictor | None,
                       policy: str, settings: ReplaySettings, breaker: Breaker | None = None,
-                      on_batch: BatchHook | None = None) -> EdgeStats:
+                      on_batch: BatchHook | None = None, timeline: Timeline | None = None) -> EdgeStats:
     """Serve the stream through Redis from an empty cache; predictor None = plain LRU."""
     try:
         cache.flush()
@@ -111,6 +117,8 @@ def replay_predictive(stream: EdgeStream, catalog: ItemLookup, cache: EdgeCache,
                         settings.min_demand)
     hook = None if on_batch is None else lambda batch: on_batch(stream.edge_id, policy, batch)
     flow.serve_stream(stream.batches(settings.batch_size), hook)
+    if timeline is not None and flow.hits:
+        timeline.add(policy, stream.ts, np.concatenate(flow.hits))
     return flow.stats
 
 

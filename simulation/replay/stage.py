@@ -33,6 +33,7 @@ from simulation.replay.prediction_quality import hit_at_k, summarize_quality
 from simulation.replay.predictors import build_predictor
 from simulation.replay.reactive import OFFLINE, REACTIVE
 from simulation.replay.streams import EdgeStream, load_catalog, load_stream, test_edges
+from simulation.replay.timeline import Timeline
 from simulation.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
     skipped: dict[str, str] = {}
     static: dict[str, dict[str, Any]] = {"popularity": {}, "oracle": {}}
     quality: dict[str, dict[str, tuple[int, int]]] = {}
+    timeline = Timeline()
     # One BLAS thread: the replay's matrix products are small, and a second BLAS thread fights
     # the Redis server for the cores (the default replay took 59 s instead of 42 s on 2 cores).
     with threadpool_limits(limits=1, user_api="blas"), \
@@ -81,10 +83,10 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
             ctx.console.print(f"replay {edge}: {len(stream)} requests")
             metrics.init_edge(edge, cfg.cache.policies, DEVICES)
             record_activity(edge, stream.device_idx)
-            replay_reactive(stream, catalog, settings, cfg.cache.policies, runs)
+            replay_reactive(stream, catalog, settings, cfg.cache.policies, runs, timeline)
             cache = EdgeCache(edge_namespace(url, edge, i, cfg.redis.isolation), settings.cache)
             try:
-                _replay_predictive_edge(cfg, run, stream, catalog, cache, settings, runs, skipped, quality)
+                _replay_predictive_edge(cfg, run, stream, catalog, cache, settings, runs, skipped, quality, timeline)
                 _static(run, stream, catalog, settings, static)
             finally:
                 cache.flush()
@@ -92,12 +94,13 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
             metrics.set_stage_progress("replay", (i + 1) / len(edges))
     return {"policies": summarize(runs, settings.latency), "static_efficiency": _static_summary(static),
             "degraded": degraded(runs), "policies_skipped": skipped,
-            "prediction_quality": summarize_quality(quality, cfg.model.top_k)}
+            "prediction_quality": summarize_quality(quality, cfg.model.top_k), "timeline": timeline.summary()}
 
 
 def _replay_predictive_edge(cfg: ExperimentConfig, run: RunDir, stream: EdgeStream, catalog: ItemLookup,
                             cache: EdgeCache, settings: ReplaySettings, runs: dict[str, PolicyRun],
-                            skipped: dict[str, str], quality: dict[str, dict[str, tuple[int, int]]]) -> None:
+                            skipped: dict[str, str], quality: dict[str, dict[str, tuple[int, int]]],
+                            timeline: Timeline) -> None:
     items = catalog.sizes.size - 1
     for policy in predictive_policies(cfg, run):
         try:
@@ -107,7 +110,8 @@ def _replay_predictive_edge(cfg: ExperimentConfig, run: RunDir, stream: EdgeStre
             log.warning("policy %s skipped on %s: %s", policy, stream.edge_id, e)
             continue
         pr = runs.setdefault(policy, PolicyRun("predictive"))
-        pr.per_edge[stream.edge_id] = replay_predictive(stream, catalog, cache, predictor, policy, settings)
+        pr.per_edge[stream.edge_id] = replay_predictive(stream, catalog, cache, predictor, policy, settings,
+                                                        timeline=timeline)
         quality.setdefault(policy, {})[stream.edge_id] = hit_at_k(stream, predictor, cfg.model.top_k)
 
 

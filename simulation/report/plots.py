@@ -144,3 +144,52 @@ def training_curves(rounds: Sequence[int], loss: Sequence[float | None],
             ax.legend(frameon=False)
         fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=0.14, wspace=0.22)
         return to_png(fig)
+
+
+Point = tuple[float, float]
+
+
+def frontier(points: Mapping[str, Point], curves: Mapping[str, Sequence[Point]], xlabel: str, title: str,
+             ref_x: float | None = None, labelled: Sequence[str] = (),
+             size: tuple[float, float] = (8.5, 5.0)) -> bytes:
+    """Hit ratio (y) against origin traffic (x): policies as points (`labelled` ones named), sweeps as curves."""
+    with rc_context(STYLE):
+        fig = Figure(figsize=size, dpi=DPI)
+        ax = fig.add_subplot()
+        colors = colors_for([*points, *curves])
+        for name, pts in curves.items():
+            xs, ys = zip(*pts, strict=True) if pts else ((), ())
+            ax.plot(list(xs), list(ys), marker="o", markersize=4, color=colors[name], label=BOUNDS.get(name, name),
+                    linestyle="--" if name in BOUNDS else "-", linewidth=1.5)
+        for name, (x, y) in points.items():
+            bound = name in BOUNDS
+            ax.scatter([x], [y], s=60 if bound else 40, color=colors[name], marker="*" if bound else "o",
+                       zorder=3, label=None if name in curves else BOUNDS.get(name, name))
+            if name in labelled:
+                ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        if ref_x is not None:
+            ax.axvline(ref_x, color="#888888", linestyle=":", linewidth=1.0, label="best reactive's origin bytes")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("hit ratio")
+        ax.set_title(title)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        fig.subplots_adjust(left=0.09, right=0.72, top=0.92, bottom=0.11)
+        return to_png(fig)
+
+
+def over_time(days: Sequence[float], series: Series, title: str, size: tuple[float, float] = (9.0, 4.6)) -> bytes:
+    """Cumulative hit ratio per policy against days since the start of the test period."""
+    with rc_context(STYLE):
+        fig = Figure(figsize=size, dpi=DPI)
+        ax = fig.add_subplot()
+        colors = colors_for(list(series))
+        for name, ys in series.items():
+            ax.plot(list(days), _vals(ys), color=colors[name], label=BOUNDS.get(name, name),
+                    linestyle="--" if name in BOUNDS else "-", linewidth=1.4)
+        ax.set_xlabel("days since the start of the test period")
+        ax.set_ylabel("cumulative hit ratio")
+        ax.set_title(title)
+        ax.set_ylim(0, _upper(series))
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        fig.subplots_adjust(left=0.08, right=0.7, top=0.92, bottom=0.12)
+        return to_png(fig)
