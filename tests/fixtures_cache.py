@@ -77,7 +77,8 @@ def _write_edge(root: Path, edge: str, uid: np.ndarray, item: np.ndarray, ids: n
     te = slice(train, None)
     table = pa.table({"user_id": users[te], "content_id": ids[item[te]],
                       "item_idx": item[te].astype(np.int32), "ts": ts[te],
-                      "device": np.array(["TV", "mobile"])[uid[te] % 2], "duration": np.full(uid[te].size, 30),
+                      "device": np.array(["TV", "mobile"])[uid[te] % 2], "device_idx": (uid[te] % 2).astype(np.int32),
+                      "duration": np.full(uid[te].size, 30),
                       "size_mb": size_mb[item[te]], "seq": np.arange(train, uid.size)})
     _write(root / "test" / part, table)
     counts = np.bincount(item[:train], minlength=items)
