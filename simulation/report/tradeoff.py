@@ -21,7 +21,7 @@ from simulation.report.model import (
     is_number,
     not_in_run,
 )
-from simulation.report.policies import PREDICTIVE, best_reactive, hit, metric
+from simulation.report.policies import ONLINE_REACTIVE, PREDICTIVE, best_reactive, hit, metric
 
 
 def origin_of(policies: Mapping[str, Any], name: str) -> Any:
@@ -62,6 +62,8 @@ def tradeoff_section(results: Mapping[str, Any]) -> Section:
                            Figure("origin_tradeoff", png, "Hit ratio against origin bytes, one point per policy"),
                            Table(("policy", "hit ratio", f"origin bytes vs {best}", "origin bytes"), rows,
                                  "Origin bytes = bytes of misses plus prefetched bytes.")]
+    if isinstance(results.get("budget_sweep"), Mapping):
+        blocks += frontier_blocks(results["budget_sweep"])
     return Section("origin-tradeoff", title, tuple(blocks))
 
 
@@ -80,3 +82,83 @@ def timeline_section(results: Mapping[str, Any]) -> Section:
     if len(tl["days"]) < 2:
         blocks += (Note("The test period spans one hour only, so the curve is a single point."),)
     return Section("timeline", title, blocks)
+
+
+Curve = list[tuple[float, float, float]]  # (origin bytes / reference, hit ratio, budget)
+
+
+def _first(values: list[Any]) -> Any:
+    return next((v for v in values if is_number(v)), None)
+
+
+def frontier_data(bs: Mapping[str, Any]) -> tuple[str, float, dict[str, plots.Point], dict[str, Curve]] | None:
+    """(best reactive, its origin bytes, budget-free points, budget curves) of a prefetch-budget sweep."""
+    hits, origin, budgets = bs.get("hit_ratio") or {}, bs.get("origin_bytes") or {}, list(bs.get("budgets") or [])
+    reactive = [(_first(hits[p]), p) for p in ONLINE_REACTIVE if p in hits and is_number(_first(hits[p]))]
+    if not reactive or not budgets:
+        return None
+    best = max(reactive)[1]
+    ref = _first(origin.get(best) or [])
+    if not is_number(ref) or not ref:
+        return None
+    points: dict[str, plots.Point] = {}
+    curves: dict[str, Curve] = {}
+    for name in plots.order_policies(list(hits)):
+        pts = [(o / ref, h, b) for h, o, b in zip(hits[name], origin.get(name) or [], budgets, strict=False)
+               if is_number(h) and is_number(o)]
+        if not pts:
+            continue
+        if name in ONLINE_REACTIVE or name == "belady":
+            points[name] = (pts[0][0], pts[0][1])
+        else:
+            curves[name] = pts
+    return best, float(ref), points, curves
+
+
+def at_reference(curve: Curve, x: float = 1.0) -> tuple[float, float, float] | None:
+    """Highest hit ratio where the curve (in budget order) crosses origin traffic x, linearly
+    interpolated between the two budgets around the crossing: (hit, budget_lo, budget_hi)."""
+    best: tuple[float, float, float] | None = None
+    for (x0, y0, b0), (x1, y1, b1) in zip(curve, curve[1:], strict=False):
+        if min(x0, x1) <= x <= max(x0, x1):
+            y = y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+            if best is None or y > best[0]:
+                best = (y, b0, b1)
+    return best
+
+
+def frontier_sentence(name: str, curve: Curve, best: str, best_hit: float) -> str:
+    """'At the origin traffic of the best reactive policy, <policy> hits X%' (interpolated, saying so)."""
+    label = plots.BOUNDS.get(name, name)
+    under = [p for p in curve if p[0] <= 1.0]
+    measured = (f"; its best measured point at or below that traffic is budget {max(under, key=lambda p: p[1])[2]:g}: "
+                f"{max(p[1] for p in under):.1%} at {max(under, key=lambda p: p[1])[0]:.2f}x") if under else ""
+    hit_at = at_reference(curve)
+    if hit_at is not None:
+        y, b0, b1 = hit_at
+        return (f"At the origin traffic of the best reactive policy ({best}, {best_hit:.1%}), {label} hits "
+                f"{y:.1%} ({(y - best_hit) * 100:+.1f} points; interpolated linearly on its budget curve between budgets "
+                f"{b0:g} and {b1:g}){measured}.")
+    if not under:
+        low = min(curve, key=lambda p: p[0])
+        return (f"{label} never gets down to {best}'s origin traffic: its lowest is {low[0]:.2f}x at budget "
+                f"{low[2]:g} ({low[1]:.1%}).")
+    return f"{label} stays below {best}'s origin traffic at every budget{measured}."
+
+
+def frontier_blocks(bs: Mapping[str, Any]) -> tuple[Block, ...]:
+    """The frontier figure and the at-reference sentences of a prefetch-budget sweep."""
+    data = frontier_data(bs)
+    if data is None:
+        return (Note("The prefetch-budget sweep has no reactive policy with origin bytes, so no frontier."),)
+    best, _, points, curves = data
+    best_hit = points[best][1]
+    png = plots.frontier(points, {n: [(x, y) for x, y, _ in c] for n, c in curves.items()},
+                         f"origin bytes (x {best}'s, prefetches included)",
+                         "Hit ratio against origin traffic over prefetch budgets", ref_x=1.0,
+                         labelled=(best, "belady"))
+    budgets = ", ".join(f"{b:g}" for b in bs.get("budgets") or [])
+    return (f"Each predictive policy and belady_prefetch (offline bound) is a curve over cache.prefetch_budget "
+            f"({budgets}); reactive policies and belady do not prefetch and are points.",
+            Figure("budget_frontier", png, "Hit ratio against origin bytes, one curve per predictive policy"),
+            *(frontier_sentence(n, c, best, best_hit) for n, c in curves.items()))
