@@ -10,6 +10,7 @@ the test period, before and after calibration, on a strided sample like predicti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from simulation.replay.streams import EdgeStream
 BIN_EDGES = np.array([0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0])
 FIT_BINS = 50                 # quantile bins of the held-out predictions before pooling
 MIN_FIT = 200                 # fewer held-out predictions than this: no calibrator
-MAX_FIT_EXAMPLES = 20000      # held-out examples used per edge (strided, deterministic)
+MAX_FIT_EXAMPLES = 5000       # held-out examples used per edge (strided, deterministic)
 MAX_TEST_SAMPLES = 5000       # test requests measured per edge (strided, as prediction quality)
 FIT_ON = "each edge's held-out training slice (last model.eval_fraction of its examples by time)"
 
@@ -126,12 +127,19 @@ def _pairs(predictor: Predictor, hist: np.ndarray, device: np.ndarray, hour: np.
     return probs.ravel(), (ids == target[:, None]).ravel()
 
 
+@lru_cache(maxsize=1)  # every predictor of an edge calibrates on the same slice: read it once
+def _held_out(examples_dir: Path, edge: str, history_len: int,
+              eval_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    _, held = split_by_time(load_examples(examples_dir, edge, history_len), eval_fraction)
+    idx = np.arange(0, len(held), max(1, -(-len(held) // MAX_FIT_EXAMPLES)))
+    return held.hist[idx], held.device[idx], held.hour[idx], held.label[idx]
+
+
 def held_out_pairs(predictor: Predictor, examples_dir: Path, edge: str, history_len: int, eval_fraction: float,
                    k: int) -> tuple[np.ndarray, np.ndarray]:
     """(probability, came true) of the top-k predictions on the edge's held-out training slice."""
-    _, held = split_by_time(load_examples(examples_dir, edge, history_len), eval_fraction)
-    idx = np.arange(0, len(held), max(1, -(-len(held) // MAX_FIT_EXAMPLES)))
-    return _pairs(predictor, held.hist[idx], held.device[idx], held.hour[idx], held.label[idx], k)
+    hist, device, hour, label = _held_out(examples_dir, edge, history_len, eval_fraction)
+    return _pairs(predictor, hist, device, hour, label, k)
 
 
 def test_pairs(stream: EdgeStream, predictor: Predictor, k: int) -> tuple[np.ndarray, np.ndarray]:
