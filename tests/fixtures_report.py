@@ -54,8 +54,10 @@ def _policy(policy: str, shift: float) -> dict[str, Any]:
         overall[k] = round(sum(per_edge[e][k] * per_edge[e]["requests"] for e in EDGES) / total, 4)
     overall["latency_p99_ms"] = 80.0
     overall["prefetch_precision"] = 0.47 if policy in PREDICTIVE else 0.0
+    extra = ({"calibration": {"ece": 0.004, "ece_raw": 0.05, "bins": [], "calibrator": {"kind": "isotonic", "edges": 4}}}
+             if policy in PREDICTIVE else {})
     kind = "predictive" if policy in PREDICTIVE else "offline" if policy.startswith("belady") else "reactive"
-    return {"kind": kind, "overall": overall, "per_edge": per_edge, "flags": {}}
+    return {"kind": kind, "overall": overall, "per_edge": per_edge, "flags": {}, **extra}
 
 
 def _static(hr: float, i: int) -> dict[str, Any]:

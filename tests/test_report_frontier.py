@@ -60,3 +60,8 @@ def test_run_report_and_sweep_page_carry_the_frontier(tmp_path: Path) -> None:
                           "origin_bytes": BUDGET_SWEEP["origin_bytes"]}}
     html = write_sweep_report(tmp_path, summary).read_text()
     assert 'id="fig-budget_frontier"' in html and "federated hits 64.0%" in html
+
+
+def test_calibration_table_lists_each_predictor() -> None:
+    _, md = render_report(make_results())
+    assert "| federated | 0.0500 | 0.0040 | isotonic (4 edges) |" in md

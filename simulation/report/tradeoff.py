@@ -162,3 +162,26 @@ def frontier_blocks(bs: Mapping[str, Any]) -> tuple[Block, ...]:
             f"({budgets}); reactive policies and belady do not prefetch and are points.",
             Figure("budget_frontier", png, "Hit ratio against origin bytes, one curve per predictive policy"),
             *(frontier_sentence(n, c, best, best_hit) for n, c in curves.items()))
+
+
+def calibration_section(results: Mapping[str, Any]) -> Section:
+    """Each predictor's expected calibration error on the test period, as predicted and calibrated."""
+    title = "Calibration of predicted probabilities"
+    policies = results.get("policies") or {}
+    cal = {n: v["calibration"] for n, v in policies.items() if isinstance(v, Mapping)
+           and isinstance(v.get("calibration"), Mapping)}
+    if not cal:
+        return Section("calibration", title, (not_in_run("Calibration"),))
+    rows = tuple((n, _ece(c.get("ece_raw")), _ece(c.get("ece")),
+                  f"{(c.get('calibrator') or {}).get('kind', '—')} ({(c.get('calibrator') or {}).get('edges', 0)} edges)")
+                 for n, c in cal.items())
+    return Section("calibration", title, (
+        "A prediction is right when the same user's next request is the predicted item. The calibrator is "
+        "fitted on each edge's held-out training slice only; both errors are measured on the test period. "
+        "Value-per-byte prefetching (cache.prefetch_price) reads the calibrated probabilities.",
+        Table(("predictor", "ECE as predicted", "ECE calibrated", "calibrator"), rows,
+              "Expected calibration error: share-weighted |mean predicted - observed| over probability bins.")))
+
+
+def _ece(v: Any) -> str:
+    return f"{v:.4f}" if is_number(v) else "—"
