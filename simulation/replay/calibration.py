@@ -25,8 +25,8 @@ from simulation.replay.streams import EdgeStream
 BIN_EDGES = np.array([0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0])
 FIT_BINS = 50                 # quantile bins of the held-out predictions before pooling
 MIN_FIT = 200                 # fewer held-out predictions than this: no calibrator
-MAX_FIT_EXAMPLES = 5000       # held-out examples used per edge (strided, deterministic)
-MAX_TEST_SAMPLES = 5000       # test requests measured per edge (strided, as prediction quality)
+MAX_FIT_EXAMPLES = 4000       # held-out examples used per edge (strided, deterministic)
+MAX_TEST_SAMPLES = 2500       # test requests measured per edge (strided, deterministic)
 FIT_ON = "each edge's held-out training slice (last model.eval_fraction of its examples by time)"
 
 
