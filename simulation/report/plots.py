@@ -33,7 +33,7 @@ STYLE: Any = {  # rc_context wants literal keys; the values are checked by matpl
 FIXED_COLORS = {
     "lru": "#4c78a8", "lfu": "#72b7b2", "arc": "#54a24b", "s3fifo": "#88d27a",
     "wtinylfu": "#9ecae9", "belady": "#222222", "belady_prefetch": "#6f6f6f", "popularity": "#b279a2",
-    "markov_sql": "#ff9da6", "local_only": "#eeca3b", "federated": "#e45756",
+    "markov_sql": "#ff9da6", "local_only": "#eeca3b", "federated": "#e45756", "federated_personalized": "#9d2f2f",
     "centralized": "#f58518",
 }
 # Offline bounds: drawn hatched or dashed, and named as bounds in every legend.
