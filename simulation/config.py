@@ -20,9 +20,10 @@ from typing import Any, get_type_hints
 from edge_nodes.cache.redis_conn import redact_url
 from simulation.errors import ConfigError
 
-REACTIVE_POLICIES = ("lru", "lfu", "arc", "s3fifo", "wtinylfu", "belady")
+REACTIVE_POLICIES = ("lru", "lfu", "arc", "s3fifo", "wtinylfu")
+OFFLINE_POLICIES = ("belady", "belady_prefetch")  # offline bounds: the future known
 PREDICTIVE_POLICIES = ("popularity", "markov_sql", "itemcf", "local_only", "federated", "centralized")
-ALL_POLICIES = REACTIVE_POLICIES + PREDICTIVE_POLICIES
+ALL_POLICIES = REACTIVE_POLICIES + OFFLINE_POLICIES + PREDICTIVE_POLICIES
 STRATEGIES = (
     "fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedavgm",
     "fedmedian", "fedtrimmedavg", "krum", "bulyan",
@@ -163,6 +164,12 @@ class CacheConfig:
     evict_sample: int = _f(8, lo=1, doc="demand: lowest-key entries whose exact value is compared per eviction")
     admission: bool = _f(True, doc="demand: cache a miss only if it beats the eviction victim")
     history_entries: int = _f(20000, lo=1, doc="demand: items whose decayed request count is remembered")
+    prefetch_price: float = _f(0.9, lo=0.0, doc="demand: value-per-byte prefetching; a prediction is fetched only "
+                               "when its expected requests before eviction (the edge's demand: the users' "
+                               "calibrated probabilities) x its size exceed price x its fetch bytes; 0 = off "
+                               "(0.9: federated's origin bytes <= W-TinyLFU's on the default experiment)")
+    calibrate: bool = _f(True, doc="map predicted probabilities through an isotonic calibrator fitted on each "
+                         "edge's held-out training slice (never the test period)")
 
 
 @dataclass(frozen=True)

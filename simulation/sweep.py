@@ -160,9 +160,9 @@ def link_shared(shared: Path, point: Path) -> None:
 Pipeline = Callable[[StageContext, tuple[str, ...]], None]
 
 
-def _overall_hits(results: dict[str, Any]) -> dict[str, float]:
-    return {p: v["overall"]["hit_ratio"] for p, v in (results.get("policies") or {}).items()
-            if isinstance(v, dict) and isinstance(v.get("overall"), dict) and "hit_ratio" in v["overall"]}
+def _overall(results: dict[str, Any], metric: str) -> dict[str, float]:
+    return {p: v["overall"][metric] for p, v in (results.get("policies") or {}).items()
+            if isinstance(v, dict) and isinstance(v.get("overall"), dict) and metric in v["overall"]}
 
 
 def _seed(shared: dict[str, Any], spec: SweepSpec, i: int, shared_stages: tuple[str, ...]) -> dict[str, Any]:
@@ -188,29 +188,42 @@ def run_point(spec: SweepSpec, i: int, root: Path, console: Console, shared: dic
         pipeline(ctx, point_stages)
     except EdgecacheError as e:
         log.error("sweep point %d (%s = %r) failed: %s", i, spec.key, spec.values[i], e)
-        return {**record, "status": "error", "error": str(e), "hit_ratio": {}}
-    return {**record, "status": "ok", "hit_ratio": _overall_hits(ctx.results)}
+        return {**record, "status": "error", "error": str(e), "hit_ratio": {}, "origin_bytes": {}}
+    return {**record, "status": "ok", "hit_ratio": _overall(ctx.results, "hit_ratio"),
+            "origin_bytes": _overall(ctx.results, "origin_bytes")}
 
 
 def curves_of(spec: SweepSpec, points: list[dict[str, Any]]) -> dict[str, Any]:
     """Hit ratio per policy at each swept value (None where a point has no result)."""
     names = list(dict.fromkeys(p for pt in points for p in pt["hit_ratio"]))
     return {"values": list(spec.values),
-            "policies": {n: [pt["hit_ratio"].get(n) for pt in points] for n in names}}
+            "policies": {n: [pt["hit_ratio"].get(n) for pt in points] for n in names},
+            "origin_bytes": {n: [pt.get("origin_bytes", {}).get(n) for pt in points] for n in names}}
 
 
 def fill_capacity_sweep(spec: SweepSpec, root: Path, points: list[dict[str, Any]], curves: dict[str, Any]) -> None:
     """Give every finished point of a cache-size sweep the capacity curve, and re-render its report."""
+    unit = spec.base_config().cache.capacity_unit
+    _fill(root, points, "capacity_sweep",
+          {"capacities": curves["values"], "unit": unit, "policies": curves["policies"]})
+
+
+def fill_budget_sweep(root: Path, points: list[dict[str, Any]], curves: dict[str, Any]) -> None:
+    """Give every finished point of a prefetch-budget sweep the hit-ratio/origin-bytes frontier."""
+    _fill(root, points, "budget_sweep", {"budgets": curves["values"], "hit_ratio": curves["policies"],
+                                         "origin_bytes": curves["origin_bytes"]})
+
+
+def _fill(root: Path, points: list[dict[str, Any]], key: str, sweep: dict[str, Any]) -> None:
+    """Store `sweep` under results[key] of every finished point and re-render its report."""
     from simulation.report.run_report import write_report_for  # matplotlib only when reporting
 
-    unit = spec.base_config().cache.capacity_unit
-    sweep = {"capacities": curves["values"], "unit": unit, "policies": curves["policies"]}
     for pt in points:
         if pt["status"] != "ok":
             continue
         run = RunDir(root / pt["dir"])
         results = run.read_results()
-        results["capacity_sweep"] = sweep
+        results[key] = sweep
         run.write_results(results)
         write_report_for(run, results)
 
@@ -235,6 +248,8 @@ def run_sweep(spec: SweepSpec, out: Path | None, console: Console,
     curves = curves_of(spec, result.points)
     if spec.key == "cache.capacity":
         fill_capacity_sweep(spec, root, result.points, curves)
+    elif spec.key == "cache.prefetch_budget":
+        fill_budget_sweep(root, result.points, curves)
     summary = {"key": spec.key, "values": list(spec.values), "sweep_file": str(spec.path),
                "shared_stages": list(stages[0]), "point_stages": list(stages[1]),
                "points": result.points, "curves": curves}

@@ -22,6 +22,7 @@ HIT = {
     "lru": (0.300, 0.280, 0.350, 0.310), "lfu": (0.320, 0.290, 0.360, 0.300),
     "arc": (0.340, 0.310, 0.380, 0.330), "s3fifo": (0.335, 0.305, 0.390, 0.325),
     "wtinylfu": (0.345, 0.300, 0.385, 0.320), "belady": (0.450, 0.420, 0.480, 0.440),
+    "belady_prefetch": (0.610, 0.580, 0.640, 0.600),
     "popularity": (0.310, 0.300, 0.340, 0.300), "markov_sql": (0.360, 0.330, 0.370, 0.340),
     "itemcf": (0.355, 0.325, 0.365, 0.335),
     "local_only": (0.370, 0.320, 0.360, 0.350), "federated": (0.400, 0.360, 0.370, 0.390),
@@ -34,7 +35,7 @@ PREDICTIVE = ("popularity", "markov_sql", "itemcf", "local_only", "federated", "
 def _stats(policy: str, i: int, shift: float) -> dict[str, Any]:
     """One per-edge row as simulation/replay/policies.py writes it: DESIGN.md's keys plus raw counters."""
     hr = round(HIT[policy][i] + shift, 4)
-    pre = policy in PREDICTIVE
+    pre = policy in PREDICTIVE or policy == "belady_prefetch"
     prefetched = 400 + 10 * i if pre else 0
     return {"hit_ratio": hr, "byte_hit_ratio": round(hr * 0.93, 4), "requests": REQUESTS[i],
             "prefetch_bytes": (1_200_000_000 + 100_000_000 * i) if pre else 0,
@@ -54,12 +55,21 @@ def _policy(policy: str, shift: float) -> dict[str, Any]:
         overall[k] = round(sum(per_edge[e][k] * per_edge[e]["requests"] for e in EDGES) / total, 4)
     overall["latency_p99_ms"] = 80.0
     overall["prefetch_precision"] = 0.47 if policy in PREDICTIVE else 0.0
-    kind = "predictive" if policy in PREDICTIVE else "offline" if policy == "belady" else "reactive"
-    return {"kind": kind, "overall": overall, "per_edge": per_edge, "flags": {}}
+    extra = ({"calibration": {"ece": 0.004, "ece_raw": 0.05, "bins": [], "calibrator": {"kind": "isotonic", "edges": 4}}}
+             if policy in PREDICTIVE else {})
+    kind = "predictive" if policy in PREDICTIVE else "offline" if policy.startswith("belady") else "reactive"
+    return {"kind": kind, "overall": overall, "per_edge": per_edge, "flags": {}, **extra}
 
 
 def _static(hr: float, i: int) -> dict[str, Any]:
     return {"hit_ratio": hr, "byte_hit_ratio": round(hr * 0.9, 4), "requests": REQUESTS[i], "cached_items": 50}
+
+
+def _timeline(shift: float) -> dict[str, Any]:
+    """Cumulative hit ratio at 8 sampled hours: each policy climbs from half its final value."""
+    days = [i / 4 for i in range(8)]
+    return {"note": "cumulative hit ratio", "t": [f"2025-04-05T{h:02d}" for h in range(0, 24, 3)], "days": days,
+            "policies": {p: [round((HIT[p][0] + shift) * (0.5 + i / 14), 4) for i in range(8)] for p in HIT}}
 
 
 def make_results(shift: float = 0.0, name: str = "fixture") -> dict[str, Any]:
@@ -89,6 +99,7 @@ def make_results(shift: float = 0.0, name: str = "fixture") -> dict[str, Any]:
         "degraded": [{"policy": "federated", "edge": "edge-01", "first_request": 1200, "last_request": 1241,
                       "first_ts": "2025-04-05 10:00:00", "last_ts": "2025-04-05 10:05:00", "requests": 42}],
         "policies_skipped": {"federated_personalized": "no personalized models (federated.personalize_epochs = 0)"},
+        "timeline": _timeline(shift),
         "timings": {"generate_s": 3.2, "features_s": 41.0, "train_s": 60.5, "replay_s": 22.1, "total_s": 127.9},
     }
 

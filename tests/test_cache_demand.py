@@ -50,6 +50,24 @@ def test_prefetch_only_when_the_prediction_beats_the_victim(edge_cache: Callable
     assert cache.pending_prefetches() == 0
 
 
+@pytest.mark.parametrize(("price", "fetched"), [(0.0, {"C", "D"}), (0.3, {"C"}), (0.6, set())])
+def test_prefetch_pays_for_its_bytes(edge_cache: Callable[..., EdgeCache], price: float, fetched: set[str]) -> None:
+    # free room, no victim: C (p 0.5) and D (p 0.2) are fetched only if expected requests > price
+    cache = edge_cache(4, eviction="demand", prefetch_max_share=1.0, prefetch_price=price)
+    res = cache.serve(CacheBatch(["A"], [1], ["U"], ["C", "D"], [1, 1], k=2, pred_probs=[0.5, 0.2]),
+                      requested_bytes=10)
+    assert res.prefetched == len(fetched)
+    assert set(cache.entries()) == {"A"} | fetched
+
+
+def test_demand_of_several_users_adds_up_against_the_price(edge_cache: Callable[..., EdgeCache]) -> None:
+    # two users each give D p 0.2: the second prediction sees d = 0.4 > 0.3 and fetches it
+    cache = edge_cache(4, eviction="demand", prefetch_max_share=1.0, prefetch_price=0.3)
+    res = cache.serve(CacheBatch(["A", "B"], [1, 1], ["U", "V"], ["D", "D"], [1, 1], k=1, pred_probs=[0.2, 0.2]),
+                      requested_bytes=10)
+    assert res.prefetched == 1 and "D" in cache.entries()
+
+
 def _run(cache: EdgeCache, k: int = 3, batch: int = 250) -> tuple[np.ndarray, int, int]:
     obj, item_size = zipf_trace(3000, 300, seed=8)
     ids = content_ids(300)

@@ -27,7 +27,8 @@ def test_config_strategy_choices_are_the_strategy_registry() -> None:
 
 
 def test_config_policy_choices_are_the_replay_registries() -> None:
-    assert set(config.REACTIVE_POLICIES) == set(REACTIVE + OFFLINE)
+    assert set(config.REACTIVE_POLICIES) == set(REACTIVE)
+    assert set(config.OFFLINE_POLICIES) == set(OFFLINE)
     # federated_personalized is added by the replay when personalized models exist
     assert set(config.PREDICTIVE_POLICIES) | {"federated_personalized"} == set(PREDICTORS)
 

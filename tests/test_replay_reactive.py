@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulation.replay.reactive import OFFLINE, REACTIVE, RequestTrace, next_access, run_all, run_policy
+from simulation.replay.reactive import LIBRARY, REACTIVE, RequestTrace, next_access, run_all, run_policy
 from tests.fixtures_cache import zipf_trace
 
-POLICIES = REACTIVE + OFFLINE
+POLICIES = LIBRARY
 
 
 def _trace(n: int = 6000, items: int = 500, seed: int = 2) -> RequestTrace:

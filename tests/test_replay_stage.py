@@ -70,7 +70,7 @@ def test_model_predictor_names_a_missing_file(tmp_path: Path) -> None:
 def _ctx(root: Path, redis_url: str, **cache: Any) -> StageContext:
     raw = {"run": {"name": "t"}, "workload": {"items": 80, "edges": 2},
            "cache": {"capacity": 10, "policies": ["lru", "lfu", "arc", "s3fifo", "wtinylfu", "belady",
-                                                  "popularity", "markov_sql", "federated"], **cache},
+                                                  "belady_prefetch", "popularity", "markov_sql", "federated"], **cache},
            "redis": {"url": redis_url}}
     return StageContext(build_config(raw), RunDir(root), Console(quiet=True))
 
@@ -88,6 +88,12 @@ def test_replay_stage_on_tiny_run(tmp_path: Path, redis_url: str) -> None:
         assert p["overall"]["requests"] == 3000
     assert pol["belady"]["overall"]["hits"] >= max(pol[r]["overall"]["hits"] for r in
                                                    ("lru", "lfu", "arc", "s3fifo", "wtinylfu"))
+    bp = pol["belady_prefetch"]["overall"]
+    assert pol["belady_prefetch"]["kind"] == "offline"
+    assert bp["hits"] >= pol["belady"]["overall"]["hits"] and bp["hits"] >= pol["markov_sql"]["overall"]["hits"]
+    assert bp["origin_bytes"] == bp["requested_bytes"] - round(bp["byte_hit_ratio"] * bp["requested_bytes"]) \
+        + bp["prefetch_bytes"] or abs(bp["origin_bytes"] - (bp["requested_bytes"] * (1 - bp["byte_hit_ratio"])
+                                                             + bp["prefetch_bytes"])) <= bp["requested_bytes"] * 1e-5
     mk = pol["markov_sql"]["overall"]
     assert mk["prefetch_bytes"] <= mk["requested_bytes"]  # budget 1.0
     assert mk["hit_ratio"] > pol["lru"]["overall"]["hit_ratio"]  # binge runs are predictable

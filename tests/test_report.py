@@ -64,7 +64,7 @@ def test_every_section_is_present(report_run: Path) -> None:
 def test_images_are_valid_embedded_pngs_and_nothing_is_external(report_run: Path) -> None:
     page = write_report(report_run)[0].read_text()
     pngs = images(page)
-    assert len(pngs) == 2  # per-edge bars, training curves (no capacity sweep in this run)
+    assert len(pngs) == 4  # per-edge bars, origin trade-off, hit ratio over time, training curves
     for png in pngs:
         assert png.startswith(PNG_MAGIC) and b"Software" not in png
         img = Image.open(io.BytesIO(png))
@@ -85,7 +85,8 @@ def test_policy_table_marks_best_reactive_and_belady(report_results: dict[str, A
               "| origin bytes | mean ms | p99 ms |")
     assert header in md
     names = [row[0] for row in md_rows(md, header)]
-    assert names[0] == "belady (bound)" and names[-1] == "lru"  # sorted by hit ratio
+    assert names[:2] == ["belady_prefetch (offline bound)", "belady (bound)"] and names[-1] == "lru"  # by hit ratio
+    assert '<tr class="bound"><td>belady_prefetch (offline bound)</td><td>offline bound</td>' in page
     assert len(names) == 12
 
 

@@ -49,7 +49,7 @@ def probe(tmp: Path, page: str, name: str) -> tuple[int, int, int]:
 def test_report_renders_with_no_broken_images(report_run: Path, tmp_path: Path) -> None:
     page = write_report(report_run)[0].read_text()
     images, broken, height = probe(tmp_path, page, "report.html")
-    assert images == 2 and broken == 0
+    assert images == 4 and broken == 0  # per-edge bars, origin trade-off, over time, training curves
     assert height > 3000  # every section laid out, not an empty page
     # The probe does catch a broken image (so 0 above means something).
     _, broken_control, _ = probe(tmp_path, page.replace("</main>", BROKEN_IMG + "</main>"), "control.html")

@@ -133,6 +133,7 @@ class DeliveryFlow:
         self.predictor, self.top_k = predictor, top_k if predictor is not None else 0
         self.breaker = breaker or Breaker()
         self.stats = EdgeStats()
+        self.hits: list[np.ndarray] = []  # per-request hit flags, batch by batch (outages: False)
         self.demand = EdgeDemand(catalog.sizes.size - 1, min_demand)
         self._inflight: tuple[Prepared, PendingBatch | None] | None = None
 
@@ -185,9 +186,11 @@ class DeliveryFlow:
         outcome = self._receive(batch, pending) if pending is not None else None
         if outcome is None:
             self._count_outage(batch, sizes)
-            return np.zeros(len(batch), dtype=bool)
-        self._count(batch, sizes, outcome)
-        return outcome.hits
+            self.hits.append(np.zeros(len(batch), dtype=bool))
+        else:
+            self._count(batch, sizes, outcome)
+            self.hits.append(outcome.hits)
+        return self.hits[-1]
 
     def _predict(self, batch: RequestBatch) -> tuple[np.ndarray, np.ndarray]:
         """Each request's top-k predictions and their probabilities, from its own history."""

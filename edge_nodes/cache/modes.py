@@ -76,7 +76,7 @@ class DemandMode(EvictionMode):
     key_names = ("dk", "ent", "fq", "dm", "dmeta")
     script = "demand.lua"
     settings_fields = SHARED_SETTINGS + ("freq_half_life", "pred_half_life", "pred_weight", "evict_sample",
-                                         "history_entries", "admission")
+                                         "history_entries", "admission", "prefetch_price")
 
     def batch_args(self, b: CacheBatch) -> dict[str, object]:
         """Adds the probabilities as '%.6g' text (kept in `user:<id>`) and the numbers that text reads as."""

@@ -19,8 +19,11 @@ from edge_nodes.cache.edge_cache import CacheSettings, EdgeCache
 from edge_nodes.cache.flow import Breaker, DeliveryFlow, ItemLookup, RequestBatch
 from edge_nodes.predictor import Predictor
 from monitoring import metrics
+from simulation.replay.belady_prefetch import NAME as BELADY_PREFETCH
+from simulation.replay.belady_prefetch import PrefetchLimits, belady_prefetch
 from simulation.replay.reactive import OFFLINE, REACTIVE, RequestTrace, run_all
 from simulation.replay.streams import EdgeStream
+from simulation.replay.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +59,8 @@ def reactive_stats(stream: EdgeStream, catalog: ItemLookup, hits: np.ndarray) ->
 
 
 def replay_reactive(stream: EdgeStream, catalog: ItemLookup, settings: ReplaySettings,
-                    policies: tuple[str, ...], runs: dict[str, PolicyRun]) -> None:
-    """Run the libCacheSim policies on one edge's stream and file their stats into `runs`."""
+                    policies: tuple[str, ...], runs: dict[str, PolicyRun], timeline: Timeline | None = None) -> None:
+    """Run the libCacheSim policies and the prefetching bound on one edge's stream; file their stats."""
     wanted = tuple(p for p in policies if p in REACTIVE + OFFLINE)
     if not wanted:
         return
@@ -65,16 +68,46 @@ def replay_reactive(stream: EdgeStream, catalog: ItemLookup, settings: ReplaySet
     cap, unit = settings.cache.capacity, settings.cache.unit
     for name, res in run_all(trace, cap, unit, wanted).items():
         run = runs.setdefault(name, PolicyRun("offline" if name in OFFLINE else "reactive"))
-        stats = run.per_edge[stream.edge_id] = reactive_stats(stream, catalog, res.hits)
-        metrics.record_requests(stream.edge_id, name, stats.hits, stats.requests - stats.hits)
-        metrics.record_origin_bytes(stream.edge_id, name, stats.requested_bytes - stats.hit_bytes)
+        _file(run, stream, reactive_stats(stream, catalog, res.hits), name)
+        if timeline is not None:
+            timeline.add(name, stream.ts, res.hits)
         run.params[stream.edge_id] = {"library": "libcachesim", **res.params}
         run.flags += [f"{stream.edge_id}: {f}" for f in res.flags]
+    if BELADY_PREFETCH in wanted:
+        hits = _replay_bound(stream, catalog, trace, settings, runs.setdefault(BELADY_PREFETCH, PolicyRun("offline")))
+        if timeline is not None:
+            timeline.add(BELADY_PREFETCH, stream.ts, hits)
+
+
+def _replay_bound(stream: EdgeStream, catalog: ItemLookup, trace: RequestTrace, settings: ReplaySettings,
+                  run: PolicyRun) -> np.ndarray:
+    """belady_prefetch with the live cache's capacity and prefetch limits."""
+    c = settings.cache
+    limits = PrefetchLimits(c.prefetch_budget, c.prefetch_max_share, settings.top_k)
+    res = belady_prefetch(trace, c.capacity, c.unit, limits)
+    stats = reactive_stats(stream, catalog, res.hits)
+    stats.prefetched, stats.prefetch_bytes = res.prefetched, res.prefetch_bytes
+    stats.prefetch_used, stats.prefetch_wasted = res.prefetch_used, res.prefetch_wasted
+    _file(run, stream, stats, BELADY_PREFETCH)
+    metrics.record_prefetch(stream.edge_id, BELADY_PREFETCH, res.prefetched, res.prefetch_bytes)
+    run.params[stream.edge_id] = {"algorithm": "Cao et al. 1995 aggressive, zero fetch latency",
+                                  "prefetch_budget": c.prefetch_budget,
+                                  "prefetch_max_share": c.prefetch_max_share, "per_request": settings.top_k}
+    if c.unit == "bytes":
+        run.flags.append(f"{stream.edge_id}: bytes capacity: Belady with variable sizes is a heuristic, "
+                         "not a strict bound")
+    return res.hits
+
+
+def _file(run: PolicyRun, stream: EdgeStream, stats: EdgeStats, name: str) -> None:
+    run.per_edge[stream.edge_id] = stats
+    metrics.record_requests(stream.edge_id, name, stats.hits, stats.requests - stats.hits)
+    metrics.record_origin_bytes(stream.edge_id, name, stats.requested_bytes - stats.hit_bytes)
 
 
 def replay_predictive(stream: EdgeStream, catalog: ItemLookup, cache: EdgeCache, predictor: Predictor | None,
                       policy: str, settings: ReplaySettings, breaker: Breaker | None = None,
-                      on_batch: BatchHook | None = None) -> EdgeStats:
+                      on_batch: BatchHook | None = None, timeline: Timeline | None = None) -> EdgeStats:
     """Serve the stream through Redis from an empty cache; predictor None = plain LRU."""
     try:
         cache.flush()
@@ -84,6 +117,8 @@ def replay_predictive(stream: EdgeStream, catalog: ItemLookup, cache: EdgeCache,
                         settings.min_demand)
     hook = None if on_batch is None else lambda batch: on_batch(stream.edge_id, policy, batch)
     flow.serve_stream(stream.batches(settings.batch_size), hook)
+    if timeline is not None and flow.hits:
+        timeline.add(policy, stream.ts, np.concatenate(flow.hits))
     return flow.stats
 
 

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 NO_NEXT_ACCESS = np.iinfo(np.int64).max  # libCacheSim's Belady wants INT64_MAX, not -1
 REACTIVE = ("lru", "lfu", "arc", "s3fifo", "wtinylfu")
-OFFLINE = ("belady",)
+OFFLINE = ("belady", "belady_prefetch")  # belady_prefetch: simulation/replay/belady_prefetch.py
+LIBRARY = REACTIVE + ("belady",)          # the policies libCacheSim runs
 # Below these effective item counts libCacheSim aborts (SLRU / FIFO segments of size 0).
 MIN_ITEMS = {"s3fifo": 4, "wtinylfu": 6}
 
@@ -108,8 +109,8 @@ def run_policy(policy: str, trace: RequestTrace, capacity: int, unit: str) -> Re
 
 
 def run_all(trace: RequestTrace, capacity: int, unit: str, policies: tuple[str, ...]) -> dict[str, ReactiveResult]:
-    """Run every requested reactive/offline policy and cross-check them (see `check`)."""
-    out = {p: run_policy(p, trace, capacity, unit) for p in policies if p in REACTIVE + OFFLINE}
+    """Run every requested libCacheSim policy and cross-check them (see `check`)."""
+    out = {p: run_policy(p, trace, capacity, unit) for p in policies if p in LIBRARY}
     check(out, unit)
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 from threadpoolctl import threadpool_limits
@@ -19,6 +20,12 @@ from monitoring import metrics
 from simulation.config import ExperimentConfig
 from simulation.errors import RunDirError
 from simulation.pipeline import StageContext
+from simulation.replay.calibration import (
+    CalibratedPredictor,
+    EdgeCalibration,
+    calibrate_edge,
+    summarize_calibration,
+)
 from simulation.replay.policies import (
     PolicyRun,
     ReplaySettings,
@@ -33,6 +40,7 @@ from simulation.replay.prediction_quality import ranking_quality, summarize_qual
 from simulation.replay.predictors import build_predictor
 from simulation.replay.reactive import OFFLINE, REACTIVE
 from simulation.replay.streams import EdgeStream, load_catalog, load_stream, test_edges
+from simulation.replay.timeline import Timeline
 from simulation.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -46,7 +54,7 @@ def settings_from(cfg: ExperimentConfig) -> ReplaySettings:
                           prefetch_on_hit=c.prefetch_on_hit, eviction=c.eviction,
                           freq_half_life=c.freq_half_life, pred_half_life=c.pred_half_life,
                           pred_weight=c.pred_weight, evict_sample=c.evict_sample, admission=c.admission,
-                          history_entries=c.history_entries)
+                          history_entries=c.history_entries, prefetch_price=c.prefetch_price)
     return ReplaySettings(cache, top_k=c.prefetch_top_k, batch_size=c.replay_batch, min_demand=c.prefetch_min_demand,
                           latency=Latency(c.edge_latency_ms, c.origin_latency_ms))
 
@@ -59,6 +67,28 @@ def predictive_policies(cfg: ExperimentConfig, run: RunDir) -> list[str]:
     return names
 
 
+@dataclass
+class Found:
+    """What the replay found so far, folded edge by edge into results.json sections."""
+
+    runs: dict[str, PolicyRun] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    static: dict[str, dict[str, Any]] = field(default_factory=lambda: {"popularity": {}, "oracle": {}})
+    quality: dict[str, dict[str, tuple[int, float, int]]] = field(default_factory=dict)
+    timeline: Timeline = field(default_factory=Timeline)
+    calibration: dict[str, dict[str, EdgeCalibration]] = field(default_factory=dict)
+
+    def sections(self, cfg: ExperimentConfig, settings: ReplaySettings) -> dict[str, Any]:
+        policies = summarize(self.runs, settings.latency)
+        for name, per_edge in self.calibration.items():
+            if name in policies:
+                policies[name]["calibration"] = summarize_calibration(per_edge)
+        return {"policies": policies, "static_efficiency": _static_summary(self.static),
+                "degraded": degraded(self.runs), "policies_skipped": self.skipped,
+                "prediction_quality": summarize_quality(self.quality, cfg.model.top_k),
+                "timeline": self.timeline.summary()}
+
+
 def replay_stage(ctx: StageContext) -> dict[str, Any]:
     """Replay every edge's test stream through every configured policy; results.json sections."""
     cfg, run = ctx.cfg, ctx.run
@@ -67,10 +97,7 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
         raise RunDirError(f"{run.test_stream} has no edge_id=<id> partitions; run `edgecache features`")
     catalog = load_catalog(run.require(run.catalog, "generate"))
     settings = settings_from(cfg)
-    runs: dict[str, PolicyRun] = {}
-    skipped: dict[str, str] = {}
-    static: dict[str, dict[str, Any]] = {"popularity": {}, "oracle": {}}
-    quality: dict[str, dict[str, tuple[int, float, int]]] = {}
+    found = Found()
     # One BLAS thread: the replay's matrix products are small, and a second BLAS thread fights
     # the Redis server for the cores (the default replay took 59 s instead of 42 s on 2 cores).
     with threadpool_limits(limits=1, user_api="blas"), \
@@ -81,34 +108,37 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
             ctx.console.print(f"replay {edge}: {len(stream)} requests")
             metrics.init_edge(edge, cfg.cache.policies, DEVICES)
             record_activity(edge, stream.device_idx)
-            replay_reactive(stream, catalog, settings, cfg.cache.policies, runs)
+            replay_reactive(stream, catalog, settings, cfg.cache.policies, found.runs, found.timeline)
             cache = EdgeCache(edge_namespace(url, edge, i, cfg.redis.isolation), settings.cache)
             try:
-                _replay_predictive_edge(cfg, run, stream, catalog, cache, settings, runs, skipped, quality)
-                _static(run, stream, catalog, settings, static)
+                _replay_predictive_edge(cfg, run, stream, catalog, cache, settings, found)
+                _static(run, stream, catalog, settings, found.static)
             finally:
                 cache.flush()
                 cache.client.close()
             metrics.set_stage_progress("replay", (i + 1) / len(edges))
-    return {"policies": summarize(runs, settings.latency), "static_efficiency": _static_summary(static),
-            "degraded": degraded(runs), "policies_skipped": skipped,
-            "prediction_quality": summarize_quality(quality, cfg.model.top_k)}
+    return found.sections(cfg, settings)
 
 
 def _replay_predictive_edge(cfg: ExperimentConfig, run: RunDir, stream: EdgeStream, catalog: ItemLookup,
-                            cache: EdgeCache, settings: ReplaySettings, runs: dict[str, PolicyRun],
-                            skipped: dict[str, str], quality: dict[str, dict[str, tuple[int, float, int]]]) -> None:
+                            cache: EdgeCache, settings: ReplaySettings, found: Found) -> None:
     items = catalog.sizes.size - 1
     for policy in predictive_policies(cfg, run):
         try:
             predictor = build_predictor(policy, run, stream.edge_id, items)
         except EdgeError as e:
-            skipped[policy] = str(e)
+            found.skipped[policy] = str(e)
             log.warning("policy %s skipped on %s: %s", policy, stream.edge_id, e)
             continue
-        pr = runs.setdefault(policy, PolicyRun("predictive"))
-        pr.per_edge[stream.edge_id] = replay_predictive(stream, catalog, cache, predictor, policy, settings)
-        quality.setdefault(policy, {})[stream.edge_id] = ranking_quality(stream, predictor, cfg.model.top_k)
+        # fitted on the held-out training slice only; measured on the test period
+        cal = calibrate_edge(predictor, stream, run.features / "examples", cfg.features.history_len,
+                             cfg.model.eval_fraction, settings.top_k, cfg.cache.calibrate)
+        found.calibration.setdefault(policy, {})[stream.edge_id] = cal
+        served = predictor if cal.calibrator is None else CalibratedPredictor(predictor, cal.calibrator)
+        pr = found.runs.setdefault(policy, PolicyRun("predictive"))
+        pr.per_edge[stream.edge_id] = replay_predictive(stream, catalog, cache, served, policy, settings,
+                                                        timeline=found.timeline)
+        found.quality.setdefault(policy, {})[stream.edge_id] = ranking_quality(stream, predictor, cfg.model.top_k)
 
 
 def _static(run: RunDir, stream: EdgeStream, catalog: ItemLookup, settings: ReplaySettings,

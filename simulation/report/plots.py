@@ -32,10 +32,12 @@ STYLE: Any = {  # rc_context wants literal keys; the values are checked by matpl
 # Reactive policies in cool colours, predictive in warm ones, belady in black.
 FIXED_COLORS = {
     "lru": "#4c78a8", "lfu": "#72b7b2", "arc": "#54a24b", "s3fifo": "#88d27a",
-    "wtinylfu": "#9ecae9", "belady": "#222222", "popularity": "#b279a2",
-    "markov_sql": "#ff9da6", "itemcf": "#d6616b", "local_only": "#eeca3b", "federated": "#e45756",
+    "wtinylfu": "#9ecae9", "belady": "#222222", "belady_prefetch": "#6f6f6f", "popularity": "#b279a2",
+    "markov_sql": "#ff9da6", "itemcf": "#d6616b", "local_only": "#eeca3b", "federated": "#e45756", "federated_personalized": "#9d2f2f",
     "centralized": "#f58518",
 }
+# Offline bounds: drawn hatched or dashed, and named as bounds in every legend.
+BOUNDS = {"belady": "belady (offline bound)", "belady_prefetch": "belady_prefetch (offline bound)"}
 # For series that are not policies (e.g. runs in a comparison).
 EXTRA_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d", "#bab0ac")
 
@@ -80,8 +82,8 @@ def grouped_bars(groups: Sequence[str], series: Series, ylabel: str, title: str,
         width = 0.84 / max(len(names), 1)
         for i, name in enumerate(names):
             xs = [g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))]
-            ax.bar(xs, _vals(series[name]), width=width, label=name, color=colors[name],
-                   hatch="//" if name == "belady" else None, edgecolor="white", linewidth=0.3)
+            ax.bar(xs, _vals(series[name]), width=width, label=BOUNDS.get(name, name), color=colors[name],
+                   hatch="//" if name in BOUNDS else None, edgecolor="white", linewidth=0.3)
         ax.set_xticks(range(len(groups)), list(groups), rotation=30 if len(groups) > 14 else 0)
         ax.set_ylabel(ylabel)
         ax.set_title(title)
@@ -105,8 +107,8 @@ def curves(xs: Sequence[Any], series: Series, xlabel: str, ylabel: str, title: s
         ax = fig.add_subplot()
         colors = colors_for(list(series))
         for name, ys in series.items():
-            ax.plot(list(xs), _vals(ys), marker="o", markersize=4, label=name, color=colors[name],
-                    linestyle="--" if name == "belady" else "-", linewidth=1.5)
+            ax.plot(list(xs), _vals(ys), marker="o", markersize=4, label=BOUNDS.get(name, name), color=colors[name],
+                    linestyle="--" if name in BOUNDS else "-", linewidth=1.5)
         positive = [float(x) for x in xs if float(x) > 0]
         if positive and max(positive) / min(positive) >= 8 and len(positive) == len(xs):
             ax.set_xscale("log")
@@ -141,4 +143,53 @@ def training_curves(rounds: Sequence[int], loss: Sequence[float | None],
             ax.set_title(f"{label} per round")
             ax.legend(frameon=False)
         fig.subplots_adjust(left=0.07, right=0.98, top=0.9, bottom=0.14, wspace=0.22)
+        return to_png(fig)
+
+
+Point = tuple[float, float]
+
+
+def frontier(points: Mapping[str, Point], curves: Mapping[str, Sequence[Point]], xlabel: str, title: str,
+             ref_x: float | None = None, labelled: Sequence[str] = (),
+             size: tuple[float, float] = (8.5, 5.0)) -> bytes:
+    """Hit ratio (y) against origin traffic (x): policies as points (`labelled` ones named), sweeps as curves."""
+    with rc_context(STYLE):
+        fig = Figure(figsize=size, dpi=DPI)
+        ax = fig.add_subplot()
+        colors = colors_for([*points, *curves])
+        for name, pts in curves.items():
+            xs, ys = zip(*pts, strict=True) if pts else ((), ())
+            ax.plot(list(xs), list(ys), marker="o", markersize=4, color=colors[name], label=BOUNDS.get(name, name),
+                    linestyle="--" if name in BOUNDS else "-", linewidth=1.5)
+        for name, (x, y) in points.items():
+            bound = name in BOUNDS
+            ax.scatter([x], [y], s=60 if bound else 40, color=colors[name], marker="*" if bound else "o",
+                       zorder=3, label=None if name in curves else BOUNDS.get(name, name))
+            if name in labelled:
+                ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        if ref_x is not None:
+            ax.axvline(ref_x, color="#888888", linestyle=":", linewidth=1.0, label="best reactive's origin bytes")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("hit ratio")
+        ax.set_title(title)
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        fig.subplots_adjust(left=0.09, right=0.72, top=0.92, bottom=0.11)
+        return to_png(fig)
+
+
+def over_time(days: Sequence[float], series: Series, title: str, size: tuple[float, float] = (9.0, 4.6)) -> bytes:
+    """Cumulative hit ratio per policy against days since the start of the test period."""
+    with rc_context(STYLE):
+        fig = Figure(figsize=size, dpi=DPI)
+        ax = fig.add_subplot()
+        colors = colors_for(list(series))
+        for name, ys in series.items():
+            ax.plot(list(days), _vals(ys), color=colors[name], label=BOUNDS.get(name, name),
+                    linestyle="--" if name in BOUNDS else "-", linewidth=1.4)
+        ax.set_xlabel("days since the start of the test period")
+        ax.set_ylabel("cumulative hit ratio")
+        ax.set_title(title)
+        ax.set_ylim(0, _upper(series))
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+        fig.subplots_adjust(left=0.08, right=0.7, top=0.92, bottom=0.12)
         return to_png(fig)

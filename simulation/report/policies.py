@@ -27,6 +27,8 @@ from simulation.report.model import (
 
 ONLINE_REACTIVE = ("lru", "lfu", "arc", "s3fifo", "wtinylfu")
 BOUND = "belady"
+PREFETCH_BOUND = "belady_prefetch"
+BOUND_LABELS = {BOUND: "belady (bound)", PREFETCH_BOUND: "belady_prefetch (offline bound)"}
 PREDICTIVE = "federated"
 TIE = 0.0005  # differences below this (0.05 pp) are reported as ties
 
@@ -80,7 +82,7 @@ def edges_of(policies: Mapping[str, Any]) -> list[str]:
 
 def kind(name: str, entry: Mapping[str, Any] | None = None) -> str:
     """reactive, offline bound, or predictive (the replay's own `kind` when it gives one)."""
-    if name == BOUND:
+    if name in BOUND_LABELS or (entry and entry.get("kind") == "offline"):
         return "offline bound"
     if entry and isinstance(entry.get("kind"), str):
         return str(entry["kind"])
@@ -103,14 +105,15 @@ def policy_table(policies: Mapping[str, Any]) -> Table:
     best = best_reactive(policies)
     rows, marks = [], []
     for name in names:
-        label = name + (" ★ best reactive" if name == best else "") + (" (bound)" if name == BOUND else "")
+        label = BOUND_LABELS.get(name, name) + (" ★ best reactive" if name == best else "")
         overall = policies[name].get("overall") or {}
         rows.append((label, kind(name, policies[name]), *(cell(overall, key, fmt) for key, _, fmt, _ in cols)))
-        marks.append("best" if name == best else "bound" if name == BOUND else
+        marks.append("best" if name == best else "bound" if name in BOUND_LABELS else
                      "focus" if name == PREDICTIVE else "")
     return Table(("policy", "kind", *(h for _, h, _, _ in cols)), tuple(rows),
                  "All policies over all edges, sorted by hit ratio. ★ = best online reactive "
-                 "policy; belady is the offline optimum for demand caching"
+                 "policy; belady is the offline optimum for demand caching, belady_prefetch the offline "
+                 "prefetching bound with the same capacity and prefetch budget (future known)"
                  + ("; mean ms / p99 ms = simulated request latency." if any(c[0].startswith("latency") for c in cols)
                     else "."), tuple(marks))
 

@@ -28,11 +28,14 @@ from simulation.report.sections import (
     timings_section,
     workload_section,
 )
+from simulation.report.tradeoff import calibration_section, timeline_section, tradeoff_section
 from simulation.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
-SECTION_IDS = ("summary", "configuration", "workload", "policies", "per-edge", "capacity",
+SECTION_IDS = ("summary", "configuration", "workload", "policies", "per-edge", "origin-tradeoff", "timeline",
+               "calibration",
+               "capacity",
                "federated", "static-efficiency", "prediction-quality", "failures", "timings")
 
 
@@ -44,6 +47,9 @@ def build_sections(results: Mapping[str, Any]) -> list[Section]:
         config_section(results),
         workload_section(results),
         *policy_sections(results),
+        tradeoff_section(results),
+        timeline_section(results),
+        calibration_section(results),
         capacity_section(results),
         federated_section(results),
         static_section(results),

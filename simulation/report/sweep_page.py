@@ -16,6 +16,7 @@ from simulation.report.html import render_page
 from simulation.report.markdown import render_markdown
 from simulation.report.model import Block, Figure, Note, Section, Table, fmt_ratio, fmt_value, is_number
 from simulation.report.policies import ONLINE_REACTIVE
+from simulation.report.tradeoff import frontier_blocks
 
 
 def _value_label(v: Any) -> str:
@@ -62,10 +63,15 @@ def sweep_sections(summary: Mapping[str, Any]) -> list[Section]:
            + (f"Stages {', '.join(shared)} ran once in shared/ and every point reuses them; each point ran "
               f"{', '.join(summary['point_stages'])}." if shared else
               f"Every point ran all stages ({', '.join(summary['point_stages'])})."))
-    return [
+    sections = [
         Section("sweep", "Sweep", (how, points_table(summary))),
         Section("curves", "Hit ratio vs swept value", curves_blocks(summary)),
     ]
+    if summary["key"] == "cache.prefetch_budget":
+        curves = summary["curves"]
+        bs = {"budgets": curves["values"], "hit_ratio": curves["policies"], "origin_bytes": curves.get("origin_bytes")}
+        sections.append(Section("frontier", "Hit ratio against origin traffic", frontier_blocks(bs)))
+    return sections
 
 
 def write_sweep_report(root: Path, summary: Mapping[str, Any]) -> Path:

@@ -6,7 +6,7 @@
 -- ARGV[1]: one msgpack map with named fields:
 --   capacity, unit ('items'|'bytes'), prediction_ttl_s, prefetch_budget, prefetch_cap,
 --   prefetch_on_hit (bool), freq_half_life (H), pred_half_life (Hp), pred_weight (beta),
---   evict_sample, history_entries, admission (bool), user_prefix: the cache's settings
+--   evict_sample, history_entries, admission (bool), prefetch_price, user_prefix: the cache's settings
 --   requested_bytes, prefetch_bytes: the edge's byte counters before this batch
 --   k: predictions per request; items, sizes, users: one per request (arrays);
 --   preds, pred_sizes: k per request (arrays, '-' = no prediction);
@@ -131,7 +131,7 @@ local function dstate(keys, a)  -- the call's state: settings, meta, and caches 
              epoch = tonumber(m[2]) or 0, used = tonumber(m[3]) or 0, pfw = tonumber(m[4]) or 0,
              H = a.freq_half_life, Hp = a.pred_half_life, beta = a.pred_weight,
              sample = a.evict_sample, hist_cap = a.history_entries, gate = a.admission,
-             pf_cap = a.prefetch_cap,
+             pf_cap = a.prefetch_cap, price = a.prefetch_price,
              F = {}, D = {}, ent = {}, user = {}, dF = {}, dD = {}, wasted = 0,
              entd = {}, kd = {}, gone = {}, cands = {}, ncand = 0, thresh = -1}
   clock(c)
@@ -172,12 +172,17 @@ local function predict(c, u, preds, probs, base, kk)  -- add the user's new pred
   c.user[u] = {tick = c.tick, base = base}
 end
 
+-- Value per byte: a prediction is fetched only if its expected requests before eviction (the
+-- edge's decayed demand d for it: the users' latest probabilities, this user's included) times
+-- its size exceed its fetch bytes times the price, i.e. d > price; then, as before, only within
+-- the budget and if its value beats the victim's. Price 0 keeps every prediction.
 local function prefetch(c, preds, psizes, base, kk, budget, req_bytes, pf)  -- pf: {n, bytes, bytes0}
+  local price, D, sd = c.price, c.D, c.sd
   for j = base + 1, base + kk do
     local p, ps = preds[j], psizes[j]
     local pw = c.items and 1 or ps
-    if p ~= '-' and not c.ent[p] and pf[3] + pf[2] + ps <= budget * req_bytes
-       and c.pfw + pw <= c.pf_cap and admit(c, p, ps, true, true) then
+    if p ~= '-' and not c.ent[p] and (price <= 0 or D[p] * sd * ps > price * ps)
+       and pf[3] + pf[2] + ps <= budget * req_bytes and c.pfw + pw <= c.pf_cap and admit(c, p, ps, true, true) then
       pf[1] = pf[1] + 1; pf[2] = pf[2] + ps
     end
   end

@@ -1,0 +1,185 @@
+"""Do predicted probabilities mean what they say? Reliability bins, ECE, and an isotonic calibrator.
+
+A prediction (item, p) made after a user's request is right when that user's next request is
+the item. The calibrator is fitted per edge and predictor on the edge's held-out training slice
+(the last `model.eval_fraction` of its examples by time, the slice training evaluates on) and
+never sees the test period; reliability and the expected calibration error (ECE) are measured on
+the test period, before and after calibration, on a strided sample like prediction quality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_nodes.learning.task import load_examples, split_by_time
+from edge_nodes.predictor import Predictor
+from simulation.replay.prediction_quality import next_request_index
+from simulation.replay.streams import EdgeStream
+
+# Reliability bins: fine where top-k probabilities mostly fall (a softmax over thousands of items).
+BIN_EDGES = np.array([0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 1.0])
+FIT_BINS = 50                 # quantile bins of the held-out predictions before pooling
+MIN_FIT = 200                 # fewer held-out predictions than this: no calibrator
+MAX_FIT_EXAMPLES = 4000       # held-out examples used per edge (strided, deterministic)
+MAX_TEST_SAMPLES = 2500       # test requests measured per edge (strided, deterministic)
+FIT_ON = "each edge's held-out training slice (last model.eval_fraction of its examples by time)"
+
+
+def pav(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Pool-adjacent-violators: the weighted non-decreasing fit to y (a few dozen points)."""
+    vals, wts, sizes = [], [], []
+    for yi, wi in zip(y.tolist(), w.tolist(), strict=True):
+        vals.append(yi)
+        wts.append(wi)
+        sizes.append(1)
+        while len(vals) > 1 and vals[-2] > vals[-1]:
+            w2 = wts[-2] + wts[-1]
+            v = (vals[-2] * wts[-2] + vals[-1] * wts[-1]) / w2 if w2 > 0 else vals[-1]
+            n = sizes[-2] + sizes[-1]
+            del vals[-1], wts[-1], sizes[-1]
+            vals[-1], wts[-1], sizes[-1] = v, w2, n
+    return np.repeat(vals, sizes)
+
+
+@dataclass(frozen=True)
+class Isotonic:
+    """A monotone map from predicted to observed probability (interpolated between knots)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    examples: int
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        return np.where(p > 0, np.interp(p, self.x, self.y), 0.0)
+
+
+def fit_isotonic(p: np.ndarray, hit: np.ndarray) -> Isotonic | None:
+    """Isotonic regression of hit on p over quantile bins of p; None with too little data."""
+    keep = p > 0
+    p, hit = p[keep], hit[keep].astype(np.float64)
+    if p.size < MIN_FIT:
+        return None
+    order = np.argsort(p, kind="stable")
+    groups = np.array_split(order, min(FIT_BINS, p.size // 20))
+    mean_p = np.array([p[g].mean() for g in groups])
+    rate = pav(np.array([hit[g].mean() for g in groups]), np.array([g.size for g in groups], dtype=np.float64))
+    return Isotonic(mean_p, rate, int(p.size))
+
+
+@dataclass
+class Reliability:
+    """Summed reliability-bin counts: predictions, their probabilities, and how many came true."""
+
+    n: np.ndarray = field(default_factory=lambda: np.zeros(BIN_EDGES.size - 1))
+    sum_p: np.ndarray = field(default_factory=lambda: np.zeros(BIN_EDGES.size - 1))
+    hits: np.ndarray = field(default_factory=lambda: np.zeros(BIN_EDGES.size - 1))
+
+    def add(self, p: np.ndarray, hit: np.ndarray) -> Reliability:
+        keep = p > 0
+        b = np.clip(np.searchsorted(BIN_EDGES, p[keep], side="left") - 1, 0, BIN_EDGES.size - 2)
+        self.n += np.bincount(b, minlength=self.n.size)
+        self.sum_p += np.bincount(b, weights=p[keep], minlength=self.n.size)
+        self.hits += np.bincount(b, weights=hit[keep].astype(np.float64), minlength=self.n.size)
+        return self
+
+    def merge(self, other: Reliability) -> Reliability:
+        self.n += other.n
+        self.sum_p += other.sum_p
+        self.hits += other.hits
+        return self
+
+    def ece(self) -> float | None:
+        """Expected calibration error: sum over bins of share x |mean predicted - observed|."""
+        total = self.n.sum()
+        if total == 0:
+            return None
+        return round(float(np.abs(self.sum_p - self.hits).sum() / total), 6)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"lo": float(lo), "hi": float(hi), "n": int(n), "predicted": round(sp / n, 6), "observed": round(h / n, 6)}
+                for lo, hi, n, sp, h in zip(BIN_EDGES[:-1], BIN_EDGES[1:], self.n, self.sum_p, self.hits, strict=True)
+                if n > 0]
+
+
+class CalibratedPredictor:
+    """A predictor whose probabilities go through a fitted calibrator (ranking unchanged)."""
+
+    def __init__(self, base: Predictor, calibrator: Isotonic) -> None:
+        self.base, self.calibrator, self.name = base, calibrator, base.name
+
+    def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
+                users: np.ndarray | None = None) -> np.ndarray:
+        return self.base.predict(hist, device_idx, hour, k, users=users)
+
+    def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
+                       users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        ids, probs = self.base.predict_scored(hist, device_idx, hour, k, users=users)
+        return ids, np.where(ids >= 0, self.calibrator(probs), 0.0)
+
+
+def _pairs(predictor: Predictor, hist: np.ndarray, device: np.ndarray, hour: np.ndarray, target: np.ndarray,
+           k: int) -> tuple[np.ndarray, np.ndarray]:
+    ids, probs = predictor.predict_scored(hist, device, hour, k)
+    return probs.ravel(), (ids == target[:, None]).ravel()
+
+
+@lru_cache(maxsize=1)  # every predictor of an edge calibrates on the same slice: read it once
+def _held_out(examples_dir: Path, edge: str, history_len: int,
+              eval_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    _, held = split_by_time(load_examples(examples_dir, edge, history_len), eval_fraction)
+    idx = np.arange(0, len(held), max(1, -(-len(held) // MAX_FIT_EXAMPLES)))
+    return held.hist[idx], held.device[idx], held.hour[idx], held.label[idx]
+
+
+def held_out_pairs(predictor: Predictor, examples_dir: Path, edge: str, history_len: int, eval_fraction: float,
+                   k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(probability, came true) of the top-k predictions on the edge's held-out training slice."""
+    hist, device, hour, label = _held_out(examples_dir, edge, history_len, eval_fraction)
+    return _pairs(predictor, hist, device, hour, label, k)
+
+
+def test_pairs(stream: EdgeStream, predictor: Predictor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(probability, came true) of the top-k predictions on a strided sample of the test stream."""
+    nxt = next_request_index(stream.user)
+    cand = np.flatnonzero(nxt >= 0)
+    idx = cand[:: max(1, -(-cand.size // MAX_TEST_SAMPLES))]
+    return _pairs(predictor, stream.hist[idx], stream.device_idx[idx], stream.hour[idx], stream.item[nxt[idx]], k)
+
+
+@dataclass
+class EdgeCalibration:
+    """One predictor on one edge: its calibrator (or None) and test-period reliability before/after."""
+
+    calibrator: Isotonic | None
+    raw: Reliability
+    calibrated: Reliability
+
+
+def calibrate_edge(predictor: Predictor, stream: EdgeStream, examples_dir: Path, history_len: int,
+                   eval_fraction: float, k: int, fit: bool) -> EdgeCalibration:
+    """Fit on the held-out training slice (when `fit`), measure on the test period."""
+    cal = None
+    if fit and k > 0 and eval_fraction > 0 and (examples_dir / f"edge_id={stream.edge_id}").is_dir():
+        cal = fit_isotonic(*held_out_pairs(predictor, examples_dir, stream.edge_id, history_len, eval_fraction, k))
+    p, hit = test_pairs(stream, predictor, k) if k > 0 else (np.zeros(0), np.zeros(0, dtype=bool))
+    return EdgeCalibration(cal, Reliability().add(p, hit), Reliability().add(cal(p) if cal else p, hit))
+
+
+def summarize_calibration(per_edge: dict[str, EdgeCalibration]) -> dict[str, Any]:
+    """results.json `policies.<p>.calibration`: ECE and bins (test period) before and after, the calibrator."""
+    raw, cal = Reliability(), Reliability()
+    for e in per_edge.values():
+        raw.merge(e.raw)
+        cal.merge(e.calibrated)
+    fitted = [e.calibrator for e in per_edge.values() if e.calibrator is not None]
+    return {"ece": cal.ece(), "ece_raw": raw.ece(), "bins": cal.rows(), "bins_raw": raw.rows(),
+            "calibrator": {"kind": "isotonic" if fitted else "none", "fit_on": FIT_ON,
+                           "edges": len(fitted), "examples": sum(c.examples for c in fitted)},
+            "measured_on": "test period: top-k predictions vs the same user's next request (strided sample)",
+            "per_edge": {e: {"ece": c.calibrated.ece(), "ece_raw": c.raw.ece(),
+                             "calibrated": c.calibrator is not None} for e, c in sorted(per_edge.items())}}
