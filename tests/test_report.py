@@ -87,7 +87,7 @@ def test_policy_table_marks_best_reactive_and_belady(report_results: dict[str, A
     names = [row[0] for row in md_rows(md, header)]
     assert names[:2] == ["belady_prefetch (offline bound)", "belady (bound)"] and names[-1] == "lru"  # by hit ratio
     assert '<tr class="bound"><td>belady_prefetch (offline bound)</td><td>offline bound</td>' in page
-    assert len(names) == 12
+    assert len(names) == 13
 
 
 def test_verdict_says_where_federated_wins_and_loses(report_results: dict[str, Any]) -> None:
