@@ -202,7 +202,11 @@ def test_features_stage_accounts_for_every_ingested_row(spark: Any, tmp_path: Pa
                                      "start_date": summary["start_date"], "days": summary["days"]},
                         "split": {"test_days": 2}, "cache": {"capacity": 2},
                         "features": {"spark_master": "local[2]", "shuffle_partitions": 2, "history_len": 2}})
-    out = run_stage("features", StageContext(cfg=cfg, run=RunDir(tmp_path / "run"), console=Console(quiet=True)))
+    from simulation.span import Span, write_span
+
+    run = RunDir(tmp_path / "run")
+    write_span(run, Span(summary["start_date"], summary["days"], "fuzz"))  # what the ingest stage records
+    out = run_stage("features", StageContext(cfg=cfg, run=run, console=Console(quiet=True)))
     w = out["workload"]
     assert out["features"]["input_rows"] == summary["events"] == 3 * 24
     assert w["train_events"] + w["test_events"] + sum(w["quarantined"].values()) == summary["events"]
