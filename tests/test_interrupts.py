@@ -188,6 +188,9 @@ def test_train_on_the_deployment_engine_stops(featured: Path, tmp_path: Path) ->
 def test_replay_stops_with_its_redis(interrupted_then_trained: tuple[Path, str], tmp_path: Path) -> None:
     out = tmp_path / "run"
     shutil.copytree(interrupted_then_trained[0], out)
-    cli = _cli(["replay"], out, tmp_path)
-    cli.wait_until(lambda: cli.has_process("valkey-server", "redis-server"), "the embedded Redis")
+    # One request per server call: the smoke replay lasts seconds rather than half of one, so the
+    # signal lands while the replay runs on every machine (a fast one finished before it, stop 17).
+    cli = _cli(["replay"], out, tmp_path, "--set", "cache.replay_batch=1")
+    cli.wait_until(lambda: cli.has_process("valkey-server", "redis-server") and "replay edge-" in cli.text(),
+                   "the replay running on the embedded Redis")
     cli.interrupt(signal.SIGINT, "replay")
