@@ -25,10 +25,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.harness import figure  # noqa: E402
-from edge_nodes.cache.edge_cache import CacheSettings, EdgeCache  # noqa: E402
+from edge_nodes.cache.edge_cache import EdgeCache
 from edge_nodes.cache.flow import DeliveryFlow, ItemLookup  # noqa: E402
 from edge_nodes.cache.redis_conn import edge_namespace  # noqa: E402
 from edge_nodes.cache.redis_server import EmbeddedRedis  # noqa: E402
+from edge_nodes.cache.settings import CacheSettings  # noqa: E402
 from edge_nodes.learning.predictors import MarkovPredictor, PopularityPredictor  # noqa: E402
 from edge_nodes.predictor import Predictor  # noqa: E402
 from simulation.replay.reactive import RequestTrace, run_policy  # noqa: E402

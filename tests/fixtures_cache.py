@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from edge_nodes.cache.edge_cache import CacheSettings, EdgeCache
+from edge_nodes.cache.edge_cache import EdgeCache
 from edge_nodes.cache.redis_conn import edge_namespace
+from edge_nodes.cache.settings import CacheSettings
 
 CACHE_TEST_DB = 9  # the cache tests' databases: 9..12 (flushed before and after use)
 
@@ -25,6 +26,11 @@ def zipf_trace(n: int, items: int, seed: int, s: float = 0.9) -> tuple[np.ndarra
     return obj, sizes
 
 
+# The cache tests' base: plain LRU, no prefetch price (CacheSettings' own defaults are the
+# config's demand mode at price 0.9; a test asks for those explicitly).
+TEST_BASE: dict[str, object] = {"eviction": "lru", "prefetch_price": 0.0}
+
+
 def content_ids(items: int) -> np.ndarray:
     return np.array([f"C{i:05d}" for i in range(items)])
 
@@ -35,6 +41,7 @@ def edge_cache(redis_url: str) -> Iterator[Callable[..., EdgeCache]]:
     made: list[EdgeCache] = []
 
     def make(capacity: int, unit: str = "items", db: int = CACHE_TEST_DB, **kw: object) -> EdgeCache:
+        kw = {**TEST_BASE, **kw}
         cache = EdgeCache(edge_namespace(redis_url, f"edge-{db:02d}", db),
                           CacheSettings(capacity=capacity, unit=unit, **kw))  # type: ignore[arg-type]
         cache.flush()

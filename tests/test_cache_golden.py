@@ -174,13 +174,13 @@ def test_demand_mode_reproduces_recorded_outcomes(edge_cache: Callable[..., Edge
 
 
 if __name__ == "__main__":
-    from edge_nodes.cache.edge_cache import CacheSettings
     from edge_nodes.cache.redis_conn import edge_namespace
     from edge_nodes.cache.redis_server import EmbeddedRedis
+    from edge_nodes.cache.settings import CacheSettings
     with EmbeddedRedis() as server:
         out = {}
         for name, kw in sorted(CASES.items()):
-            c = EdgeCache(edge_namespace(server.url, "edge-00", 0), CacheSettings(eviction="demand", **kw))
+            c = EdgeCache(edge_namespace(server.url, "edge-00", 0), CacheSettings(eviction="demand", prefetch_price=0.0, **kw))
             c.flush()
             out[name] = run_golden(c, golden_trace())
     print(json.dumps(out))

@@ -13,10 +13,11 @@ import pytest
 import redis
 
 from edge_nodes.cache.batch import CacheBatch
-from edge_nodes.cache.edge_cache import CacheSettings, EdgeCache
+from edge_nodes.cache.edge_cache import EdgeCache
 from edge_nodes.cache.library import LIBRARY, MODULES, library_source, lua_source, registered_functions
 from edge_nodes.cache.modes import MODES
 from edge_nodes.cache.redis_conn import EdgeNamespace
+from edge_nodes.cache.settings import CacheSettings
 from simulation.config import CacheConfig
 from tests.conftest import ROOT, require
 
@@ -26,7 +27,7 @@ LUA_DIR = ROOT / "edge_nodes" / "cache" / "lua"
 def _cache(eviction: str) -> EdgeCache:
     """An EdgeCache whose client never connects (nothing here talks to a server)."""
     ns = EdgeNamespace("edge-x", redis.Redis(port=1), "edge:edge-x:")
-    return EdgeCache(ns, CacheSettings(capacity=4, eviction=eviction, prefetch_max_share=0.25))
+    return EdgeCache(ns, CacheSettings(capacity=4, eviction=eviction, prefetch_max_share=0.25, prefetch_price=0.0))
 
 
 def _argument_map(eviction: str) -> dict[str, object]:

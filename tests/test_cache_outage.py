@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 from redis.backoff import ConstantBackoff
 
-from edge_nodes.cache.edge_cache import CacheSettings, EdgeCache
+from edge_nodes.cache.edge_cache import EdgeCache
 from edge_nodes.cache.flow import Breaker, RequestBatch
 from edge_nodes.cache.redis_conn import edge_namespace
 from edge_nodes.cache.redis_server import EmbeddedRedis
+from edge_nodes.cache.settings import CacheSettings
 from edge_nodes.learning.predictors import MarkovPredictor, PopularityPredictor
 from simulation.replay.policies import PolicyRun, ReplaySettings, degraded, replay_predictive
 from simulation.replay.streams import load_catalog, load_stream
 from tests.conftest import require
+from tests.fixtures_cache import TEST_BASE
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +41,7 @@ def test_killed_redis_is_survived(tmp_path: Path) -> None:
                          "edge-00", 3)
     pop = PopularityPredictor.from_table(tmp_path / "features/popularity/edge_id=edge-00", 80)
     pred = MarkovPredictor.from_table(tmp_path / "features/markov/edge_id=edge-00", 80, pop)
-    settings = ReplaySettings(CacheSettings(capacity=10), top_k=2, batch_size=100)
+    settings = ReplaySettings(CacheSettings(capacity=10, **TEST_BASE), top_k=2, batch_size=100)
     server = EmbeddedRedis()
     try:
         server.start()

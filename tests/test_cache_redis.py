@@ -95,10 +95,10 @@ def test_prefetch_budget_and_share_respected(edge_cache: Callable[..., EdgeCache
 
 
 def test_prefix_isolation_keeps_edges_apart(redis_url: str) -> None:
-    from edge_nodes.cache.edge_cache import CacheSettings
     from edge_nodes.cache.redis_conn import edge_namespace
-    a = EdgeCache(edge_namespace(redis_url, "edge-a", 0, "prefix"), CacheSettings(capacity=3))
-    b = EdgeCache(edge_namespace(redis_url, "edge-b", 0, "prefix"), CacheSettings(capacity=3))
+    from edge_nodes.cache.settings import CacheSettings
+    a = EdgeCache(edge_namespace(redis_url, "edge-a", 0, "prefix"), CacheSettings(capacity=3, eviction="lru"))
+    b = EdgeCache(edge_namespace(redis_url, "edge-b", 0, "prefix"), CacheSettings(capacity=3, eviction="lru"))
     for c in (a, b):
         c.flush()
     a.serve(CacheBatch(["X", "Y"], [1, 1], ["U", "U"]))

@@ -10,6 +10,8 @@ import pytest
 
 from aggregator.settings import ServerSettings
 from aggregator.strategies import STRATEGIES
+from edge_nodes.cache.modes import MODES
+from edge_nodes.cache.settings import EVICTIONS, CacheSettings
 from edge_nodes.devices import DEVICES
 from edge_nodes.learning.model import PARAM_NAMES
 from edge_nodes.learning.task import TrainSettings
@@ -50,6 +52,20 @@ def test_mirror_defaults_equal_the_config_base(mirror_cls: type, sections: tuple
             same.setdefault(f.name, ",".join(value) if isinstance(value, tuple) else value)
     drift = {k: (v, same[k]) for k, v in _defaults(mirror_cls).items() if k in same and same[k] != v}
     assert not drift, f"{mirror_cls.__name__} defaults differ from the config's (mirror, config): {drift}"
+
+
+def test_cache_settings_defaults_equal_the_config_base() -> None:
+    same = {f.name: getattr(BASE.cache, f.name) for f in dataclasses.fields(BASE.cache)}
+    same["unit"] = BASE.cache.capacity_unit  # the one field named differently (passed explicitly)
+    defaults = _defaults(CacheSettings)
+    assert set(defaults) <= set(same), f"CacheSettings fields without a [cache] key: {set(defaults) - set(same)}"
+    drift = {k: (v, same[k]) for k, v in defaults.items() if same[k] != v}
+    assert not drift, f"CacheSettings defaults differ from the config's (mirror, config): {drift}"
+
+
+def test_eviction_choices_are_the_cache_modes() -> None:
+    eviction = {f.name: f for f in dataclasses.fields(config.CacheConfig)}["eviction"]
+    assert set(eviction.metadata["choices"]) == set(EVICTIONS) == set(MODES)
 
 
 def test_train_settings_carry_no_defaults_of_their_own() -> None:

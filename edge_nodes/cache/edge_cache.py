@@ -18,46 +18,9 @@ from edge_nodes.cache.batch import BatchOutcome, CacheBatch, MapFields
 from edge_nodes.cache.library import LIBRARY, library_source
 from edge_nodes.cache.modes import ALL_KEY_NAMES, MODES
 from edge_nodes.cache.redis_conn import RETRIABLE, EdgeNamespace
-from edge_nodes.errors import CacheConfigError
+from edge_nodes.cache.settings import CacheSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CacheSettings:
-    """What an edge is handed about its cache (plain values parsed from the config)."""
-
-    capacity: int
-    unit: str = "items"              # items | bytes
-    prediction_ttl_s: int = 3600
-    prefetch_budget: float = 1.0     # prefetched bytes <= budget * requested bytes
-    prefetch_max_share: float = 0.5  # unused prefetches may fill at most this share
-    prefetch_on_hit: bool = True     # refresh and prefetch after hits too, not only misses
-    eviction: str = "lru"            # lru | demand
-    freq_half_life: float = 2000.0   # demand: half-life of request counts, in requests at the edge
-    pred_half_life: float = 300.0    # demand: half-life of predicted demand, in requests
-    pred_weight: float = 30.0        # demand: value of one predicted view (probability 1) vs one request
-    evict_sample: int = 8            # demand: lowest-key entries compared exactly per eviction
-    admission: bool = True           # demand: a miss is cached only if it beats the eviction victim
-    history_entries: int = 20000     # demand: items whose decayed frequency is remembered
-    prefetch_price: float = 0.0      # demand: fetch only if expected requests (demand) x size > price x size
-
-    def __post_init__(self) -> None:
-        if self.unit not in ("items", "bytes"):
-            raise CacheConfigError(f"cache unit {self.unit!r} is not allowed; use items or bytes")
-        if self.eviction not in MODES:
-            raise CacheConfigError(f"cache eviction {self.eviction!r} is not allowed; use {' or '.join(MODES)}")
-        if min(self.freq_half_life, self.pred_half_life) < 1 or self.evict_sample < 1:
-            raise CacheConfigError("cache half-lives and cache.evict_sample must be >= 1")
-        if self.capacity < 1:
-            raise CacheConfigError(f"cache capacity {self.capacity} must be >= 1")
-        if not 0.0 <= self.prefetch_max_share <= 1.0:
-            raise CacheConfigError("cache.prefetch_max_share must be within 0..1")
-
-    @property
-    def prefetch_cap(self) -> float:
-        """Weight (items or bytes) that unused prefetched entries may occupy."""
-        return self.prefetch_max_share * self.capacity
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import redis
 
 from edge_nodes.cache.batch import CacheBatch
 from edge_nodes.cache.library import function_of
-
-if TYPE_CHECKING:
-    from edge_nodes.cache.edge_cache import CacheSettings
+from edge_nodes.cache.settings import CacheSettings
 
 Entry = tuple[str, int, bool]  # (content id, size, still an unrequested prefetch)
 

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from edge_nodes.cache.accounting import EdgeStats, Latency
-from edge_nodes.cache.edge_cache import CacheSettings, EdgeCache
+from edge_nodes.cache.edge_cache import EdgeCache
 from edge_nodes.cache.flow import Breaker, DeliveryFlow, ItemLookup, RequestBatch
+from edge_nodes.cache.settings import CacheSettings
 from edge_nodes.predictor import Predictor
 from monitoring import metrics
 from simulation.replay.belady_prefetch import NAME as BELADY_PREFETCH

@@ -9,16 +9,18 @@ from typing import Any
 from threadpoolctl import threadpool_limits
 
 from edge_nodes.cache.accounting import Latency
-from edge_nodes.cache.edge_cache import CacheSettings, EdgeCache
+from edge_nodes.cache.edge_cache import EdgeCache
 from edge_nodes.cache.flow import ItemLookup, record_activity
 from edge_nodes.cache.redis_conn import edge_namespace
 from edge_nodes.cache.redis_server import redis_server
+from edge_nodes.cache.settings import CacheSettings
 from edge_nodes.devices import DEVICES
 from edge_nodes.errors import EdgeError
 from edge_nodes.learning.predictors import PopularityPredictor
 from monitoring import metrics
 from simulation.config import ExperimentConfig
 from simulation.errors import RunDirError
+from simulation.mirrors import mirror
 from simulation.pipeline import StageContext
 from simulation.replay.calibration import (
     CalibratedPredictor,
@@ -49,12 +51,7 @@ log = logging.getLogger(__name__)
 def settings_from(cfg: ExperimentConfig) -> ReplaySettings:
     """Plain replay settings from the typed config."""
     c = cfg.cache
-    cache = CacheSettings(capacity=c.capacity, unit=c.capacity_unit, prediction_ttl_s=c.prediction_ttl_s,
-                          prefetch_budget=c.prefetch_budget, prefetch_max_share=c.prefetch_max_share,
-                          prefetch_on_hit=c.prefetch_on_hit, eviction=c.eviction,
-                          freq_half_life=c.freq_half_life, pred_half_life=c.pred_half_life,
-                          pred_weight=c.pred_weight, evict_sample=c.evict_sample, admission=c.admission,
-                          history_entries=c.history_entries, prefetch_price=c.prefetch_price)
+    cache = mirror(CacheSettings, c, unit=c.capacity_unit)
     return ReplaySettings(cache, top_k=c.prefetch_top_k, batch_size=c.replay_batch, min_demand=c.prefetch_min_demand,
                           latency=Latency(c.edge_latency_ms, c.origin_latency_ms))
 
