@@ -49,8 +49,6 @@ def run_simulation_engine(plan: FederationPlan) -> None:
     import ray
     from flwr.simulation import run_simulation
 
-    os.environ["PYTHONPATH"] = python_path()
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     cpus = max(1, min(len(plan.edges), os.cpu_count() or 1))
     backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0},
                "init_args": {"num_cpus": cpus, "object_store_memory": RAY_OBJECT_STORE_BYTES,
@@ -59,7 +57,8 @@ def run_simulation_engine(plan: FederationPlan) -> None:
     level = flwr_log.level
     flwr_log.setLevel(logging.WARNING)
     try:
-        with single_threaded_workers(), keep_sigterm_handler():
+        with single_threaded_workers(PYTHONPATH=python_path(), RAY_DEDUP_LOGS=os.environ.get("RAY_DEDUP_LOGS", "1")), \
+                keep_sigterm_handler():
             run_simulation(server_app=build_server_app(lambda _ctx: plan.settings),
                            client_app=build_client_app(PartitionTable(plan.edges)),
                            num_supernodes=len(plan.edges), backend_config=backend)  # type: ignore[arg-type]

@@ -23,10 +23,15 @@ def worker_env() -> dict[str, str]:
 
 
 @contextmanager
-def single_threaded_workers() -> Iterator[None]:
-    """Processes started inside the block (Ray workers, process pools) get worker_env()."""
-    saved = {k: os.environ.get(k) for k in SINGLE_THREAD_ENV}
-    os.environ.update(worker_env())
+def single_threaded_workers(**extra: str) -> Iterator[None]:
+    """Processes started inside the block (Ray workers, process pools) get worker_env() and `extra`.
+
+    The variables are restored after the block, so a caller in a longer-lived process (a test, a
+    notebook) is left as it was.
+    """
+    values = {**worker_env(), **extra}
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:
