@@ -1,10 +1,14 @@
-"""The smoke experiment end to end through the CLI: the results.json contract, determinism."""
+"""The smoke experiment end to end through the CLI: the results.json contract, determinism, a wheel install."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+import sysconfig
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +80,57 @@ def test_belady_is_never_beaten_by_a_reactive_policy(smoke: tuple[Path, dict[str
             assert policies[name]["per_edge"][edge]["hits"] <= stats["hits"], (name, edge)
 
 
+def _run(args: list[str], cwd: Path, timeout: float, env: dict[str, str] | None = None) -> str:
+    out = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert out.returncode == 0, f"{args}\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
+    return out.stdout
+
+
+def _clean_env(venv: Path) -> dict[str, str]:
+    """This process's environment without what earlier tests or the checkout put there.
+
+    In-process tests set PYTHONPATH to the checkout (the simulation engine's workers) and Ray or
+    Spark may leave their addresses and interpreters behind; none of them may reach the wheel's run.
+    """
+    drop = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYSPARK_PYTHON", "PYSPARK_DRIVER_PYTHON", "RAY_ADDRESS")
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("EDGECACHE_")}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
 @pytest.mark.slow
-def test_same_seed_same_results(smoke: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
-    again = run_smoke(tmp_path / "again", "cache.capacity=9")
+def test_same_seed_same_results_from_a_wheel_in_another_folder(smoke: tuple[Path, dict[str, Any]],
+                                                               tmp_path: Path) -> None:
+    """Run again, installed non-editable (`pip install` of a wheel into a fresh venv whose only other
+    import path is the test venv's site-packages, for the dependencies) and from another folder:
+    nothing a run needs is missing from the wheel (Lua, dashboards, ...), and the same seed and
+    config give the same results.json, timings aside."""
+    wheels, venv, work, src = (tmp_path / n for n in ("wheels", "venv", "elsewhere", "src"))
+    work.mkdir()
+    # build from a copy: setuptools writes build/ and *.egg-info beside the sources
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "build", "*.egg-info",
+                                                             "__pycache__", ".*_cache", "tests", "benchmarks"))
+    # Every step in a clean environment: an earlier in-process test leaves PYTHONPATH at the
+    # checkout, where pip then finds the editable install's egg-info and skips the wheel.
+    env = _clean_env(venv)
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(src)], tmp_path, 300, env)
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], tmp_path, 120, env)
+    py = venv / "bin" / "python"
+    site = Path(_run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path, 60,
+                     env).strip())
+    wheel = next(wheels.glob("edgecache-*.whl"))
+    _run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", "--no-index", str(wheel)],
+         tmp_path, 300, env)
+    # the dependencies after the install, so pip sees no edgecache but the wheel's
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    probe = subprocess.run([str(py), "-c", "import edge_nodes.cache.library as m; print(m.__file__)"], cwd=work,
+                           capture_output=True, text=True, timeout=60, env=env)
+    with zipfile.ZipFile(wheel) as zf:
+        top = sorted({n.split("/")[0] for n in zf.namelist()})
+    assert probe.returncode == 0 and probe.stdout.startswith(str(site)), \
+        f"{probe.stdout}{probe.stderr[-2000:]}\nwheel {wheel.name} holds {top}; site {site}: {sorted(os.listdir(site))}"
+    _run([str(venv / "bin" / "edgecache"), "run", "--config", str(EXPERIMENTS / "smoke.toml"),
+          "--out", str(work / "run"), "--set", "cache.capacity=9"], work, 900, env)
+    assert (work / "run" / "report.html").is_file()
+    again = json.loads((work / "run" / "results.json").read_text())
     assert without_timings(again) == without_timings(smoke[1])
