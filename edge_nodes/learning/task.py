@@ -127,11 +127,11 @@ def train(params: Params, spec: ModelSpec, ex: Examples, settings: TrainSettings
                if 0 < settings.negatives < spec.n_items else None)
     trainer = objective.Trainer(params, settings.lr, settings.l2, settings.proximal_mu,
                                 None if sampler is None else sampler.log_q)
-    size = min(settings.batch_size, len(ex))  # the one batch shape the step compiles for
     for _ in range(settings.epochs):
         order = rng.permutation(len(ex))
         for start in range(0, len(ex), settings.batch_size):
-            rows = objective.padded_rows(ex.batch(order[start:start + settings.batch_size]), spec, size)
+            rows = objective.padded_rows(ex.batch(order[start:start + settings.batch_size]), spec,
+                                          settings.batch_size)  # one shape: compiled once per process
             trainer.step(rows, None if sampler is None else sampler.draw(rng))
     return trainer.result()
 
