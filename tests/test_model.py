@@ -1,11 +1,15 @@
-"""The numpy next-content model: exact gradients, learning, top-k and file round trips."""
+"""The next-content model: the JAX training objective and its gradients, learning, top-k and file round trips."""
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.test_util import check_grads
 
 from edge_nodes.errors import EdgeDataError, ModelFileError
+from edge_nodes.learning import objective
 from edge_nodes.learning.catalog_links import load_successor_map, successor_map
 from edge_nodes.learning.model import (
     Batch,
@@ -18,7 +22,13 @@ from edge_nodes.learning.model import (
     top_k,
     top_k_with_probs,
 )
-from edge_nodes.learning.objective import Negatives, loss_and_grads, sampled_loss_and_grads
+from edge_nodes.learning.objective import (
+    Negatives,
+    NegativeSampler,
+    full_softmax_loss,
+    padded_rows,
+    sampled_softmax_loss,
+)
 from edge_nodes.learning.task import Examples, TrainSettings, evaluate, load_examples, split_by_time, train
 from tests.fixtures_federated import SyntheticRun
 
@@ -43,42 +53,82 @@ def _tiny_model(seed: int) -> tuple[ModelSpec, list[np.ndarray], Batch, np.rando
     return spec, params, _tiny_batch(rng, spec), rng
 
 
-def _check_finite_differences(loss_fn, params: list[np.ndarray], rng: np.random.Generator) -> None:
-    _, grads = loss_fn(params)
-    eps = 1e-6
-    for i, p in enumerate(params):
-        for j in rng.choice(p.size, size=min(p.size, 12), replace=False):
-            saved = p.flat[j]
-            p.flat[j] = saved + eps
-            up, _ = loss_fn(params)
-            p.flat[j] = saved - eps
-            down, _ = loss_fn(params)
-            p.flat[j] = saved
-            numeric = (up - down) / (2 * eps)
-            assert grads[i].flat[j] == pytest.approx(numeric, rel=1e-3, abs=1e-6), (i, j)
+def _jax(params: list[np.ndarray]) -> tuple[jax.Array, ...]:
+    return tuple(jnp.asarray(p) for p in params)
 
 
-def test_full_softmax_gradient_matches_finite_differences() -> None:
-    spec, params, batch, rng = _tiny_model(1)
-    _check_finite_differences(lambda p: loss_and_grads(p, spec, batch, l2=0.01), params, rng)
+def _some_negatives(log_q: np.ndarray) -> Negatives:
+    """Items 0, 2, 4, 7 (they hold some labels: accidental hits) in 6 slots, the last two padding."""
+    items = np.array([0, 2, 4, 7, 0, 0])
+    mask = np.arange(6) < 4
+    return Negatives(items, np.where(mask, log_q[items], 0.0), mask)
 
 
-def test_sampled_softmax_gradient_matches_finite_differences() -> None:
-    spec, params, batch, rng = _tiny_model(2)
+def test_full_softmax_loss_is_the_cross_entropy_of_the_model_scores() -> None:
+    """The JAX loss of a padded batch equals numpy's model.scores cross-entropy + the l2 term."""
+    spec, params, batch, _ = _tiny_model(4)
+    with jax.enable_x64(True):
+        loss = jax.jit(full_softmax_loss)(_jax(params), padded_rows(batch, spec, 10), 0.01)
+    z = scores(params, spec, batch)
+    z -= z.max(axis=1, keepdims=True)
+    assert batch.label is not None
+    xent = np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(z)), batch.label])
+    assert float(loss) == pytest.approx(xent + 0.005 * sum(float(np.vdot(p, p)) for p in params), rel=1e-12)
+
+
+@pytest.mark.parametrize("sampled", [False, True])
+def test_gradients_match_finite_differences(sampled: bool) -> None:
+    spec, params, batch, rng = _tiny_model(1 + sampled)
     log_q = rng.normal(-1.0, 0.3, spec.n_items)
-    neg = Negatives(np.array([0, 2, 4, 7]), log_q[[0, 2, 4, 7]])  # holds some labels: accidental hits
-    _check_finite_differences(lambda p: sampled_loss_and_grads(p, spec, batch, neg, log_q, l2=0.01),
-                              params, rng)
+    rows = padded_rows(batch, spec, 9)  # padded rows and slots must not leak into the gradient
+
+    def loss(*arrays: jax.Array) -> jax.Array:
+        p = _jax(list(arrays))  # check_grads also passes numpy arrays
+        if sampled:
+            return sampled_softmax_loss(p, rows, _some_negatives(log_q), jnp.asarray(log_q), 0.01)
+        return full_softmax_loss(p, rows, 0.01)
+
+    with jax.enable_x64(True):
+        check_grads(jax.jit(loss), _jax(params), order=1, modes=["rev"], eps=1e-6, atol=1e-7, rtol=1e-6)
 
 
 def test_sampled_softmax_over_the_whole_catalog_is_the_full_softmax() -> None:
     spec, params, batch, _ = _tiny_model(3)
-    everything = Negatives(np.arange(spec.n_items), np.zeros(spec.n_items))
-    full_loss, full_grads = loss_and_grads(params, spec, batch)
-    loss, grads = sampled_loss_and_grads(params, spec, batch, everything, np.zeros(spec.n_items))
-    assert loss == pytest.approx(full_loss, rel=1e-9)
+    everything = Negatives(np.arange(spec.n_items), np.zeros(spec.n_items), np.ones(spec.n_items, bool))
+    rows = padded_rows(batch, spec, 7)
+    with jax.enable_x64(True):
+        full, full_grads = jax.jit(jax.value_and_grad(full_softmax_loss))(_jax(params), rows, 0.0)
+        loss, grads = jax.jit(jax.value_and_grad(sampled_softmax_loss))(_jax(params), rows, everything,
+                                                              jnp.zeros(spec.n_items), 0.0)
+    assert float(loss) == pytest.approx(float(full), rel=1e-12)
     for g, f in zip(grads, full_grads, strict=True):
-        np.testing.assert_allclose(g, f, rtol=1e-7, atol=1e-12)
+        np.testing.assert_allclose(g, f, rtol=1e-9, atol=1e-14)
+
+
+def test_padding_changes_neither_loss_nor_gradient() -> None:
+    """A zero-weight padded row and a masked negative slot count for nothing."""
+    spec, params, batch, rng = _tiny_model(5)
+    log_q = rng.normal(-1.0, 0.3, spec.n_items)
+    neg = _some_negatives(log_q)
+    bare = Negatives(neg.items[:4], neg.log_q[:4], neg.mask[:4])
+    with jax.enable_x64(True):
+        grad = jax.jit(jax.value_and_grad(sampled_softmax_loss))
+        want, want_g = grad(_jax(params), padded_rows(batch, spec, 7), bare, jnp.asarray(log_q), 0.01)
+        got, got_g = grad(_jax(params), padded_rows(batch, spec, 12), neg, jnp.asarray(log_q), 0.01)
+    assert float(got) == pytest.approx(float(want), rel=1e-12)
+    for g, w in zip(got_g, want_g, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-14)
+
+
+def test_negatives_are_unique_draws_in_fixed_slots() -> None:
+    labels = np.random.default_rng(0).integers(0, 50, 400)
+    sampler = NegativeSampler(labels, 50, draws=40)
+    neg = sampler.draw(np.random.default_rng(7))
+    drawn = np.unique(np.random.default_rng(7).choice(50, size=40, p=sampler.q))  # the same draws
+    assert neg.items.shape == neg.log_q.shape == neg.mask.shape == (40,)
+    assert neg.mask.sum() == len(drawn) < 40 and not neg.mask[len(drawn):].any()
+    assert neg.items[neg.mask].tolist() == drawn.tolist()
+    np.testing.assert_array_equal(neg.log_q[neg.mask], sampler.log_q[drawn])
 
 
 def test_successor_map_follows_season_then_episode() -> None:
@@ -113,6 +163,42 @@ def test_learns_series_continuation_through_the_catalog_link(synthetic_run: Synt
     hist = np.array([[-1, 0, 1], [-1, 5, 6], [-1, 10, 11], [-1, 15, 16]])  # binged episodes 1 and 2
     top = top_k(params, spec, hist, np.array([0, 1, 2, 3]), np.array([20, 8, 1, 13]), k=1)
     assert top[:, 0].tolist() == [2, 7, 12, 17]
+
+
+def _settings(**kw: float) -> TrainSettings:
+    base = {"epochs": 2, "lr": 0.05, "batch_size": 48, "l2": 1e-6, "proximal_mu": 0.0, "negatives": 16}
+    return TrainSettings(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_same_seed_same_params_and_the_step_compiles_once(synthetic_run: SyntheticRun) -> None:
+    """Deterministic for a seed; a short last batch and a second call reuse the compiled step."""
+    ex = load_examples(synthetic_run.examples, "edge-00", synthetic_run.history_len)
+    assert len(ex) % 48  # the last batch is short: it is padded, not compiled anew
+    spec = ModelSpec(synthetic_run.n_items, 8, synthetic_run.history_len)
+    start = init_params(spec, np.random.default_rng(0))
+    runs = [train(start, spec, ex, _settings(), np.random.default_rng(seed)) for seed in (1, 1, 2)]
+    compiled = objective._step._cache_size()
+    assert train(start, spec, ex, _settings(l2=1e-5), np.random.default_rng(3))[1] > 0
+    assert objective._step._cache_size() == compiled  # l2, mu and data are arguments, not constants
+    (a, loss_a), (b, loss_b), (c, _) = runs
+    assert loss_a == loss_b and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0], c[0])
+    assert all(p.dtype == np.float32 and p.flags.writeable for p in a)
+    assert all(np.array_equal(p, q) for p, q in zip(start, init_params(spec, np.random.default_rng(0)),
+                                                    strict=True))  # the inputs are untouched
+
+
+def test_fedprox_pulls_towards_the_starting_model(synthetic_run: SyntheticRun) -> None:
+    ex = load_examples(synthetic_run.examples, "edge-01", synthetic_run.history_len)
+    spec = ModelSpec(synthetic_run.n_items, 8, synthetic_run.history_len)
+    start = init_params(spec, np.random.default_rng(0))
+
+    def drift(mu: float) -> float:
+        params, _ = train(start, spec, ex, _settings(proximal_mu=mu), np.random.default_rng(1))
+        return float(sum(np.sum((p - s) ** 2) for p, s in zip(params, start, strict=True)))
+
+    free, pulled = drift(0.0), drift(1.0)
+    assert pulled < 0.8 * free
 
 
 def test_top_k_shape_order_and_file_round_trip(tmp_path) -> None:

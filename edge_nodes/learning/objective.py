@@ -1,27 +1,67 @@
-"""Training objectives for the next-content model, with exact gradients, and the Adam optimizer.
+"""Training objectives of the next-content model in JAX, and the jitted Adam step (optax).
 
-- `loss_and_grads`: cross-entropy of the full softmax over the catalog (exact, O(n_items) per row).
-- `sampled_loss_and_grads`: sampled softmax (Jean et al. 2015; TF's sampled_softmax_loss) over the
+- `full_softmax_loss`: cross-entropy of the full softmax over the catalog (exact, O(n_items) per row).
+- `sampled_softmax_loss`: sampled softmax (Jean et al. 2015; TF's sampled_softmax_loss) over the
   true item and one shared set of negatives drawn from a proposal q, with the logQ correction and
   accidental hits removed: O(negatives) per row, an estimate of the full loss's gradient. Training
-  uses it; evaluation and prediction always score the whole catalog.
+  uses it; evaluation and prediction always score the whole catalog (numpy, model.py).
+
+Both add l2/2 * |params|^2; the train step adds FedProx's mu/2 * |params - anchor|^2 and takes
+gradients with jax.value_and_grad. Shapes are fixed for a whole training call (a short last batch
+is padded with zero-weight rows, a negative set to `draws` slots with a mask), so the step compiles
+once per process and shape, not per batch. The random draws stay in numpy: same seed, same run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from functools import partial
+from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
-from edge_nodes.learning.model import Batch, ModelSpec, Params, add_links, log_softmax, state
+from edge_nodes.learning.model import Batch, ModelSpec, Params
+
+JParams = tuple[jax.Array, ...]
 
 
-@dataclass(frozen=True)
-class Negatives:
-    """A shared negative set: unique item_idx and log of their expected inclusion (the logQ term)."""
+class Rows(NamedTuple):
+    """A batch as model inputs: hist (n, k), device, hour, label (n,), link keys (n, 2, k), weight (n,).
+
+    `keys` is ModelSpec.link_keys(hist); a row of weight 0 is padding and counts for nothing.
+    """
+
+    hist: np.ndarray
+    device: np.ndarray
+    hour: np.ndarray
+    label: np.ndarray
+    keys: np.ndarray
+    weight: np.ndarray
+
+
+class Negatives(NamedTuple):
+    """A shared negative set in fixed slots: item_idx, log of their expected inclusion (the logQ
+    term) and which slots hold a drawn item (the rest are padding, scored -inf)."""
 
     items: np.ndarray
     log_q: np.ndarray
+    mask: np.ndarray
+
+
+def padded_rows(batch: Batch, spec: ModelSpec, size: int) -> Rows:
+    """The batch padded to `size` rows of weight 0 (every batch of a training call has one shape)."""
+    assert batch.label is not None
+    n = len(batch.label)
+    pad = size - n
+    hist = np.pad(batch.hist, ((0, pad), (0, 0)), constant_values=-1)
+
+    def ints(a: np.ndarray) -> np.ndarray:
+        return np.pad(a, (0, pad)).astype(np.int32)
+
+    return Rows(hist.astype(np.int32), ints(batch.device), ints(batch.hour), ints(batch.label),
+                spec.link_keys(hist).astype(np.int32), (np.arange(size) < n).astype(np.float32))
 
 
 class NegativeSampler:
@@ -34,130 +74,103 @@ class NegativeSampler:
         self.log_q = np.log(-np.expm1(draws * np.log1p(-np.minimum(self.q, 1.0 - 1e-12)))).astype(np.float32)
 
     def draw(self, rng: np.random.Generator) -> Negatives:
-        """`draws` items from q with replacement, deduplicated."""
+        """`draws` items from q with replacement, deduplicated, in `draws` slots (padding last)."""
         items = np.unique(rng.choice(len(self.q), size=self.draws, p=self.q))
-        return Negatives(items, self.log_q[items])
+        mask = np.arange(self.draws) < len(items)
+        items = np.pad(items, (0, self.draws - len(items)))
+        return Negatives(items.astype(np.int32), np.where(mask, self.log_q[items], 0.0).astype(np.float32), mask)
 
 
-def scatter_rows(n_rows: int, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """out[i] = sum of values[j] with idx[j] == i: (n_rows, dim); sorts instead of np.add.at (2x faster)."""
-    out = np.zeros((n_rows, values.shape[1]), dtype=values.dtype)
-    if len(idx) == 0:
-        return out
-    if n_rows <= 64:  # small tables (device, hour): a one-hot product
-        onehot = np.zeros((n_rows, len(idx)), dtype=values.dtype)
-        onehot[idx, np.arange(len(idx))] = 1.0
-        return onehot @ values
-    order = np.argsort(idx, kind="stable")
-    ids = idx[order]
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    out[ids[starts]] = np.add.reduceat(values[order], starts, axis=0)
-    return out
+def _state(p: JParams, r: Rows) -> jax.Array:
+    """User state (n, dim): position-weighted history embeddings + device + hour (model.state)."""
+    item_emb, pos_w, dev_emb, hour_emb = p[:4]
+    mask = r.hist >= 0
+    emb = item_emb[jnp.where(mask, r.hist, 0)] * (mask * pos_w)[:, :, None]
+    return emb.sum(axis=1) + dev_emb[r.device] + hour_emb[r.hour]
 
 
-def _backward_state(params: Params, batch: Batch, mask: np.ndarray, du: np.ndarray,
-                    grads: Params) -> None:
-    """Gradients of the user-state arrays (item_emb, pos_w, device_emb, hour_emb) from dL/du."""
-    item_emb, pos_w = params[0], params[1]
-    hist = np.where(mask, batch.hist, 0)
-    grads[2] = scatter_rows(len(params[2]), batch.device, du)
-    grads[3] = scatter_rows(len(params[3]), batch.hour, du)
-    grads[1] = ((item_emb[hist] @ du[:, :, None])[:, :, 0] * mask).sum(axis=0)
-    contrib = du[:, None, :] * (mask * pos_w)[:, :, None]
-    grads[0] = scatter_rows(len(item_emb), hist[mask], contrib[mask])
+def _add_links(z: jax.Array, cols: jax.Array | np.ndarray, link_w: jax.Array) -> jax.Array:
+    """z[row, cols[row, kind, j]] + link_w[kind, j] for every col >= 0; repeated columns add up."""
+    rows = jnp.arange(z.shape[0])[:, None, None]
+    return z.at[rows, jnp.maximum(cols, 0)].add(jnp.where(cols >= 0, link_w, 0.0))
 
 
-def _with_l2(loss: float, grads: Params, params: Params, l2: float) -> tuple[float, Params]:
-    if l2 > 0:
-        loss += 0.5 * l2 * sum(float(np.vdot(p, p)) for p in params)
-        grads = [g + l2 * p for g, p in zip(grads, params, strict=True)]
-    return loss, [np.asarray(g, dtype=params[i].dtype) for i, g in enumerate(grads)]
+def _mean(row_loss: jax.Array, r: Rows) -> jax.Array:
+    return (row_loss * r.weight).sum() / r.weight.sum()
 
 
-def loss_and_grads(params: Params, spec: ModelSpec, batch: Batch, l2: float = 0.0) -> tuple[float, Params]:
-    """Mean full-softmax cross-entropy (+ l2/2 * |params|^2) and its exact gradient."""
-    assert batch.label is not None
-    n, rows = len(batch.label), np.arange(len(batch.label))
-    u, mask = state(params, batch)
-    keys = spec.link_keys(batch.hist)
-    z = u @ params[4].T + params[5]
-    add_links(z, keys, params[6])
-    logp = log_softmax(z)
-    loss = -float(logp[rows, batch.label].mean())
-    dz = np.exp(logp)
-    dz[rows, batch.label] -= 1.0
-    dz /= n
-    grads = [np.zeros_like(p) for p in params]
-    grads[4] = dz.T @ u
-    grads[5] = dz.sum(axis=0)
-    grads[6] = np.where(keys >= 0, dz[rows[:, None, None], np.maximum(keys, 0)], 0.0).sum(axis=0)
-    _backward_state(params, batch, mask, dz @ params[4], grads)
-    return _with_l2(loss, grads, params, l2)
+def _sq_norm(arrays: JParams) -> jax.Array:
+    return sum((jnp.vdot(a, a) for a in arrays), start=jnp.zeros(()))
 
 
-def sampled_loss_and_grads(params: Params, spec: ModelSpec, batch: Batch, neg: Negatives,
-                           log_q: np.ndarray, l2: float = 0.0) -> tuple[float, Params]:
-    """Mean sampled-softmax cross-entropy over [true item, shared negatives] and its exact gradient.
+def full_softmax_loss(p: JParams, r: Rows, l2: float) -> jax.Array:
+    """Mean full-softmax cross-entropy of the true items + l2/2 * |params|^2."""
+    z = _add_links(_state(p, r) @ p[4].T + p[5], r.keys, p[6])
+    true = jnp.take_along_axis(jax.nn.log_softmax(z), r.label[:, None], axis=1)[:, 0]
+    return _mean(-true, r) + 0.5 * l2 * _sq_norm(p)
+
+
+def sampled_softmax_loss(p: JParams, r: Rows, neg: Negatives, log_q: jax.Array, l2: float) -> jax.Array:
+    """Mean sampled-softmax cross-entropy over [true item, shared negatives] + l2/2 * |params|^2.
 
     `log_q` holds log P(item in the negative set) for every item (the true item's correction).
     """
-    assert batch.label is not None
-    label, n = batch.label, len(batch.label)
-    rows = np.arange(n)
-    out_emb, out_bias = params[4], params[5]
-    u, mask = state(params, batch)
-    keys = spec.link_keys(batch.hist)
-    col = np.full(spec.n_items + 1, -1, dtype=np.int64)  # item -> its column among the negatives
-    col[neg.items] = np.arange(len(neg.items))
-    e_true = out_emb[label]
-    true_links = (keys == label[:, None, None])
-    z_true = (u * e_true).sum(axis=1) + out_bias[label] + (true_links * params[6]).sum(axis=(1, 2)) - log_q[label]
-    z_neg = u @ out_emb[neg.items].T + (out_bias[neg.items] - neg.log_q)
-    add_links(z_neg, col[keys], params[6])
-    hit = col[label]
-    z_neg[rows[hit >= 0], hit[hit >= 0]] = -np.inf  # the true item is not its own negative
-    logp = log_softmax(np.concatenate([z_true[:, None], z_neg], axis=1))
-    loss = -float(logp[:, 0].mean())
-    p = np.exp(logp) / n
-    d_true, d_neg = p[:, 0] - 1.0 / n, p[:, 1:]
-    grads = [np.zeros_like(pa) for pa in params]
-    grads[4] = scatter_rows(spec.n_items, label, d_true[:, None] * u)
-    grads[4][neg.items] += d_neg.T @ u
-    grads[5] = np.bincount(label, weights=d_true, minlength=spec.n_items).astype(out_bias.dtype)
-    grads[5][neg.items] += d_neg.sum(axis=0)
-    neg_keys = col[keys]
-    grads[6] = (true_links * d_true[:, None, None]).sum(axis=0) + np.where(
-        neg_keys >= 0, d_neg[rows[:, None, None], np.maximum(neg_keys, 0)], 0.0).sum(axis=0)
-    du = d_true[:, None] * e_true + d_neg @ out_emb[neg.items]
-    _backward_state(params, batch, mask, du, grads)
-    return _with_l2(loss, grads, params, l2)
+    out_emb, out_bias, link_w = p[4], p[5], p[6]
+    n_items, slots = out_emb.shape[0], jnp.arange(neg.items.shape[0])
+    # item -> its slot among the negatives, -1 if none; index n_items (= -1, a padded key) stays -1
+    col = jnp.full(n_items + 1, -1).at[jnp.where(neg.mask, neg.items, n_items)].set(slots).at[n_items].set(-1)
+    u = _state(p, r)
+    true_links = (link_w * (r.keys == r.label[:, None, None])).sum(axis=(1, 2))
+    z_true = (u * out_emb[r.label]).sum(axis=1) + out_bias[r.label] + true_links - log_q[r.label]
+    z_neg = _add_links(u @ out_emb[neg.items].T + (out_bias[neg.items] - neg.log_q), col[r.keys], link_w)
+    # the true item is not its own negative, and padding slots are no item at all
+    drop = (slots[None, :] == col[r.label][:, None]) | ~neg.mask[None, :]
+    logp = jax.nn.log_softmax(jnp.concatenate([z_true[:, None], jnp.where(drop, -jnp.inf, z_neg)], axis=1))
+    return _mean(-logp[:, 0], r) + 0.5 * l2 * _sq_norm(p)
 
 
-@dataclass
-class Adam:
-    """Adam optimizer state for a parameter list (moments start at zero); updates in place."""
+@partial(jax.jit, static_argnames=("lr",))
+def _step(p: JParams, opt_state: optax.OptState, anchor: JParams, r: Rows, neg: Negatives | None,
+          log_q: jax.Array | None, l2: float, mu: float, lr: float
+          ) -> tuple[JParams, optax.OptState, jax.Array]:
+    """One Adam step on the batch loss (+ FedProx's proximal term); returns the loss without it."""
+    def objective(q: JParams) -> tuple[jax.Array, jax.Array]:
+        if neg is None:
+            loss = full_softmax_loss(q, r, l2)
+        else:
+            assert log_q is not None, "steps with negatives need the sampler's log_q"
+            loss = sampled_softmax_loss(q, r, neg, log_q, l2)
+        prox = 0.5 * mu * _sq_norm(tuple(a - b for a, b in zip(q, anchor, strict=True)))
+        return loss + prox, loss
 
-    lr: float
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    t: int = 0
-    m: Params = field(default_factory=list)
-    v: Params = field(default_factory=list)
+    (_, loss), grads = jax.value_and_grad(objective, has_aux=True)(p)
+    updates, opt_state = optax.adam(lr).update(grads, opt_state, p)
+    return optax.apply_updates(p, updates), opt_state, loss
 
-    def step(self, params: Params, grads: Params) -> Params:
-        """Apply one update to `params` (in place) and return them."""
-        if not self.m:
-            self.m = [np.zeros_like(p) for p in params]
-            self.v = [np.zeros_like(p) for p in params]
-        self.t += 1
-        c1, c2 = 1.0 - self.beta1 ** self.t, 1.0 - self.beta2 ** self.t
-        for p, g, m, v in zip(params, grads, self.m, self.v, strict=True):
-            m *= self.beta1
-            m += (1.0 - self.beta1) * g
-            v *= self.beta2
-            v += (1.0 - self.beta2) * np.square(g)
-            denom = np.sqrt(v / c2)
-            denom += self.eps
-            p -= (self.lr / c1) * m / denom
-        return params
+
+class Trainer:
+    """Adam on one parameter list with jitted steps: numpy arrays in, numpy arrays out.
+
+    `proximal_mu` > 0 pulls towards the starting params (FedProx: the round's global model);
+    `log_q` (NegativeSampler.log_q) is needed for steps with negatives.
+    """
+
+    def __init__(self, params: Params, lr: float, l2: float, proximal_mu: float = 0.0,
+                 log_q: np.ndarray | None = None) -> None:
+        self.params: JParams = tuple(jnp.asarray(a) for a in params)
+        self.anchor = self.params
+        self.lr, self.l2, self.mu = float(lr), float(l2), float(proximal_mu)
+        self.opt_state = optax.adam(self.lr).init(self.params)
+        self.log_q = None if log_q is None else jnp.asarray(log_q)
+        self.losses: list[jax.Array] = []
+
+    def step(self, rows: Rows, neg: Negatives | None = None) -> None:
+        """One update on a batch (the full softmax without negatives); queued, not waited for."""
+        self.params, self.opt_state, loss = _step(self.params, self.opt_state, self.anchor, rows, neg,
+                                                  self.log_q, self.l2, self.mu, lr=self.lr)
+        self.losses.append(loss)
+
+    def result(self) -> tuple[Params, float]:
+        """The params as writable numpy arrays and the mean batch loss (nan without steps)."""
+        loss = float(jnp.mean(jnp.stack(self.losses))) if self.losses else float("nan")
+        return [np.array(a) for a in self.params], loss

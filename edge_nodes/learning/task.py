@@ -8,7 +8,6 @@ never looks at the test period the replay uses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,6 @@ import pyarrow.parquet as pq
 
 from edge_nodes.errors import EdgeDataError
 from edge_nodes.learning.model import Batch, ModelSpec, Params, scores
-from edge_nodes.learning.objective import Adam, NegativeSampler, loss_and_grads, sampled_loss_and_grads
 
 log = logging.getLogger(__name__)
 COLUMNS = ("ts", "hist", "device_idx", "hour", "label")
@@ -117,35 +115,25 @@ def split_by_time(ex: Examples, eval_fraction: float) -> tuple[Examples, Example
 
 def train(params: Params, spec: ModelSpec, ex: Examples, settings: TrainSettings,
           rng: np.random.Generator) -> tuple[Params, float]:
-    """Minibatch Adam for `settings.epochs` epochs; returns new params (inputs untouched), mean batch loss."""
-    params = [p.copy() for p in params]
-    anchor = [p.copy() for p in params] if settings.proximal_mu > 0 else None
-    step = _objective(spec, ex, settings, rng)
-    opt = Adam(lr=settings.lr)
-    losses: list[float] = []
+    """Minibatch Adam for `settings.epochs` epochs (jitted JAX steps, objective.py); returns new
+    params (inputs untouched) and the mean batch loss.
+
+    Sampled softmax when 0 < negatives < n_items (proposal from this edge's own label counts),
+    else the full softmax; FedProx's proximal term pulls towards `params` when proximal_mu > 0.
+    """
+    from edge_nodes.learning import objective  # JAX loads only in the processes that train
+
+    sampler = (objective.NegativeSampler(ex.label, spec.n_items, settings.negatives)
+               if 0 < settings.negatives < spec.n_items else None)
+    trainer = objective.Trainer(params, settings.lr, settings.l2, settings.proximal_mu,
+                                None if sampler is None else sampler.log_q)
     for _ in range(settings.epochs):
         order = rng.permutation(len(ex))
         for start in range(0, len(ex), settings.batch_size):
-            loss, grads = step(params, ex.batch(order[start:start + settings.batch_size]))
-            if anchor is not None:  # FedProx: pull towards the round's global model
-                for g, p, a in zip(grads, params, anchor, strict=True):
-                    g += settings.proximal_mu * (p - a)
-            params = opt.step(params, grads)
-            losses.append(loss)
-    return params, float(np.mean(losses)) if losses else float("nan")
-
-
-def _objective(spec: ModelSpec, ex: Examples, settings: TrainSettings,
-               rng: np.random.Generator) -> Callable[[Params, Batch], tuple[float, Params]]:
-    """The loss to train with: sampled softmax when 0 < negatives < n_items, else the full softmax."""
-    if not 0 < settings.negatives < spec.n_items:
-        return lambda params, batch: loss_and_grads(params, spec, batch, settings.l2)
-    sampler = NegativeSampler(ex.label, spec.n_items, settings.negatives)  # own label counts, kept here
-
-    def step(params: Params, batch: Batch) -> tuple[float, Params]:
-        return sampled_loss_and_grads(params, spec, batch, sampler.draw(rng), sampler.log_q, settings.l2)
-
-    return step
+            rows = objective.padded_rows(ex.batch(order[start:start + settings.batch_size]), spec,
+                                          settings.batch_size)  # one shape: compiled once per process
+            trainer.step(rows, None if sampler is None else sampler.draw(rng))
+    return trainer.result()
 
 
 def evaluate(params: Params, spec: ModelSpec, ex: Examples, k: int, batch_size: int = 1024) -> dict[str, float]:

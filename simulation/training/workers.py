@@ -1,4 +1,4 @@
-"""The environment of worker processes: one BLAS thread each, this checkout importable first.
+"""The environment of worker processes: one BLAS and XLA thread each, this checkout importable first.
 
 Ray actors, Flower SuperNode apps and the baseline process pool each already have their own
 core; these helpers give every process they start the same thread settings and import path.
@@ -13,8 +13,12 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # One BLAS thread per worker process: every worker already has its own core, and threads that
-# oversubscribe a small (or shared) machine made each matrix product ~10x slower here.
-SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# oversubscribe a small (or shared) machine made each matrix product ~10x slower here. The JAX
+# train step (edge_nodes/learning/objective.py) runs on XLA's CPU backend: single-threaded Eigen
+# products, and no probing for accelerators. XLA reads these when jax is first imported, which
+# happens only inside the worker processes that train.
+SINGLE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                     "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false", "JAX_PLATFORMS": "cpu"}
 
 
 def worker_env() -> dict[str, str]:
