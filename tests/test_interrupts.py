@@ -58,6 +58,7 @@ class Cli:
 
     def __init__(self, args: list[str], log: Path) -> None:
         self.marker, self.log = uuid.uuid4().hex, log
+        self.seen: set[psutil.Process] = set()
         env = {**os.environ, "PYTHONPATH": str(ROOT), "EDGECACHE_TEST_MARK": self.marker}
         with log.open("wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "simulation.cli", *args], env=env, stdout=out,
@@ -74,10 +75,15 @@ class Cli:
             time.sleep(0.1)
 
     def has_process(self, *names: str) -> bool:
-        # marked or in the CLI's session: Redis rewrites its process title over its environment,
-        # so /proc/<pid>/environ of a running valkey-server no longer shows the mark
-        found = _marked(self.marker) + _session(self.proc.pid)
-        return any(any(n in " ".join(_cmdline(p)) for n in names) for p in found)
+        # marked, or a descendant of the CLI: the embedded Redis runs in a session of its own and
+        # rewrites its process title over its environment, so its mark is soon unreadable
+        try:
+            children = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.Error:
+            children = []
+        found = [p for p in _marked(self.marker) + children if any(n in " ".join(_cmdline(p)) for n in names)]
+        self.seen.update(found)  # checked again after the signal: none may outlive the CLI
+        return bool(found)
 
     def interrupt(self, sig: int, stage: str, twice: bool = False) -> None:
         """Send `sig` (twice: a second one right after), assert the exit and that nothing is left."""
@@ -92,7 +98,7 @@ class Cli:
         deadline = time.monotonic() + 5  # a killed process may take a moment to be reaped by init
         left: list[psutil.Process] = []
         while time.monotonic() < deadline:
-            left = _session(self.proc.pid) + _marked(self.marker)
+            left = _session(self.proc.pid) + _marked(self.marker) + [p for p in self.seen if _alive(p)]
             if not left:
                 break
             time.sleep(0.2)
@@ -100,6 +106,13 @@ class Cli:
         for p in left:
             p.kill()
         assert not left, f"left running after {name} in {stage}: {names}"
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _cmdline(p: psutil.Process) -> list[str]:
