@@ -24,10 +24,9 @@ from flwr.serverapp import Grid
 from aggregator.rounds import REPLY_ARRAYS, contract_violations, error_reason
 from aggregator.settings import ServerSettings
 from edge_nodes.learning.cooc_app import COOC_ARRAYS, COOC_QUERY
-from edge_nodes.learning.cooc_table import COO, CoocTable
+from edge_nodes.learning.cooc_table import COO, ITEMCF_FILE, CoocTable
 
 log = logging.getLogger(__name__)
-ITEMCF_FILE = "itemcf.npz"
 
 
 def coo_problems(content: RecordDict, n_items: int) -> list[str]:

@@ -44,6 +44,8 @@ class ServerSettings:
     batch_size: int = 512
     l2: float = 1e-6
     negatives: int = 512
+    recency_half_life_days: float = 0.0
+    side_info: bool = False
     cooc_window: int = 5        # how the edges counted co-occurrences (stored in models/itemcf.npz)
     cooc_decay: float = 0.6
     catalog_path: str = ""
@@ -60,6 +62,7 @@ class ServerSettings:
         """The hyperparameters every edge receives with the global model."""
         return {"local-epochs": self.local_epochs, "lr": self.lr, "batch-size": self.batch_size,
                 "l2": self.l2, "negatives": self.negatives, "eval-fraction": self.eval_fraction,
+                "recency-half-life-days": self.recency_half_life_days, "side-info": self.side_info,
                 "top-k": self.top_k, "seed": self.seed, "local-layers": self.local_layers}
 
     def model_spec(self) -> ModelSpec:

@@ -2,7 +2,8 @@
 
 A tiny synthetic workload with the structure the model must learn, written in the
 documented layout `features/examples/edge_id=<id>/part.parquet`, with each edge's
-co-occurrence counts beside them in `features/cooc/` (the Spark stage is not needed): episodes of a series follow each other (item i -> i+1), every edge has its own
+co-occurrence counts and user histories beside them in `features/cooc/` and `features/history/`
+(the Spark stage is not needed): episodes of a series follow each other (item i -> i+1), every edge has its own
 taste (a different slice of the catalog is popular there), and the newest item in the
 history matters most. The public `catalog.parquet` beside it names the series.
 """
@@ -63,16 +64,19 @@ def _user_items(rng: np.random.Generator, taste: np.ndarray, n_events: int, n_se
 
 
 def _edge_table(rng: np.random.Generator, edge_index: int, n_edges: int, n_items: int,
-                history_len: int, users: int, events: int) -> pa.Table:
+                history_len: int, users: int, events: int, seqs: dict[str, list[int]]) -> pa.Table:
+    """One edge's examples; each user's whole sequence goes into `seqs` (the history table)."""
     n_series_items = (n_items // 2) // SERIES_LEN * SERIES_LEN
     weights = np.full(n_items, 0.2)
     lo = edge_index * n_items // n_edges
     weights[lo:lo + n_items // n_edges] = 3.0  # regional taste
     weights[:n_series_items][np.arange(n_series_items) % SERIES_LEN != 0] *= 0.2  # series start at episode 1
     taste = weights / weights.sum()
-    rows: dict[str, list] = {k: [] for k in ("user_id", "ts", "hist", "device_idx", "hour", "dow", "label")}
+    rows: dict[str, list] = {k: [] for k in ("user_id", "ts", "user_pos", "hist", "device_idx", "hour", "dow",
+                                             "label")}
     for u in range(users):
         seq = _user_items(rng, taste, events, n_series_items)
+        seqs[f"U{edge_index:02d}{u:04d}"] = seq
         device = int(rng.integers(0, 5))
         t = START_TS + np.timedelta64(int(rng.integers(0, 3600 * 24)), "s")
         for i in range(1, len(seq)):
@@ -81,12 +85,14 @@ def _edge_table(rng: np.random.Generator, edge_index: int, n_edges: int, n_items
             hour = int((t - START_TS) // np.timedelta64(1, "h")) % 24
             rows["user_id"].append(f"U{edge_index:02d}{u:04d}")
             rows["ts"].append(t)
+            rows["user_pos"].append(i)
             rows["hist"].append([-1] * (history_len - len(hist)) + hist)
             rows["device_idx"].append(device)
             rows["hour"].append(hour)
             rows["dow"].append(int((t - START_TS) // np.timedelta64(1, "D")) % 7)
             rows["label"].append(seq[i])
-    schema = pa.schema([("user_id", pa.string()), ("ts", pa.timestamp("s")), ("hist", pa.list_(pa.int32())),
+    schema = pa.schema([("user_id", pa.string()), ("ts", pa.timestamp("s")), ("user_pos", pa.int32()),
+                        ("hist", pa.list_(pa.int32())),
                         ("device_idx", pa.int32()), ("hour", pa.int32()), ("dow", pa.int32()),
                         ("label", pa.int32())])
     return pa.Table.from_pydict(rows, schema=schema)
@@ -114,8 +120,13 @@ def write_synthetic_run(root: Path, n_edges: int = 3, n_items: int = 40, history
     for i, edge in enumerate(edges):
         part = root / "features" / "examples" / f"edge_id={edge}"
         part.mkdir(parents=True, exist_ok=True)
-        table = _edge_table(rng, i, n_edges, n_items, history_len, users, events)
+        seqs: dict[str, list[int]] = {}
+        table = _edge_table(rng, i, n_edges, n_items, history_len, users, events, seqs)
         pq.write_table(table, part / "part.parquet")
+        history = root / "features" / "history" / f"edge_id={edge}"
+        history.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"user_id": list(seqs), "items": pa.array(list(seqs.values()), pa.list_(pa.int32()))}),
+                       history / "part.parquet")
         cooc = root / "features" / "cooc" / f"edge_id={edge}"
         cooc.mkdir(parents=True, exist_ok=True)
         pq.write_table(cooc_table(table, n_items), cooc / "part.parquet")

@@ -23,6 +23,8 @@ from aggregator.rounds import RecordedStrategy, contract_violations
 from aggregator.settings import ServerSettings
 from aggregator.strategies import STRATEGIES, build_strategy, dp_settings
 from edge_nodes.learning.client_app import EdgeIdentity, PartitionTable, build_client_app
+from edge_nodes.learning.cooc_app import cooc_partition, load_cooc
+from edge_nodes.learning.cooc_table import ITEMCF_FILE, CoocTable
 from edge_nodes.learning.model import ModelSpec, init_params
 from tests.fixtures_federated import SyntheticRun
 
@@ -98,9 +100,15 @@ def test_every_strategy_builds_and_aggregates_a_round(name: str, synthetic_run: 
     assert quality is not None and 0.0 <= float(quality["eval_hit_at_k"]) <= 1.0
 
 
-def test_edge_replies_hold_only_arrays_and_scalar_metrics(synthetic_run: SyntheticRun, tmp_path: Path,
+@pytest.mark.parametrize("side_info", [False, True])
+def test_edge_replies_hold_only_arrays_and_scalar_metrics(side_info: bool, synthetic_run: SyntheticRun, tmp_path: Path,
                                                           task_identity: None) -> None:
-    s = _settings(synthetic_run, tmp_path)
+    """Also with side information (the users' histories, the summed co-occurrence table): it shapes
+    the trained arrays (the side weights move) and never travels itself."""
+    s = _settings(synthetic_run, tmp_path, side_info=side_info)
+    if side_info:  # what the analytics round leaves in models/ before the model rounds
+        coo = [load_cooc(cooc_partition(synthetic_run.examples, e), s.n_items) for e in synthetic_run.edges]
+        CoocTable.from_coo(coo, s.n_items, s.cooc_window, s.cooc_decay).save(Path(s.model_dir) / ITEMCF_FILE)
     grid, app, start = StubGrid(3), _edge_app(synthetic_run, tmp_path), _initial(s)
     config = ConfigRecord({**s.train_config(), "personalize-epochs": 1, "global-round": 1})
     kinds = {"train": True, "evaluate": False, "evaluate.personalize": False}
@@ -117,6 +125,7 @@ def test_edge_replies_hold_only_arrays_and_scalar_metrics(synthetic_run: Synthet
             if with_arrays:
                 shapes = [a.shape for a in content["arrays"].to_numpy_ndarrays()]
                 assert shapes == [a.shape for a in start.to_numpy_ndarrays()]
+                assert np.any(content["arrays"].to_numpy_ndarrays()[7]) == side_info
             text = json.dumps(dict(content["metrics"]))
             assert not any(u in text for u in user_ids)
 

@@ -144,8 +144,8 @@ def test_a_few_local_steps_lower_the_loss(synthetic_run: SyntheticRun) -> None:
     params = init_params(spec, np.random.default_rng(0))
     before = evaluate(params, spec, ex, k=5)["loss"]
     for negatives in (0, 16):
-        trained, _ = train(params, spec, ex, TrainSettings(epochs=3, lr=0.05, batch_size=32, l2=1e-6, proximal_mu=0.0,
-                                                              negatives=negatives),
+        trained, _ = train(params, spec, ex, _settings(epochs=3, batch_size=32,
+                                                          negatives=negatives),
                            np.random.default_rng(0))
         after = evaluate(trained, spec, ex, k=5)
         assert after["loss"] < before - 0.3, negatives
@@ -158,7 +158,7 @@ def test_learns_series_continuation_through_the_catalog_link(synthetic_run: Synt
     spec = ModelSpec(synthetic_run.n_items, 16, synthetic_run.history_len,
                      successor=load_successor_map(synthetic_run.catalog))
     params, _ = train(init_params(spec, np.random.default_rng(0)), spec, ex,
-                      TrainSettings(epochs=3, lr=0.05, batch_size=32, l2=1e-6, proximal_mu=0.0, negatives=16), np.random.default_rng(0))
+                      _settings(epochs=3, batch_size=32), np.random.default_rng(0))
     assert params[6][0, -1] > 1.0  # "next episode of the last item" carries a large weight
     hist = np.array([[-1, 0, 1], [-1, 5, 6], [-1, 10, 11], [-1, 15, 16]])  # binged episodes 1 and 2
     top = top_k(params, spec, hist, np.array([0, 1, 2, 3]), np.array([20, 8, 1, 13]), k=1)
@@ -166,7 +166,8 @@ def test_learns_series_continuation_through_the_catalog_link(synthetic_run: Synt
 
 
 def _settings(**kw: float) -> TrainSettings:
-    base = {"epochs": 2, "lr": 0.05, "batch_size": 48, "l2": 1e-6, "proximal_mu": 0.0, "negatives": 16}
+    base = {"epochs": 2, "lr": 0.05, "batch_size": 48, "l2": 1e-6, "proximal_mu": 0.0, "negatives": 16,
+            "recency_half_life_days": 0.0}
     return TrainSettings(**{**base, **kw})  # type: ignore[arg-type]
 
 

@@ -23,6 +23,7 @@ from flwr.clientapp import ClientApp
 
 from edge_nodes.errors import InjectedFailure
 from edge_nodes.learning.cooc_app import add_cooc_query
+from edge_nodes.learning.cooc_table import ITEMCF_FILE
 from edge_nodes.learning.local_layers import (
     compose,
     composed_path,
@@ -33,6 +34,7 @@ from edge_nodes.learning.local_layers import (
     split,
 )
 from edge_nodes.learning.model import ModelSpec, Params, save_params
+from edge_nodes.learning.side import SideInfo
 from edge_nodes.learning.task import (
     Examples,
     TrainSettings,
@@ -83,6 +85,15 @@ def _split(examples_dir: str, edge_id: str, history_len: int, eval_fraction: flo
     return split_by_time(load_examples(examples_dir, edge_id, history_len), eval_fraction)
 
 
+@functools.lru_cache(maxsize=1024)
+def _side(examples_dir: str, model_dir: str, edge_id: str, n_items: int) -> SideInfo:
+    """This edge's user histories (its own features/history) and the federation's summed
+    co-occurrence table (models/itemcf.npz, written by the analytics round before the model rounds;
+    absent under DP, whose counts would not be private: that signal is then zero)."""
+    return SideInfo.from_files(Path(examples_dir).parent / "history" / f"edge_id={edge_id}",
+                               Path(model_dir) / ITEMCF_FILE, n_items)
+
+
 def _local_layers(cfg: dict[str, Any]) -> tuple[str, ...]:
     return parse_names(str(cfg.get("local-layers", "")))
 
@@ -98,8 +109,9 @@ def _full_model(received: Params, cfg: dict[str, Any], who: EdgeIdentity, fresh:
 
 
 def _setup(msg: Message, who: EdgeIdentity,
-           training: bool = False) -> tuple[Params, ModelSpec, dict[str, Any], Examples, Examples]:
-    """Full params (global + own local layers), their spec, config and this edge's (train, held-out) examples.
+           training: bool = False) -> tuple[Params, ModelSpec, dict[str, Any], Examples, Examples, SideInfo | None]:
+    """Full params (global + own local layers), their spec, config, this edge's (train, held-out)
+    examples and its side information (None unless `side-info` is on).
 
     The spec's successor map (public catalog structure) arrives in the config with the model.
     Injected failures raise. Training round 1 starts the local layers afresh.
@@ -112,13 +124,15 @@ def _setup(msg: Message, who: EdgeIdentity,
     params, spec = _full_model(received, cfg, who, fresh=training and rnd <= 1)
     fit, held = _split(who.examples_dir, who.edge_id, spec.history_len, float(cfg["eval-fraction"]))
     check_examples(fit, spec, who.edge_id)
-    return params, spec, cfg, fit, held
+    side = _side(who.examples_dir, who.model_dir, who.edge_id, spec.n_items) if cfg.get("side-info") else None
+    return params, spec, cfg, fit, held, side
 
 
 def _settings(cfg: dict[str, Any], epochs: int) -> TrainSettings:
     return TrainSettings(epochs=epochs, lr=float(cfg["lr"]), batch_size=int(cfg["batch-size"]),
                          l2=float(cfg["l2"]), proximal_mu=float(cfg.get("proximal-mu", 0.0)),
-                         negatives=int(cfg.get("negatives", 0)))
+                         negatives=int(cfg.get("negatives", 0)),
+                         recency_half_life_days=float(cfg.get("recency-half-life-days", 0.0)))
 
 
 def _rng(cfg: dict[str, Any], who: EdgeIdentity) -> np.random.Generator:
@@ -132,8 +146,9 @@ def _reply(msg: Message, metrics: dict[str, Any], params: Params | None = None) 
     return Message(content=content, reply_to=msg)
 
 
-def _quality(prefix: str, params: Params, spec: ModelSpec, held: Examples, k: int) -> dict[str, float]:
-    return {f"{prefix}{key}": value for key, value in evaluate(params, spec, held, k).items()}
+def _quality(prefix: str, params: Params, spec: ModelSpec, held: Examples, k: int,
+             side: SideInfo | None) -> dict[str, float]:
+    return {f"{prefix}{key}": value for key, value in evaluate(params, spec, held, k, side=side).items()}
 
 
 def build_client_app(identify: Callable[[Context], EdgeIdentity] = identity_from_node_config) -> ClientApp:
@@ -143,8 +158,8 @@ def build_client_app(identify: Callable[[Context], EdgeIdentity] = identity_from
     @app.train()
     def fit(msg: Message, context: Context) -> Message:
         who = identify(context)
-        params, spec, cfg, ex, _ = _setup(msg, who, training=True)
-        params, loss = train(params, spec, ex, _settings(cfg, int(cfg["local-epochs"])), _rng(cfg, who))
+        params, spec, cfg, ex, _, side = _setup(msg, who, training=True)
+        params, loss = train(params, spec, ex, _settings(cfg, int(cfg["local-epochs"])), _rng(cfg, who), side)
         if local := _local_layers(cfg):  # keep the local part here; send only the shared arrays
             params, own = split(params, local)
             save_local(who.model_dir, who.edge_id, own)
@@ -153,21 +168,21 @@ def build_client_app(identify: Callable[[Context], EdgeIdentity] = identity_from
     @app.evaluate()
     def held_out(msg: Message, context: Context) -> Message:
         who = identify(context)
-        params, spec, cfg, _, held = _setup(msg, who)
+        params, spec, cfg, _, held, side = _setup(msg, who)
         if _local_layers(cfg):  # this round's global model as this edge serves it
             save_params(composed_path(who.model_dir, who.edge_id), params, spec)
-        return _reply(msg, {**_quality("eval_", params, spec, held, int(cfg["top-k"])),
+        return _reply(msg, {**_quality("eval_", params, spec, held, int(cfg["top-k"]), side),
                             "num-examples": len(held)})
 
     @app.evaluate("personalize")
     def personalize(msg: Message, context: Context) -> Message:
         who = identify(context)
-        params, spec, cfg, ex, held = _setup(msg, who)
+        params, spec, cfg, ex, held, side = _setup(msg, who)
         k = int(cfg["top-k"])
-        own, _ = train(params, spec, ex, _settings(cfg, int(cfg["personalize-epochs"])), _rng(cfg, who))
+        own, _ = train(params, spec, ex, _settings(cfg, int(cfg["personalize-epochs"])), _rng(cfg, who), side)
         save_params(Path(who.model_dir) / "personalized" / f"{who.edge_id}.npz", own, spec)
-        return _reply(msg, {**_quality("global_", params, spec, held, k),
-                            **_quality("personalized_", own, spec, held, k),
+        return _reply(msg, {**_quality("global_", params, spec, held, k, side),
+                            **_quality("personalized_", own, spec, held, k, side),
                             "edge-index": who.edge_index, "num-examples": len(held)})
 
     add_cooc_query(app, identify)  # federated analytics for itemcf (edge_nodes/learning/cooc_app.py)

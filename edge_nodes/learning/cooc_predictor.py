@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_nodes.learning.cooc_table import CoocTable
+from edge_nodes.learning.cooc_table import ROWS_PER_CHUNK, CoocTable
 from edge_nodes.learning.history import UserHistory
 from edge_nodes.learning.predictors import PopularityPredictor
 
@@ -26,7 +26,6 @@ from edge_nodes.learning.predictors import PopularityPredictor
 # them forgoes at most that share of hits and frees every slot they held (MovieLens: 0%, people rate
 # a film once; the synthetic default: 49%, binge-watchers return, so it keeps them).
 REPEAT_THRESHOLD = 0.10
-ROWS_PER_CHUNK = 256  # rows scored at once: bounds the gathered CSR rows and the (rows, items) arrays
 
 
 class CoocPredictor:
@@ -52,24 +51,7 @@ class CoocPredictor:
 
     def scores(self, hist: np.ndarray) -> np.ndarray:
         """(n, items) decay-weighted co-occurrence scores of the last W items of each history."""
-        t, hist = self.table, np.asarray(hist, np.int64)
-        w = min(t.window, hist.shape[1])
-        recent = hist[:, hist.shape[1] - w:]
-        lag_w = t.decay ** np.arange(w - 1, -1, -1, dtype=np.float64)  # oldest .. newest (weight 1)
-        out = np.zeros((hist.shape[0], t.n_items))
-        for s in range(0, hist.shape[0], ROWS_PER_CHUNK):
-            out[s:s + ROWS_PER_CHUNK] = self._chunk(recent[s:s + ROWS_PER_CHUNK], lag_w)
-        return out
-
-    def _chunk(self, recent: np.ndarray, lag_w: np.ndarray) -> np.ndarray:
-        t = self.table
-        r, c = np.nonzero(recent >= 0)
-        items = recent[r, c]
-        start, lens = t.indptr[items], t.indptr[items + 1] - t.indptr[items]
-        at = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(start, lens)
-        keys = np.repeat(r, lens) * t.n_items + t.indices[at]
-        vals = t.counts[at] * np.repeat(lag_w[c], lens)
-        return np.bincount(keys, weights=vals, minlength=recent.shape[0] * t.n_items).reshape(recent.shape[0], -1)
+        return self.table.window_scores(hist)
 
     def excluded(self, hist: np.ndarray, users: np.ndarray | None) -> np.ndarray:
         """(n, items) bool: what this edge's seen rule leaves out for each row."""

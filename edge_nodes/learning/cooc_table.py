@@ -18,7 +18,14 @@ import numpy as np
 from edge_nodes.errors import ModelFileError
 
 COO = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, cols, counts
+ITEMCF_FILE = "itemcf.npz"  # in the run's models/: the server writes it, itemcf and the models' side features read it
+ROWS_PER_CHUNK = 256  # rows scored at once: bounds the gathered CSR rows
 KEYS = ("indptr", "indices", "counts", "n_items", "window", "decay", "edges")
+
+
+def local_table_path(model_path: Path) -> Path:
+    """Where a model trained on one edge's own counts (local_only) keeps them: beside its file."""
+    return model_path.with_name(model_path.stem + ".itemcf.npz")
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,27 @@ class CoocTable:
         indptr = np.r_[0, np.cumsum(np.bincount(keys // n_items, minlength=n_items))].astype(np.int64)
         return cls(indptr, (keys % n_items).astype(np.int32), sums.astype(np.float32), int(n_items),
                    int(window), float(decay), len(parts))
+
+    def window_scores(self, hist: np.ndarray) -> np.ndarray:
+        """(n, n_items) float64: sum over the last min(window, k) items h of each history (oldest
+        first, -1 padded) of decay^(lag-1) * count[h, j] (lag 1 = the newest); row chunks bound memory."""
+        hist = np.asarray(hist, np.int64)
+        w = min(self.window, hist.shape[1])
+        recent = hist[:, hist.shape[1] - w:]
+        lag_w = self.decay ** np.arange(w - 1, -1, -1, dtype=np.float64)  # oldest .. newest (weight 1)
+        out = np.zeros((hist.shape[0], self.n_items))
+        for s in range(0, hist.shape[0], ROWS_PER_CHUNK):
+            out[s:s + ROWS_PER_CHUNK] = self._chunk(recent[s:s + ROWS_PER_CHUNK], lag_w)
+        return out
+
+    def _chunk(self, recent: np.ndarray, lag_w: np.ndarray) -> np.ndarray:
+        r, c = np.nonzero(recent >= 0)
+        items = recent[r, c]
+        start, lens = self.indptr[items], self.indptr[items + 1] - self.indptr[items]
+        at = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(start, lens)
+        keys = np.repeat(r, lens) * self.n_items + self.indices[at]
+        vals = self.counts[at] * np.repeat(lag_w[c], lens)
+        return np.bincount(keys, weights=vals, minlength=recent.shape[0] * self.n_items).reshape(recent.shape[0], -1)
 
     def to_dense(self) -> np.ndarray:
         """(n_items, n_items) float64 counts (tests and small catalogs only)."""

@@ -31,12 +31,14 @@ class UserHistory:
         self._first = np.empty(0, dtype=np.int64)  # first position of that pair
 
     @classmethod
-    def from_table(cls, path: Path, n_items: int, extra_users: np.ndarray | None = None) -> UserHistory:
-        """Read features/history/edge_id=<id>; `extra_users` (e.g. the test stream's) start empty."""
+    def from_table(cls, path: Path, n_items: int, extra_users: np.ndarray | None = None,
+                   prefix: str = "") -> UserHistory:
+        """Read features/history/edge_id=<id>; `extra_users` (e.g. the test stream's) start empty;
+        `prefix` is put before every user id (pooling edges: `merge`)."""
         if not path.exists():
             raise EdgeDataError(f"user history table {path} is missing; run `edgecache features` first")
         t = pq.read_table(path, columns=["user_id", "items"])
-        users = t["user_id"].to_numpy(zero_copy_only=False).astype(str)
+        users = np.char.add(prefix, t["user_id"].to_numpy(zero_copy_only=False).astype(str))
         extra = np.setdiff1d(np.asarray(extra_users if extra_users is not None else [], dtype=str), users)
         h = cls(np.concatenate([users, extra]), n_items)
         col = t["items"].combine_chunks()
@@ -45,6 +47,21 @@ class UserHistory:
         owner = np.repeat(np.arange(users.size), lengths)
         h._add(owner, items, _ranks(owner, lengths))
         h.length[:users.size] = lengths
+        return h
+
+    @classmethod
+    def merge(cls, parts: list[UserHistory]) -> UserHistory:
+        """One history over several (the centralized baseline's pooled edges); user ids must differ
+        between parts (prefix them by edge: a user at two edges has two histories)."""
+        n_items = parts[0].n_items if parts else 0
+        h = cls(np.concatenate([p.users for p in parts]) if parts else np.empty(0, str), n_items)
+        if len(h._code) != h.users.size:
+            raise EdgeDataError("merged user histories share user ids; prefix them by edge")
+        offsets = np.cumsum([0] + [p.users.size for p in parts[:-1]])
+        h.length = np.concatenate([p.length for p in parts]) if parts else h.length
+        h._keys = np.concatenate([p._keys + off * n_items for p, off in zip(parts, offsets, strict=True)]
+                                 ) if parts else h._keys
+        h._first = np.concatenate([p._first for p in parts]) if parts else h._first
         return h
 
     def codes(self, users: np.ndarray) -> np.ndarray:

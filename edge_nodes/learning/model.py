@@ -6,6 +6,8 @@ embedding. Every catalog item is scored by a dot product with its output embeddi
 (its popularity), and learned weights on two links the public catalog and the history give:
 "this item is the next episode after history item j" and "this item is history item j".
 One scalar then carries binge continuation, which a low-rank factorization spreads thin.
+Three more weights (`side_w`, side.py) score what the edge knows beyond the window: whether
+the user saw the item anywhere in their history, and its federated co-occurrence count.
 Parameters are a plain list of float32 arrays so Flower can ship them as an ArrayRecord;
 the successor map is part of the spec (public catalog structure, not learned, not shipped).
 """
@@ -21,9 +23,10 @@ import numpy as np
 
 from edge_nodes.devices import N_DEVICES
 from edge_nodes.errors import ModelFileError
+from edge_nodes.learning.side import N_SIDE, add_side
 
 Params = list[np.ndarray]
-PARAM_NAMES = ("item_emb", "pos_w", "device_emb", "hour_emb", "out_emb", "out_bias", "link_w")
+PARAM_NAMES = ("item_emb", "pos_w", "device_emb", "hour_emb", "out_emb", "out_bias", "link_w", "side_w")
 N_HOURS = 24
 N_LINKS = 2  # link kinds per history position: next episode of h_j, h_j itself
 
@@ -57,7 +60,7 @@ class ModelSpec:
         """Shapes of the parameter arrays, in PARAM_NAMES order."""
         return [(self.n_items, self.dim), (self.history_len,), (self.n_devices, self.dim),
                 (self.n_hours, self.dim), (self.n_items, self.dim), (self.n_items,),
-                (N_LINKS, self.history_len)]
+                (N_LINKS, self.history_len), (N_SIDE,)]
 
     @cached_property
     def successor_array(self) -> np.ndarray:
@@ -72,12 +75,14 @@ class ModelSpec:
 
 @dataclass
 class Batch:
-    """Model inputs: hist (n, k) item_idx oldest first, -1 padded; device, hour, label (n,)."""
+    """Model inputs: hist (n, k) item_idx oldest first, -1 padded; device, hour, label (n,); the
+    side features over the catalog (side.py: seen, co-occurrence, each (n, n_items)) or None."""
 
     hist: np.ndarray
     device: np.ndarray
     hour: np.ndarray
     label: np.ndarray | None = None
+    side: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def init_params(spec: ModelSpec, rng: np.random.Generator) -> Params:
@@ -87,6 +92,7 @@ def init_params(spec: ModelSpec, rng: np.random.Generator) -> Params:
     arrays[1] = 0.5 ** np.arange(spec.history_len - 1, -1, -1, dtype=np.float64)
     arrays[5] = np.zeros(spec.n_items)
     arrays[6] = np.zeros((N_LINKS, spec.history_len))
+    arrays[7] = np.zeros(N_SIDE)
     return [a.astype(np.float32) for a in arrays]
 
 
@@ -122,6 +128,8 @@ def scores(params: Params, spec: ModelSpec, batch: Batch) -> np.ndarray:
     z = u @ params[4].T
     z += params[5]
     add_links(z, spec.link_keys(batch.hist), params[6])
+    if batch.side is not None:
+        add_side(z, *batch.side, params[7])
     return z
 
 
@@ -132,18 +140,21 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
 
 
 def top_k(params: Params, spec: ModelSpec, hist: np.ndarray, device_idx: np.ndarray,
-          hour: np.ndarray, k: int) -> np.ndarray:
+          hour: np.ndarray, k: int, side: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The k highest-scoring item_idx per row, best first: an (n, k) int array."""
-    return top_k_with_probs(params, spec, hist, device_idx, hour, k)[0]
+    return top_k_with_probs(params, spec, hist, device_idx, hour, k, side)[0]
 
 
 def top_k_with_probs(params: Params, spec: ModelSpec, hist: np.ndarray, device_idx: np.ndarray,
-                     hour: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best item_idx per row and their softmax probabilities: ((n, k) int, (n, k) float)."""
+                     hour: np.ndarray, k: int, side: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The k best item_idx per row and their softmax probabilities: ((n, k) int, (n, k) float).
+
+    `side`: the rows' dense side features (SideInfo.dense), None = the history window only."""
     check_params(params, spec)
     k = min(k, spec.n_items)
     batch = Batch(np.asarray(hist, dtype=np.int64).reshape(len(device_idx), -1),
-                  np.asarray(device_idx, dtype=np.int64), np.asarray(hour, dtype=np.int64))
+                  np.asarray(device_idx, dtype=np.int64), np.asarray(hour, dtype=np.int64), side=side)
     z = scores(params, spec, batch)
     best, top = pop_top_k(z, k)
     # Softmax keeps the order, so only the normalizer needs every logit: one in-place pass
@@ -195,7 +206,7 @@ def save_params(path: str | Path, params: Params, spec: ModelSpec) -> Path:
 
 
 def load_params(path: str | Path) -> tuple[Params, ModelSpec]:
-    """Read a model written by save_params (allow_pickle=False); older files get zero link weights."""
+    """Read a model written by save_params (allow_pickle=False); older files get zero link and side weights."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} not found; run `edgecache train` first")
@@ -204,9 +215,10 @@ def load_params(path: str | Path) -> tuple[Params, ModelSpec]:
             meta = json.loads(str(data["spec"]))
             succ = tuple(int(s) for s in data["successor"]) if "successor" in data.files else ()
             spec = ModelSpec(**meta, successor=succ)
-            params = [data[name].astype(np.float32) for name in PARAM_NAMES[:-1]]
-            links = data["link_w"] if "link_w" in data.files else np.zeros(spec.shapes()[-1])
-            params.append(links.astype(np.float32))
+            shapes = dict(zip(PARAM_NAMES, spec.shapes(), strict=True))
+            optional = ("link_w", "side_w")  # arrays added after the first model files
+            params = [(data[name] if name in data.files or name not in optional else np.zeros(shapes[name]))
+                      .astype(np.float32) for name in PARAM_NAMES]
     except (KeyError, ValueError, TypeError) as e:
         raise ModelFileError(f"{path} is not an edgecache model file ({e})") from e
     check_params(params, spec)

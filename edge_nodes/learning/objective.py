@@ -23,6 +23,7 @@ import numpy as np
 import optax
 
 from edge_nodes.learning.model import Batch, ModelSpec, Params
+from edge_nodes.learning.side import features_at
 
 JParams = tuple[jax.Array, ...]
 
@@ -31,6 +32,9 @@ class Rows(NamedTuple):
     """A batch as model inputs: hist (n, k), device, hour, label (n,), link keys (n, 2, k), weight (n,).
 
     `keys` is ModelSpec.link_keys(hist); a row of weight 0 is padding and counts for nothing.
+    `side_true` (n, N_SIDE) and `side_cand` (n, C, N_SIDE) are the side features (side.py) of the
+    true item and of the candidates (the negatives' slots, or the whole catalog for the full
+    softmax); None when the edge has no side information.
     """
 
     hist: np.ndarray
@@ -39,6 +43,8 @@ class Rows(NamedTuple):
     label: np.ndarray
     keys: np.ndarray
     weight: np.ndarray
+    side_true: np.ndarray | None = None
+    side_cand: np.ndarray | None = None
 
 
 class Negatives(NamedTuple):
@@ -50,8 +56,14 @@ class Negatives(NamedTuple):
     mask: np.ndarray
 
 
-def padded_rows(batch: Batch, spec: ModelSpec, size: int) -> Rows:
-    """The batch padded to `size` rows of weight 0 (every batch of a training call has one shape)."""
+def padded_rows(batch: Batch, spec: ModelSpec, size: int, cand: np.ndarray | None = None,
+                weight: np.ndarray | None = None) -> Rows:
+    """The batch padded to `size` rows of weight 0 (every batch of a training call has one shape).
+
+    `weight`: the rows' loss weights (recency, mean 1 over the training set), else 1 each.
+    With `batch.side`, the side features of the labels and of the candidate items `cand` (C,)
+    (the negatives' slots; None = the whole catalog) are gathered too.
+    """
     assert batch.label is not None
     n = len(batch.label)
     pad = size - n
@@ -60,8 +72,16 @@ def padded_rows(batch: Batch, spec: ModelSpec, size: int) -> Rows:
     def ints(a: np.ndarray) -> np.ndarray:
         return np.pad(a, (0, pad)).astype(np.int32)
 
+    side_true = side_cand = None
+    if batch.side is not None:
+        seen, cooc = batch.side
+        cols = np.arange(spec.n_items) if cand is None else np.asarray(cand, np.int64)
+        side_true = np.pad(features_at(seen, cooc, batch.label[:, None])[:, 0], ((0, pad), (0, 0)))
+        side_cand = np.pad(features_at(seen, cooc, cols[None, :]), ((0, pad), (0, 0), (0, 0)))
     return Rows(hist.astype(np.int32), ints(batch.device), ints(batch.hour), ints(batch.label),
-                spec.link_keys(hist).astype(np.int32), (np.arange(size) < n).astype(np.float32))
+                spec.link_keys(hist).astype(np.int32),
+                np.pad(np.ones(n, np.float32) if weight is None else weight.astype(np.float32), (0, pad)),
+                side_true, side_cand)
 
 
 class NegativeSampler:
@@ -96,7 +116,9 @@ def _add_links(z: jax.Array, cols: jax.Array | np.ndarray, link_w: jax.Array) ->
 
 
 def _mean(row_loss: jax.Array, r: Rows) -> jax.Array:
-    return (row_loss * r.weight).sum() / r.weight.sum()
+    """Weighted sum over the batch's real rows (weight > 0) divided by their number: with weights of
+    mean 1 over the training set, an epoch weighs every example by its weight, not every batch alike."""
+    return (row_loss * r.weight).sum() / jnp.maximum((r.weight > 0).sum(), 1)
 
 
 def _sq_norm(arrays: JParams) -> jax.Array:
@@ -106,6 +128,8 @@ def _sq_norm(arrays: JParams) -> jax.Array:
 def full_softmax_loss(p: JParams, r: Rows, l2: float) -> jax.Array:
     """Mean full-softmax cross-entropy of the true items + l2/2 * |params|^2."""
     z = _add_links(_state(p, r) @ p[4].T + p[5], r.keys, p[6])
+    if r.side_cand is not None:  # the whole catalog's side features
+        z = z + r.side_cand @ p[7]
     true = jnp.take_along_axis(jax.nn.log_softmax(z), r.label[:, None], axis=1)[:, 0]
     return _mean(-true, r) + 0.5 * l2 * _sq_norm(p)
 
@@ -123,6 +147,9 @@ def sampled_softmax_loss(p: JParams, r: Rows, neg: Negatives, log_q: jax.Array, 
     true_links = (link_w * (r.keys == r.label[:, None, None])).sum(axis=(1, 2))
     z_true = (u * out_emb[r.label]).sum(axis=1) + out_bias[r.label] + true_links - log_q[r.label]
     z_neg = _add_links(u @ out_emb[neg.items].T + (out_bias[neg.items] - neg.log_q), col[r.keys], link_w)
+    if r.side_true is not None and r.side_cand is not None:  # side features of the true item, the slots
+        z_true = z_true + r.side_true @ p[7]
+        z_neg = z_neg + r.side_cand @ p[7]
     # the true item is not its own negative, and padding slots are no item at all
     drop = (slots[None, :] == col[r.label][:, None]) | ~neg.mask[None, :]
     logp = jax.nn.log_softmax(jnp.concatenate([z_true[:, None], jnp.where(drop, -jnp.inf, z_neg)], axis=1))

@@ -19,9 +19,11 @@ import pyarrow.parquet as pq
 
 from edge_nodes.errors import PredictorError
 from edge_nodes.learning import model
+from edge_nodes.learning.side import SideInfo
 
-TopK = Callable[[Any, Any, np.ndarray, np.ndarray, np.ndarray, int], np.ndarray]
-TopKProbs = Callable[[Any, Any, np.ndarray, np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+Side = tuple[np.ndarray, np.ndarray] | None  # dense side features of the rows (side.py), or none
+TopK = Callable[[Any, Any, np.ndarray, np.ndarray, np.ndarray, int, Side], np.ndarray]
+TopKProbs = Callable[[Any, Any, np.ndarray, np.ndarray, np.ndarray, int, Side], tuple[np.ndarray, np.ndarray]]
 
 
 def first_k_unique(cand: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
@@ -116,35 +118,46 @@ class MarkovPredictor:
 
 
 class ModelPredictor:
-    """A trained next-content model (federated, local-only or centralized) via edge_nodes.learning.model."""
+    """A trained next-content model (federated, local-only or centralized) via edge_nodes.learning.model.
+
+    With `side` (the edge's user histories and co-occurrence table, side.py) a model trained with
+    side information (nonzero `side_w`) scores what the edge knows beyond the window too; `users`
+    then names each row's user (unknown users and calls without `users` see only the window).
+    """
 
     name = "model"
 
     def __init__(self, params: Any, spec: Any, top_k: TopK, name: str = "model",
-                 top_k_probs: TopKProbs | None = None) -> None:
+                 top_k_probs: TopKProbs | None = None, side: SideInfo | None = None) -> None:
         self.params, self.spec, self._top_k, self.name = params, spec, top_k, name
-        self._top_k_probs = top_k_probs
+        self._top_k_probs, self.side = top_k_probs, side
 
     @classmethod
-    def from_npz(cls, path: Path, name: str = "model") -> ModelPredictor:
+    def from_npz(cls, path: Path, name: str = "model", side: SideInfo | None = None) -> ModelPredictor:
         if not path.is_file():
             raise PredictorError(f"model file {path} is missing; run `edgecache train` first")
         params, spec = model.load_params(path)
-        return cls(params, spec, model.top_k, name, model.top_k_with_probs)
+        return cls(params, spec, model.top_k, name, model.top_k_with_probs, side)
+
+    def _side(self, hist: np.ndarray, users: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.side is None or not np.any(self.params[7]):  # trained without side information
+            return None
+        return self.side.dense(hist, users, None, n_items=self.spec.n_items)
 
     def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
                 users: np.ndarray | None = None) -> np.ndarray:
         # one more than asked: the item just requested is dropped from the candidates
-        out = np.asarray(self._top_k(self.params, self.spec, hist, device_idx, hour, k + 1), dtype=np.int64)
+        out = np.asarray(self._top_k(self.params, self.spec, hist, device_idx, hour, k + 1, self._side(hist, users)),
+                         dtype=np.int64)
         return first_k_unique(out, k, hist[:, -1:])
 
     def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
                        users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The model's softmax probabilities (a model without them: 1/rank)."""
         if self._top_k_probs is None:
-            ids = self.predict(hist, device_idx, hour, k)
+            ids = self.predict(hist, device_idx, hour, k, users=users)
             return ids, np.where(ids >= 0, 1.0 / (1 + np.arange(k)), 0.0)
-        ids, probs = self._top_k_probs(self.params, self.spec, hist, device_idx, hour, k + 1)
+        ids, probs = self._top_k_probs(self.params, self.spec, hist, device_idx, hour, k + 1, self._side(hist, users))
         return first_k_unique_scored(np.asarray(ids, dtype=np.int64), np.asarray(probs), k, hist[:, -1:])
 
 

@@ -18,36 +18,46 @@ import pyarrow.parquet as pq
 
 from edge_nodes.errors import EdgeDataError
 from edge_nodes.learning.model import Batch, ModelSpec, Params, scores
+from edge_nodes.learning.side import SideInfo
 
 log = logging.getLogger(__name__)
-COLUMNS = ("ts", "hist", "device_idx", "hour", "label")
+COLUMNS = ("ts", "hist", "device_idx", "hour", "label", "user_id", "user_pos")
 
 
 @dataclass(frozen=True)
 class Examples:
-    """Training examples as arrays, in time order."""
+    """Training examples as arrays, in time order; `user` (ids) and `pos` (the label's position in
+    the user's history at the edge, `user_pos`) tie each row to the edge's user history."""
 
     hist: np.ndarray
     device: np.ndarray
     hour: np.ndarray
     label: np.ndarray
     ts: np.ndarray
+    user: np.ndarray
+    pos: np.ndarray
 
     def __len__(self) -> int:
         return len(self.label)
 
     def take(self, idx: np.ndarray | slice) -> Examples:
-        return Examples(self.hist[idx], self.device[idx], self.hour[idx], self.label[idx], self.ts[idx])
+        return Examples(*(getattr(self, f)[idx] for f in FIELDS))
 
-    def batch(self, idx: np.ndarray | slice) -> Batch:
-        return Batch(self.hist[idx], self.device[idx], self.hour[idx], self.label[idx])
+    def batch(self, idx: np.ndarray | slice, side: SideInfo | None = None, training: bool = False) -> Batch:
+        """Model inputs of rows `idx`; with `side`, their side features (own counts out when training)."""
+        b = Batch(self.hist[idx], self.device[idx], self.hour[idx], self.label[idx])
+        if side is not None:
+            b.side = side.dense(b.hist, self.user[idx], self.pos[idx], b.label if training else None)
+        return b
 
     @staticmethod
     def concat(parts: list[Examples]) -> Examples:
         """Pool several edges' examples (the centralized baseline), kept in time order."""
-        ex = Examples(*(np.concatenate([getattr(p, f) for p in parts])
-                        for f in ("hist", "device", "hour", "label", "ts")))
+        ex = Examples(*(np.concatenate([getattr(p, f) for p in parts]) for f in FIELDS))
         return ex.take(np.argsort(ex.ts, kind="stable"))
+
+
+FIELDS = ("hist", "device", "hour", "label", "ts", "user", "pos")
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class TrainSettings:
     l2: float
     proximal_mu: float  # 0 = no proximal term (FedProx only)
     negatives: int      # draws per batch for the sampled softmax; 0 = full softmax
+    recency_half_life_days: float  # example weight 0.5 ** (age / half-life); 0 = all equal
 
 
 def edge_partition(examples_dir: str | Path, edge_id: str) -> Path:
@@ -85,7 +96,8 @@ def load_examples(examples_dir: str | Path, edge_id: str, history_len: int) -> E
     return Examples(
         hist=flat.astype(np.int64).reshape(-1, history_len),
         device=_ints(table, "device_idx"), hour=_ints(table, "hour"), label=_ints(table, "label"),
-        ts=table.column("ts").cast(pa.int64()).to_numpy(),
+        ts=pc.cast(table.column("ts"), pa.timestamp("s"), safe=False).cast(pa.int64()).to_numpy(),  # seconds
+        user=table.column("user_id").to_numpy(zero_copy_only=False).astype(str), pos=_ints(table, "user_pos"),
     )
 
 
@@ -114,15 +126,17 @@ def split_by_time(ex: Examples, eval_fraction: float) -> tuple[Examples, Example
 
 
 def train(params: Params, spec: ModelSpec, ex: Examples, settings: TrainSettings,
-          rng: np.random.Generator) -> tuple[Params, float]:
+          rng: np.random.Generator, side: SideInfo | None = None) -> tuple[Params, float]:
     """Minibatch Adam for `settings.epochs` epochs (jitted JAX steps, objective.py); returns new
     params (inputs untouched) and the mean batch loss.
 
     Sampled softmax when 0 < negatives < n_items (proposal from this edge's own label counts),
     else the full softmax; FedProx's proximal term pulls towards `params` when proximal_mu > 0.
+    `side`: the edge's user histories and co-occurrence table (side.py), None = the window only.
     """
     from edge_nodes.learning import objective  # JAX loads only in the processes that train
 
+    weight = recency_weights(ex.ts, settings.recency_half_life_days)
     sampler = (objective.NegativeSampler(ex.label, spec.n_items, settings.negatives)
                if 0 < settings.negatives < spec.n_items else None)
     trainer = objective.Trainer(params, settings.lr, settings.l2, settings.proximal_mu,
@@ -130,19 +144,36 @@ def train(params: Params, spec: ModelSpec, ex: Examples, settings: TrainSettings
     for _ in range(settings.epochs):
         order = rng.permutation(len(ex))
         for start in range(0, len(ex), settings.batch_size):
-            rows = objective.padded_rows(ex.batch(order[start:start + settings.batch_size]), spec,
-                                          settings.batch_size)  # one shape: compiled once per process
-            trainer.step(rows, None if sampler is None else sampler.draw(rng))
+            neg = None if sampler is None else sampler.draw(rng)
+            batch = ex.batch(order[start:start + settings.batch_size], side, training=True)
+            rows = objective.padded_rows(batch, spec, settings.batch_size,  # one shape: compiled once
+                                         None if neg is None else neg.items,
+                                         None if weight is None else weight[order[start:start + settings.batch_size]])
+            trainer.step(rows, neg)
     return trainer.result()
 
 
-def evaluate(params: Params, spec: ModelSpec, ex: Examples, k: int, batch_size: int = 1024) -> dict[str, float]:
-    """Cross-entropy, hit@k and NDCG@k of the true next item (one relevant item per row)."""
+def recency_weights(ts: np.ndarray, half_life_days: float) -> np.ndarray | None:
+    """0.5 ** (age / half-life) per example, age in days before the newest, scaled to mean 1 (so the
+    loss keeps its scale and each batch its share); None when the half-life is 0 (all equal)."""
+    if half_life_days <= 0 or ts.size == 0:
+        return None
+    age_days = (ts.max() - ts).astype(np.float64) / 86_400  # ts in seconds (load_examples)
+    w = np.exp2(-age_days / half_life_days)
+    return (w / w.mean()).astype(np.float32)
+
+
+def evaluate(params: Params, spec: ModelSpec, ex: Examples, k: int, batch_size: int = 1024,
+             side: SideInfo | None = None) -> dict[str, float]:
+    """Cross-entropy, hit@k and NDCG@k of the true next item (one relevant item per row).
+
+    With `side`, a row's own event is left out of its label's co-occurrence count (as in training):
+    the table counts the whole training period, held-out slice included."""
     if len(ex) == 0:
         return {"loss": float("nan"), "hit_at_k": 0.0, "ndcg_at_k": 0.0}
     loss_sum = hit_sum = ndcg_sum = 0.0
     for start in range(0, len(ex), batch_size):
-        b = ex.batch(slice(start, start + batch_size))
+        b = ex.batch(slice(start, start + batch_size), side, training=True)
         z = scores(params, spec, b)
         assert b.label is not None
         true = z[np.arange(len(b.label)), b.label]

@@ -11,9 +11,13 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from edge_nodes.errors import EdgeError
 from edge_nodes.learning.cooc_predictor import CoocPredictor
+from edge_nodes.learning.cooc_table import ITEMCF_FILE, local_table_path
 from edge_nodes.learning.predictors import MarkovPredictor, ModelPredictor, PopularityPredictor
+from edge_nodes.learning.side import SideInfo
 from edge_nodes.predictor import Predictor
 from simulation.rundir import RunDir
 
@@ -37,16 +41,23 @@ def _markov(run: RunDir, edge: str, items: int) -> Predictor:
 
 
 def _itemcf(run: RunDir, edge: str, items: int) -> Predictor:
-    return CoocPredictor.from_files(run.models / "itemcf.npz", run.features / "popularity" / f"edge_id={edge}",
+    return CoocPredictor.from_files(run.models / ITEMCF_FILE, run.features / "popularity" / f"edge_id={edge}",
                                     run.features / "history" / f"edge_id={edge}", items)
 
 
-def _model(policy: str, path_of: Callable[[RunDir, str], Path | None]) -> Builder:
+def _model(policy: str, path_of: Callable[[RunDir, str], Path | None], own_table: bool = False) -> Builder:
+    """A model policy: its file, and the side information it was trained with (the edge's user
+    histories; the summed co-occurrence table, or with `own_table` the edge's own counts that
+    local_only trained on, saved beside its model)."""
     def build(run: RunDir, edge: str, items: int) -> Predictor:
         path = path_of(run, edge)
         if path is None:
             raise EdgeError(f"no model for {policy}: {run.models} has no round-<n>.npz; run `edgecache train`")
-        return ModelPredictor.from_npz(path, policy)
+        predictor = ModelPredictor.from_npz(path, policy)
+        if np.any(predictor.params[7]):  # trained with side information (model.side_info)
+            table = local_table_path(path) if own_table else run.models / ITEMCF_FILE
+            predictor.side = SideInfo.from_files(run.features / "history" / f"edge_id={edge}", table, items)
+        return predictor
     return build
 
 
@@ -59,7 +70,7 @@ PREDICTORS: dict[str, Builder] = {
     "popularity": _popularity,
     "markov_sql": _markov,
     "itemcf": _itemcf,
-    "local_only": _model("local_only", lambda run, edge: run.models / "local_only" / f"{edge}.npz"),
+    "local_only": _model("local_only", lambda run, edge: run.models / "local_only" / f"{edge}.npz", own_table=True),
     "federated": _model("federated", _federated_path),
     "federated_personalized": _model("federated_personalized",
                                      lambda run, edge: run.models / "personalized" / f"{edge}.npz"),

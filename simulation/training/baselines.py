@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,11 @@ import numpy as np
 
 from aggregator.settings import ServerSettings
 from edge_nodes.learning.client_app import EdgeIdentity
+from edge_nodes.learning.cooc_app import cooc_partition, load_cooc
+from edge_nodes.learning.cooc_table import ITEMCF_FILE, CoocTable, local_table_path
+from edge_nodes.learning.history import UserHistory
 from edge_nodes.learning.model import ModelSpec, init_params, save_params
+from edge_nodes.learning.side import SideInfo
 from edge_nodes.learning.task import Examples, TrainSettings, evaluate, load_examples, split_by_time, train
 from simulation.training.workers import single_threaded_workers
 
@@ -40,7 +45,7 @@ def load_splits(edges: tuple[EdgeIdentity, ...], s: ServerSettings) -> Splits:
 
 def _budget(s: ServerSettings) -> TrainSettings:
     return TrainSettings(epochs=s.rounds * s.local_epochs, lr=s.lr, batch_size=s.batch_size, l2=s.l2,
-                         proximal_mu=0.0, negatives=s.negatives)
+                         proximal_mu=0.0, negatives=s.negatives, recency_half_life_days=s.recency_half_life_days)
 
 
 def weighted_quality(per_edge: dict[str, dict[str, float]], sizes: dict[str, int]) -> dict[str, float]:
@@ -58,25 +63,57 @@ def _report(name: str, per_edge: Quality, sizes: dict[str, int], train_loss: flo
             "per_edge": per_edge}
 
 
+def history_path(edge: EdgeIdentity) -> Path:
+    """features/history/edge_id=<id>: beside the edge's examples."""
+    return Path(edge.examples_dir).parent / "history" / f"edge_id={edge.edge_id}"
+
+
+def local_side(edge: EdgeIdentity, s: ServerSettings) -> SideInfo:
+    """What a lone edge knows: its own histories and its own co-occurrence counts (none of the
+    federation's: the summed table holds other edges' counts)."""
+    history = UserHistory.from_table(history_path(edge), s.n_items) if history_path(edge).exists() else None
+    part = cooc_partition(edge.examples_dir, edge.edge_id)
+    table = (CoocTable.from_coo([load_cooc(part, s.n_items)], s.n_items, s.cooc_window, s.cooc_decay)
+             if part.exists() else None)
+    return SideInfo(history, table)
+
+
+def pooled_side(edges: tuple[EdgeIdentity, ...], s: ServerSettings, model_dir: Path) -> SideInfo:
+    """Every edge's histories (user ids prefixed by edge, as `_pooled_ids` does) and the summed table."""
+    parts = [UserHistory.from_table(history_path(e), s.n_items, prefix=f"{e.edge_id}/")
+             for e in edges if history_path(e).exists()]
+    table_path = model_dir / ITEMCF_FILE
+    return SideInfo(UserHistory.merge(parts) if len(parts) == len(edges) else None,
+                    CoocTable.load(table_path, s.n_items) if table_path.is_file() else None)
+
+
+def _pooled_ids(edge_id: str, ex: Examples) -> Examples:
+    return replace(ex, user=np.char.add(f"{edge_id}/", ex.user.astype(str)))
+
+
 def fit_local_only(edge: EdgeIdentity, index: int, s: ServerSettings, spec: ModelSpec,
                    model_dir: Path) -> tuple[dict[str, float], float, int]:
     """One edge alone: train, save models/local_only/<edge>.npz; (quality, train loss, held-out size)."""
     fit, held = load_splits((edge,), s)[edge.edge_id]
+    side = local_side(edge, s) if s.side_info else None
     params, loss = train(init_params(spec, np.random.default_rng(s.seed)), spec, fit, _budget(s),
-                         np.random.default_rng([s.seed, index, 0]))
-    save_params(model_dir / "local_only" / f"{edge.edge_id}.npz", params, spec)
-    return evaluate(params, spec, held, s.top_k), loss, len(held)
+                         np.random.default_rng([s.seed, index, 0]), side)
+    path = save_params(model_dir / "local_only" / f"{edge.edge_id}.npz", params, spec)
+    if side is not None and side.table is not None:  # the replay serves the model with the counts it trained on
+        side.table.save(local_table_path(path))
+    return evaluate(params, spec, held, s.top_k, side=side), loss, len(held)
 
 
 def fit_centralized(edges: tuple[EdgeIdentity, ...], s: ServerSettings, spec: ModelSpec,
                     model_dir: Path) -> tuple[Quality, float, dict[str, int]]:
     """All edges' examples pooled: train, save models/centralized.npz; per-edge quality on held-out."""
-    splits = load_splits(edges, s)
+    splits = {edge: (_pooled_ids(edge, fit), _pooled_ids(edge, held)) for edge, (fit, held) in load_splits(edges, s).items()}
     pooled = Examples.concat([fit for fit, _ in splits.values()])
+    side = pooled_side(edges, s, model_dir) if s.side_info else None
     params, loss = train(init_params(spec, np.random.default_rng(s.seed)), spec, pooled, _budget(s),
-                         np.random.default_rng([s.seed, 1_000_003]))
+                         np.random.default_rng([s.seed, 1_000_003]), side)
     save_params(model_dir / "centralized.npz", params, spec)
-    per_edge = {edge: evaluate(params, spec, held, s.top_k) for edge, (_, held) in sorted(splits.items())}
+    per_edge = {edge: evaluate(params, spec, held, s.top_k, side=side) for edge, (_, held) in sorted(splits.items())}
     return per_edge, loss, {edge: len(held) for edge, (_, held) in splits.items()}
 
 

@@ -1,0 +1,104 @@
+"""What an edge knows of a row beyond its history window, as per-candidate features the model weighs.
+
+Two signals, both the edge's own or the federation's aggregate, never another edge's logs:
+
+- **seen**: the candidate is in the user's whole history at this edge before the row (the
+  `features/history` table, `UserHistory`) or in the row's history window. How much that
+  counts is learned (`side_w[0]`): people who never re-rate learn a large negative weight, a
+  binge-watching audience a positive one. No hard-coded mask.
+- **co-occurrence**: the itemcf score of the candidate (decay-weighted counts over the last
+  min(W, k) items of the window, `CoocTable.window_scores`) from the summed federated table
+  (`models/itemcf.npz`), entering as log1p(score) and [score > 0] (`side_w[1:]`).
+
+During training the table already holds the row's own event (it counts the whole training
+period), so a row's own contribution to its label's score is taken out (`own_share`): the model
+must learn how far counts of *other* events predict, as they do in the test period. Rows and
+history both identify a user by id; `pos` is the row's position in the user's history (the
+example's `user_pos`; for a live request, the end of the known history).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_nodes.learning.cooc_table import CoocTable
+from edge_nodes.learning.history import UserHistory
+
+N_SIDE = 3  # features per candidate: seen, log1p(co-occurrence score), co-occurrence score > 0
+
+
+@dataclass(frozen=True)
+class SideInfo:
+    """The edge's users' histories and the co-occurrence table; either may be absent (feature = 0)."""
+
+    history: UserHistory | None = None
+    table: CoocTable | None = None
+
+    @classmethod
+    def from_files(cls, history_path: Path | None, table_path: Path | None, n_items: int) -> SideInfo:
+        """Read what exists: a missing file leaves its signal at zero (older runs, tests)."""
+        history = (UserHistory.from_table(history_path, n_items)
+                   if history_path is not None and history_path.exists() else None)
+        table = CoocTable.load(table_path, n_items) if table_path is not None and table_path.is_file() else None
+        return cls(history, table)
+
+    def dense(self, hist: np.ndarray, users: np.ndarray | None, pos: np.ndarray | None,
+              label: np.ndarray | None = None, n_items: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(seen, cooc): two (n, n_items) float32 arrays for the rows; `label` = training rows (own out).
+
+        `pos` None = each user's whole known history (a live request after the training period).
+        """
+        hist = np.asarray(hist, np.int64)
+        n = hist.shape[0]
+        items = n_items or (self.table.n_items if self.table is not None
+                            else self.history.n_items if self.history is not None else 0)
+        seen = np.zeros((n, items), dtype=np.float32)
+        r, c = np.nonzero(hist >= 0)
+        seen[r, hist[r, c]] = 1.0
+        if self.history is not None and users is not None:
+            codes = self.history.codes(users)
+            at = self.history.length[np.maximum(codes, 0)] if pos is None else np.asarray(pos, np.int64)
+            rows, seen_items = self.history.seen_pairs(codes, at)
+            seen[rows, seen_items] = 1.0
+        if self.table is None:
+            return seen, np.zeros((n, items), dtype=np.float32)
+        cooc = self.table.window_scores(hist).astype(np.float32)
+        if label is not None:
+            lab = np.asarray(label, np.int64)
+            rows = np.arange(n)
+            cooc[rows, lab] = np.maximum(cooc[rows, lab] - own_share(hist, self.table), 0.0)
+        return seen, cooc
+
+
+def own_share(hist: np.ndarray, table: CoocTable) -> np.ndarray:
+    """(n,) what a training row's own event added to its label's window score.
+
+    The event counted 1 * decay^(lag'-1) for each of its previous W items (spark_features/cooc.py);
+    the window score weighs item h at lag l by decay^(l-1), so the row's share is the sum over the
+    scored lags l of decay^(l-1) * sum over lags l' with the same item of decay^(l'-1).
+    """
+    w = min(table.window, hist.shape[1])
+    recent = hist[:, hist.shape[1] - w:][:, ::-1]  # lag 1 first
+    lag_w = table.decay ** np.arange(w, dtype=np.float64)
+    valid = recent >= 0
+    same = (recent[:, :, None] == recent[:, None, :]) & valid[:, :, None] & valid[:, None, :]
+    return ((same * lag_w[None, None, :]).sum(axis=2) * lag_w[None, :] * valid).sum(axis=1)
+
+
+def features_at(seen: np.ndarray, cooc: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """(n, C, N_SIDE) float32 features of the candidates cols ((n, C) or (C,) item_idx)."""
+    rows = np.arange(seen.shape[0])[:, None]
+    s, c = seen[rows, cols], cooc[rows, cols]
+    return np.stack([s, np.log1p(c), (c > 0).astype(np.float32)], axis=-1).astype(np.float32)
+
+
+def add_side(z: np.ndarray, seen: np.ndarray, cooc: np.ndarray, side_w: np.ndarray) -> None:
+    """z += side_w . features, in place over the whole catalog (scoring and evaluation)."""
+    if side_w[0]:
+        z += side_w[0] * seen
+    if side_w[1] or side_w[2]:
+        has = cooc > 0
+        z += side_w[1] * np.log1p(cooc) + side_w[2] * has

@@ -1,0 +1,131 @@
+"""Side information (edge_nodes/learning/side.py): the whole-history "seen" signal and the
+co-occurrence input, their leave-own-out rule, and a model that learns how much they count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from edge_nodes.learning.cooc_app import cooc_partition, load_cooc
+from edge_nodes.learning.cooc_table import CoocTable
+from edge_nodes.learning.history import UserHistory
+from edge_nodes.learning.model import ModelSpec, init_params, load_params, save_params, top_k
+from edge_nodes.learning.side import SideInfo, own_share
+from edge_nodes.learning.task import TrainSettings, evaluate, load_examples, recency_weights, train
+from tests.fixtures_federated import SyntheticRun, cooc_table
+
+
+def _table_of(run: SyntheticRun, edge: str, window: int) -> CoocTable:
+    coo = load_cooc(cooc_partition(run.examples, edge), run.n_items)
+    return CoocTable.from_coo([coo], run.n_items, window, 0.6)
+
+
+def test_own_share_is_exactly_what_the_row_added_to_its_label(synthetic_run: SyntheticRun) -> None:
+    """A table counted from one row holds only that row: its label's score minus its share is 0."""
+    ex = load_examples(synthetic_run.examples, "edge-00", synthetic_run.history_len)
+    hist = np.array([[3, 7, 3], [-1, -1, 5], [1, 2, 4]])
+    label = np.array([9, 8, 6])
+    for i in range(len(label)):
+        t = pa.table({"hist": pa.array([hist[i].tolist()], pa.list_(pa.int32())), "label": [int(label[i])]})
+        coo = cooc_table(t, 10)
+        table = CoocTable.from_coo([(coo["prev_idx"].to_numpy(), coo["next_idx"].to_numpy(), coo["count"].to_numpy())],
+                                   10, 3, 0.6)
+        score = table.window_scores(hist[i:i + 1])[0, label[i]]
+        assert score > 0
+        assert np.isclose(own_share(hist[i:i + 1], table)[0], score)
+    assert len(ex) > 0
+    # with every edge row counted, leaving each row's own event out never goes below zero
+    table = _table_of(synthetic_run, "edge-00", synthetic_run.history_len)
+    side = SideInfo(None, table)
+    _, with_own = SideInfo(None, table).dense(ex.hist, None, None)
+    _, own_out = side.dense(ex.hist, ex.user, ex.pos, ex.label)
+    rows = np.arange(len(ex))
+    assert np.all(own_out[rows, ex.label] >= 0)
+    assert np.all(own_out[rows, ex.label] <= with_own[rows, ex.label])
+
+
+def test_seen_covers_the_whole_history_before_the_row_and_the_window(synthetic_run: SyntheticRun, tmp_path) -> None:
+    part = tmp_path / "history"
+    part.mkdir()
+    pq.write_table(pa.table({"user_id": ["u1", "u2"], "items": pa.array([[4, 1, 4, 2, 8], [0]], pa.list_(pa.int32()))}),
+                   part / "p.parquet")
+    side = SideInfo(UserHistory.from_table(part, 10), None)
+    # u1's row at position 3 (label 2) has seen 4 and 1; the window adds 6; the future (2, 8) is not seen
+    seen, cooc = side.dense(np.array([[-1, 6]]), np.array(["u1"]), np.array([3]), np.array([2]))
+    assert np.flatnonzero(seen[0]).tolist() == [1, 4, 6]
+    assert not cooc.any()
+    # a live request (pos None) sees the user's whole known history; an unknown user only its window
+    seen, _ = side.dense(np.array([[-1, 6], [-1, 3]]), np.array(["u1", "nobody"]), None)
+    assert np.flatnonzero(seen[0]).tolist() == [1, 2, 4, 6, 8]
+    assert np.flatnonzero(seen[1]).tolist() == [3]
+
+
+def test_merged_histories_keep_each_edge_apart(tmp_path) -> None:
+    parts = []
+    for edge, items in (("a", [[1, 2]]), ("b", [[3]])):
+        d = tmp_path / edge
+        d.mkdir()
+        pq.write_table(pa.table({"user_id": ["u"], "items": pa.array(items, pa.list_(pa.int32()))}), d / "p.parquet")
+        parts.append(UserHistory.from_table(d, 5, prefix=f"{edge}/"))
+    merged = UserHistory.merge(parts)
+    rows, items = merged.seen_pairs(merged.codes(np.array(["a/u", "b/u"])), np.array([9, 9]))
+    assert sorted(zip(rows.tolist(), items.tolist(), strict=True)) == [(0, 1), (0, 2), (1, 3)]
+
+
+def _settings(**kw: float) -> TrainSettings:
+    base = {"epochs": 4, "lr": 0.05, "batch_size": 64, "l2": 1e-6, "proximal_mu": 0.0, "negatives": 16,
+            "recency_half_life_days": 0.0}
+    return TrainSettings(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_a_trace_without_returns_learns_to_skip_what_was_seen(synthetic_run: SyntheticRun) -> None:
+    """Keep only first watches (nobody returns): the learned seen weight goes negative, and the
+    model with side information beats the same model without it on held-out rows."""
+    ex = load_examples(synthetic_run.examples, "edge-01", synthetic_run.history_len)
+    history = UserHistory.from_table(synthetic_run.root / "features" / "history" / "edge_id=edge-01",
+                                     synthetic_run.n_items)
+    first = ~history.seen_before(history.codes(ex.user), ex.pos, ex.label)
+    ex = ex.take(np.flatnonzero(first))
+    side = SideInfo(history, _table_of(synthetic_run, "edge-01", synthetic_run.history_len))
+    spec = ModelSpec(synthetic_run.n_items, 8, synthetic_run.history_len)
+    start = init_params(spec, np.random.default_rng(0))
+    with_side, _ = train(start, spec, ex, _settings(), np.random.default_rng(1), side)
+    without, _ = train(start, spec, ex, _settings(), np.random.default_rng(1))
+    assert with_side[7][0] < -0.5  # "already watched" learned as a reason not to predict it
+    assert not np.any(without[7])  # no side information: the weights never move
+    q_side = evaluate(with_side, spec, ex, 5, side=side)["hit_at_k"]
+    q_plain = evaluate(without, spec, ex, 5)["hit_at_k"]
+    assert q_side > q_plain
+    again, _ = train(start, spec, ex, _settings(), np.random.default_rng(1), side)
+    assert all(np.array_equal(a, b) for a, b in zip(with_side, again, strict=True))  # same seed, same params
+
+
+def test_full_softmax_takes_the_side_features_too(synthetic_run: SyntheticRun) -> None:
+    ex = load_examples(synthetic_run.examples, "edge-00", synthetic_run.history_len)
+    history = UserHistory.from_table(synthetic_run.root / "features" / "history" / "edge_id=edge-00",
+                                     synthetic_run.n_items)
+    side = SideInfo(history, _table_of(synthetic_run, "edge-00", synthetic_run.history_len))
+    spec = ModelSpec(synthetic_run.n_items, 8, synthetic_run.history_len)
+    params, loss = train(init_params(spec, np.random.default_rng(0)), spec, ex, _settings(negatives=0, epochs=2),
+                         np.random.default_rng(0), side)
+    assert np.isfinite(loss) and np.any(params[7])
+
+
+def test_old_model_files_load_with_zero_side_weights(tmp_path) -> None:
+    spec = ModelSpec(12, 4, 3)
+    params = init_params(spec, np.random.default_rng(0))
+    path = save_params(tmp_path / "m.npz", params, spec)
+    with np.load(path) as z:
+        old = {k: z[k] for k in z.files if k != "side_w"}
+    np.savez(tmp_path / "old.npz", **old)
+    loaded, _ = load_params(tmp_path / "old.npz")
+    assert not np.any(loaded[7])
+    assert top_k(loaded, spec, np.array([[0, 1, 2]]), np.array([0]), np.array([3]), 2).shape == (1, 2)
+
+
+def test_recency_weights_halve_per_half_life_and_average_one() -> None:
+    day = 86_400
+    w = recency_weights(np.array([0, 10 * day, 20 * day]), 10.0)
+    assert w is not None and np.allclose(w / w[-1], [0.25, 0.5, 1.0]) and np.isclose(w.mean(), 1.0)
+    assert recency_weights(np.array([0, day]), 0.0) is None
