@@ -176,6 +176,10 @@ class CacheConfig:
                                "when its expected requests before eviction (the edge's demand: the users' "
                                "calibrated probabilities) x its size exceed price x its fetch bytes; 0 = off "
                                "(0.9: federated's origin bytes <= W-TinyLFU's on the default experiment)")
+    bound_lead: str = _f("user", choices=("user", "none"),
+                         doc="belady_prefetch (offline bound): a request may be prefetched only after the same "
+                         "user's previous request at the edge (user: when the live cache predicts it) or at any "
+                         "time (none: just in time, every miss becomes a prefetched hit)")
     calibrate: bool = _f(True, doc="map predicted probabilities through an isotonic calibrator fitted on each "
                          "edge's held-out training slice (never the test period)")
 

@@ -39,6 +39,7 @@ class ReplaySettings:
     top_k: int = 3
     batch_size: int = 2000
     min_demand: float = 0.0
+    bound_lead: str = "user"  # belady_prefetch: "user" (after the user's previous request) | "none"
     latency: Latency = field(default_factory=Latency)
 
 
@@ -85,13 +86,15 @@ def _replay_bound(stream: EdgeStream, catalog: ItemLookup, trace: RequestTrace, 
     """belady_prefetch with the live cache's capacity and prefetch limits."""
     c = settings.cache
     limits = PrefetchLimits(c.prefetch_budget, c.prefetch_max_share, settings.top_k)
-    res = belady_prefetch(trace, c.capacity, c.unit, limits)
+    res = belady_prefetch(trace, c.capacity, c.unit, limits, stream.user if settings.bound_lead == "user" else None)
     stats = reactive_stats(stream, catalog, res.hits)
     stats.prefetched, stats.prefetch_bytes = res.prefetched, res.prefetch_bytes
     stats.prefetch_used, stats.prefetch_wasted = res.prefetch_used, res.prefetch_wasted
     _file(run, stream, stats, BELADY_PREFETCH)
     metrics.record_prefetch(stream.edge_id, BELADY_PREFETCH, res.prefetched, res.prefetch_bytes)
-    run.params[stream.edge_id] = {"algorithm": "Cao et al. 1995 aggressive, zero fetch latency",
+    lead = ("a request is prefetchable once its user's previous request is served" if settings.bound_lead == "user"
+            else "zero fetch latency, any future request prefetchable")
+    run.params[stream.edge_id] = {"algorithm": f"Cao et al. 1995 aggressive; {lead}", "lead": settings.bound_lead,
                                   "prefetch_budget": c.prefetch_budget,
                                   "prefetch_max_share": c.prefetch_max_share, "per_request": settings.top_k}
     if c.unit == "bytes":

@@ -53,7 +53,7 @@ def settings_from(cfg: ExperimentConfig) -> ReplaySettings:
     c = cfg.cache
     cache = mirror(CacheSettings, c, unit=c.capacity_unit)
     return ReplaySettings(cache, top_k=c.prefetch_top_k, batch_size=c.replay_batch, min_demand=c.prefetch_min_demand,
-                          latency=Latency(c.edge_latency_ms, c.origin_latency_ms))
+                          bound_lead=c.bound_lead, latency=Latency(c.edge_latency_ms, c.origin_latency_ms))
 
 
 def predictive_policies(cfg: ExperimentConfig, run: RunDir) -> list[str]:

@@ -113,7 +113,8 @@ def policy_table(policies: Mapping[str, Any]) -> Table:
     return Table(("policy", "kind", *(h for _, h, _, _ in cols)), tuple(rows),
                  "All policies over all edges, sorted by hit ratio. ★ = best online reactive "
                  "policy; belady is the offline optimum for demand caching, belady_prefetch the offline "
-                 "prefetching bound with the same capacity and prefetch budget (future known)"
+                 "prefetching bound with the same capacity and prefetch budget (future known; by default a request "
+                 "is prefetchable only after its user's previous request, as the live cache predicts it)"
                  + ("; mean ms / p99 ms = simulated request latency." if any(c[0].startswith("latency") for c in cols)
                     else "."), tuple(marks))
 
