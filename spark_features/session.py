@@ -14,7 +14,9 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,7 +107,17 @@ def get_spark(master: str = "local[*]", shuffle_partitions: int = 8, driver_memo
                .config("spark.sql.session.timeZone", "UTC")
                .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
                .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false"))
+    # PySpark's SparkContext installs its own SIGINT handler (cancel all jobs, raise
+    # KeyboardInterrupt) and never puts the previous one back. That would replace the CLI's
+    # handler (simulation/interrupts.py) for the rest of the process: typer turns the
+    # KeyboardInterrupt into a silent exit 130, so a Ctrl-C in any later stage (train, replay of
+    # `edgecache run` or `sweep`) lost its "interrupted ... during stage X" line and the graceful
+    # unwind. So the handler in place before the session starts is restored after it.
+    # (signal.signal works only in the main thread; None means it was not set from Python.)
+    previous_sigint = signal.getsignal(signal.SIGINT)
     spark = builder.getOrCreate()
+    if threading.current_thread() is threading.main_thread() and previous_sigint is not None:
+        signal.signal(signal.SIGINT, previous_sigint)
     if not submitted and active is not None and spark.sparkContext.master != master:
         log.warning("reusing the running SparkSession on %s (asked for %s)", spark.sparkContext.master, master)
     # Runtime-settable options are re-applied so a reused session honours this job's values.

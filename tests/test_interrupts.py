@@ -24,6 +24,7 @@ from typing import Any
 import psutil
 import pytest
 
+from simulation.interrupts import GRACE_S
 from tests.conftest import EXPERIMENTS, ROOT
 
 pytestmark = pytest.mark.slow
@@ -59,6 +60,7 @@ class Cli:
     def __init__(self, args: list[str], log: Path) -> None:
         self.marker, self.log = uuid.uuid4().hex, log
         self.seen: set[psutil.Process] = set()
+        self.stop_s = 0.0  # from the (first) signal to the exit, set by interrupt()
         env = {**os.environ, "PYTHONPATH": str(ROOT), "EDGECACHE_TEST_MARK": self.marker}
         with log.open("wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "simulation.cli", *args], env=env, stdout=out,
@@ -87,11 +89,13 @@ class Cli:
 
     def interrupt(self, sig: int, stage: str, twice: bool = False) -> None:
         """Send `sig` (twice: a second one right after), assert the exit and that nothing is left."""
+        sent = time.monotonic()
         self.proc.send_signal(sig)
         if twice:
             time.sleep(0.2)
             self.proc.send_signal(sig)
         code = self.proc.wait(timeout=BOUND_S)
+        self.stop_s = time.monotonic() - sent
         assert code == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig], self.text()[-3000:]
         name = signal.Signals(sig).name
         assert f"interrupted: {name} during stage {stage}" in " ".join(self.text().split()), self.text()[-3000:]
@@ -209,3 +213,24 @@ def test_replay_stops_with_its_redis(interrupted_then_trained: tuple[Path, str],
     cli = _cli(["replay"], out, tmp_path, "--set", "cache.replay_batch=1")
     cli.wait_until(lambda: cli.has_process("valkey-server", "redis-server"), "the embedded Redis")
     cli.interrupt(signal.SIGINT, "replay")
+
+
+# Spark ran earlier in the same process in these two: PySpark's SparkContext replaces the SIGINT
+# handler and get_spark puts the CLI's back. Without that, typer turns Spark's KeyboardInterrupt
+# into a silent exit 130 (no line), or the watchdog ends the run GRACE_S later (the line, from it):
+# hence the bound on the stop time as well.
+def test_run_stops_in_train_after_features_ran_in_the_same_process(tmp_path: Path) -> None:
+    cli = _cli(["run"], tmp_path / "run", tmp_path)
+    cli.wait_until(_started(cli, "train"), "the train stage")
+    cli.interrupt(signal.SIGINT, "train")
+    assert cli.stop_s < GRACE_S, f"{cli.stop_s:.1f}s: the watchdog ended it, not the unwinding"
+
+
+def test_sweep_stops_in_train(tmp_path: Path) -> None:
+    from tests.test_sweep import sweep_file
+
+    path = sweep_file(tmp_path, "cache.capacity", "[10, 30]")  # 2 points, one shared train
+    cli = Cli(["sweep", "--config", str(path), "--out", str(tmp_path / "o")], tmp_path / "cli.log")
+    cli.wait_until(_started(cli, "train"), "the train stage")
+    cli.interrupt(signal.SIGINT, "train")
+    assert cli.stop_s < GRACE_S, f"{cli.stop_s:.1f}s: the watchdog ended it, not the unwinding"
