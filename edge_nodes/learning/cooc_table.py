@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,35 @@ class CoocTable:
         keys = np.repeat(r, lens) * self.n_items + self.indices[at]
         vals = self.counts[at] * np.repeat(lag_w[c], lens)
         return np.bincount(keys, weights=vals, minlength=recent.shape[0] * self.n_items).reshape(recent.shape[0], -1)
+
+    @cached_property
+    def _rows(self) -> np.ndarray:
+        """The row (prev_idx) of every stored count."""
+        return np.repeat(np.arange(self.n_items, dtype=np.int64), np.diff(self.indptr))
+
+    @cached_property
+    def _keys(self) -> np.ndarray:
+        """row * n_items + col of every stored count: ascending (CSR order), for lookups."""
+        return self._rows * self.n_items + self.indices
+
+    def lookup(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """count[rows, cols] (broadcast; 0 where absent or either index is -1), float64."""
+        rows, cols = np.broadcast_arrays(np.asarray(rows, np.int64), np.asarray(cols, np.int64))
+        if self._keys.size == 0:
+            return np.zeros(rows.shape)
+        keys = rows * self.n_items + cols
+        at = np.minimum(np.searchsorted(self._keys, keys), self._keys.size - 1)
+        found = (rows >= 0) & (cols >= 0) & (self._keys[at] == keys)
+        return np.where(found, self.counts[at].astype(np.float64), 0.0)
+
+    def columns(self, slot: np.ndarray, width: int) -> np.ndarray:
+        """(n_items + 1, width) float32: the counts of the columns with slot[col] >= 0, at that slot;
+        the extra last row is zero (where a -1 padded history item points)."""
+        out = np.zeros((self.n_items + 1, width), dtype=np.float32)
+        s = slot[self.indices]
+        keep = s >= 0
+        out[self._rows[keep], s[keep]] = self.counts[keep]
+        return out
 
     def to_dense(self) -> np.ndarray:
         """(n_items, n_items) float64 counts (tests and small catalogs only)."""

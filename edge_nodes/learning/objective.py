@@ -57,10 +57,12 @@ class Negatives(NamedTuple):
 
 
 def padded_rows(batch: Batch, spec: ModelSpec, size: int, cand: np.ndarray | None = None,
-                weight: np.ndarray | None = None) -> Rows:
+                weight: np.ndarray | None = None,
+                side_feats: tuple[np.ndarray, np.ndarray] | None = None) -> Rows:
     """The batch padded to `size` rows of weight 0 (every batch of a training call has one shape).
 
     `weight`: the rows' loss weights (recency, mean 1 over the training set), else 1 each.
+    `side_feats`: the labels' and candidates' side features already computed (side.at_columns).
     With `batch.side`, the side features of the labels and of the candidate items `cand` (C,)
     (the negatives' slots; None = the whole catalog) are gathered too.
     """
@@ -73,7 +75,10 @@ def padded_rows(batch: Batch, spec: ModelSpec, size: int, cand: np.ndarray | Non
         return np.pad(a, (0, pad)).astype(np.int32)
 
     side_true = side_cand = None
-    if batch.side is not None:
+    if side_feats is not None:
+        side_true = np.pad(side_feats[0], ((0, pad), (0, 0)))
+        side_cand = np.pad(side_feats[1], ((0, pad), (0, 0), (0, 0)))
+    elif batch.side is not None:
         seen, cooc = batch.side
         cols = np.arange(spec.n_items) if cand is None else np.asarray(cand, np.int64)
         side_true = np.pad(features_at(seen, cooc, batch.label[:, None])[:, 0], ((0, pad), (0, 0)))

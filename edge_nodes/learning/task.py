@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from edge_nodes.errors import EdgeDataError
 from edge_nodes.learning.model import Batch, ModelSpec, Params, scores
-from edge_nodes.learning.side import SideInfo
+from edge_nodes.learning.side import SideInfo, at_columns
 
 log = logging.getLogger(__name__)
 COLUMNS = ("ts", "hist", "device_idx", "hour", "label", "user_id", "user_pos")
@@ -145,10 +145,15 @@ def train(params: Params, spec: ModelSpec, ex: Examples, settings: TrainSettings
         order = rng.permutation(len(ex))
         for start in range(0, len(ex), settings.batch_size):
             neg = None if sampler is None else sampler.draw(rng)
-            batch = ex.batch(order[start:start + settings.batch_size], side, training=True)
+            idx = order[start:start + settings.batch_size]
+            batch = ex.batch(idx)
+            feats = None
+            if side is not None:  # the labels' and candidates' side features only, not the whole catalog
+                cols = np.arange(spec.n_items) if neg is None else neg.items
+                feats = at_columns(side, batch.hist, ex.user[idx], ex.pos[idx], ex.label[idx], cols, spec.n_items)
             rows = objective.padded_rows(batch, spec, settings.batch_size,  # one shape: compiled once
                                          None if neg is None else neg.items,
-                                         None if weight is None else weight[order[start:start + settings.batch_size]])
+                                         None if weight is None else weight[idx], feats)
             trainer.step(rows, neg)
     return trainer.result()
 
