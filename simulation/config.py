@@ -115,8 +115,8 @@ class ModelConfig:
     side_info: bool = _f(False, doc="the model also scores what the edge knows beyond the history window: "
                          "'already watched' over each user's whole history and the federated co-occurrence "
                          "counts (edge_nodes/learning/side.py; weights learned); off by default: on the default "
-                         "experiment it gave +0.5 points of hit@10 at 38 s per round (4.6 s without; 2 busy cores), "
-                         "on MovieLens latest-small federated hit@10 rose from 0.042 to ~0.055")
+                         "experiment it gave +0.5 points of hit@10 for several times the round time; on "
+                         "MovieLens latest-small federated hit@10 rose from 0.042 to ~0.049 (docs/federated.md)")
     recency_half_life_days: float = _f(0.0, lo=0.0, doc="training examples weigh 0.5 ** (age / half-life), "
                                        "age = days before the edge's last example (the test period is the "
                                        "future: on a trace spanning years, recent taste predicts it best); 0 = equal")
