@@ -163,7 +163,7 @@ class RecordedStrategy(Strategy):
             return None
         self.last_arrays = arrays
         rec = self._finish_record()
-        params = compose(arrays.to_numpy_ndarrays(), self.local_fill, tuple(self.local_fill))
+        params = compose(arrays.to_numpy_ndarrays(), self.local_fill, tuple(self.local_fill), self.spec)
         self.store.save(rec["round"], params, self.spec)
         self.store.append_round(rec)
         prom.record_round(rec["round"], rec.get("train_loss"), rec.get("eval_hit_at_k"))

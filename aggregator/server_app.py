@@ -37,9 +37,9 @@ def starting_point(store: CheckpointStore, spec: ModelSpec, s: ServerSettings) -
     if s.resume and (found := store.latest(spec)) is not None:
         store.truncate_rounds(found[0])
         log.info("resuming from round %d (%s)", found[0], store.path(found[0]))
-        return found[0], split(found[1], local)[0]
+        return found[0], split(found[1], local, spec)[0]
     store.reset()
-    return 0, split(init_params(spec, np.random.default_rng(s.seed)), local)[0]
+    return 0, split(init_params(spec, np.random.default_rng(s.seed)), local, spec)[0]
 
 
 def personalize(grid: Grid, params: Params, spec: ModelSpec, s: ServerSettings) -> dict[str, Any]:
@@ -73,7 +73,7 @@ def run_federated(grid: Grid, s: ServerSettings) -> dict[str, Any]:
     start, params = starting_point(store, spec, s)
     random.seed(s.seed)  # Flower samples nodes with `random`
     local = parse_names(s.local_layers)
-    fill = split(init_params(spec, np.random.default_rng(s.seed)), local)[1]
+    fill = split(init_params(spec, np.random.default_rng(s.seed)), local, spec)[1]
     strategy = RecordedStrategy(build_strategy(s), store, spec, s, offset=start, local_fill=fill)
     summary: dict[str, Any] = {"strategy": s.strategy, "status": "running", "resumed_from_round": start,
                                "dp": dp_settings(s), "local_layers": list(local)}

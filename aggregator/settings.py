@@ -28,6 +28,7 @@ class ServerSettings:
     history_len: int
     num_edges: int
     dim: int = 64
+    kind: str = "pooled"  # the model kind (edge_nodes/learning/kinds/)
     strategy: str = "fedavg"
     rounds: int = 10
     fraction_train: float = 1.0
@@ -60,14 +61,14 @@ class ServerSettings:
 
     def train_config(self) -> dict[str, Any]:
         """The hyperparameters every edge receives with the global model."""
-        return {"local-epochs": self.local_epochs, "lr": self.lr, "batch-size": self.batch_size,
+        return {"model-kind": self.kind, "history-len": self.history_len, "local-epochs": self.local_epochs, "lr": self.lr, "batch-size": self.batch_size,
                 "l2": self.l2, "negatives": self.negatives, "eval-fraction": self.eval_fraction,
                 "recency-half-life-days": self.recency_half_life_days, "side-info": self.side_info,
                 "top-k": self.top_k, "seed": self.seed, "local-layers": self.local_layers}
 
     def model_spec(self) -> ModelSpec:
         """The model's spec, with the successor map of the public catalog when catalog_path is set."""
-        return ModelSpec(self.n_items, self.dim, self.history_len,
+        return ModelSpec(self.n_items, self.dim, self.history_len, kind=self.kind,
                          successor=load_successor_map(self.catalog_path))
 
     def edge_config(self, spec: ModelSpec) -> dict[str, Any]:

@@ -28,7 +28,8 @@ STRATEGIES = (
     "fedavg", "fedprox", "fedadam", "fedyogi", "fedadagrad", "fedavgm",
     "fedmedian", "fedtrimmedavg", "krum", "bulyan",
 )
-LOCAL_LAYERS = ("out_bias", "link_w", "out_emb")  # model arrays an edge may keep (edge_nodes/learning/local_layers.py)
+LOCAL_LAYERS = ("out_bias", "link_w", "out_emb")  # head arrays an edge may keep (edge_nodes/learning/kinds/base.py)
+MODEL_KINDS = ("pooled", "gru4rec", "sasrec")  # edge_nodes/learning/kinds/
 
 
 def _rule(*, choices: tuple[str, ...] | None = None, lo: float | None = None,
@@ -104,6 +105,9 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    kind: str = _f("pooled", choices=MODEL_KINDS, doc="history encoder: pooled (position-weighted sum), gru4rec "
+                   "(a GRU), sasrec (2 blocks of causal self-attention); same head, loss and federation "
+                   "(docs/federated.md 'Model kinds')")
     dim: int = _f(64, lo=2, hi=1024)
     lr: float = _f(0.01, lo=0.0, lo_open=True)
     batch_size: int = _f(512, lo=1)

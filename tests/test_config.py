@@ -60,6 +60,8 @@ def test_int_is_accepted_for_float() -> None:
     ({"workload": {"dirty_fraction": 0.9}}, ["workload.dirty_fraction", "<= 0.5"]),
     ({"federated": {"strategy": "fedbest"}}, ["federated.strategy", "fedavg"]),
     ({"federated": {"engine": "grpc"}}, ["federated.engine", "simulation, deployment"]),
+    ({"model": {"kind": "bert4rec"}}, ["model.kind", "pooled, gru4rec, sasrec"]),
+    ({"federated": {"local_layers": ["gru_wx"]}}, ["federated.local_layers", "'gru_wx'"]),
     ({"cache": {"policies": ["lru", "magic"]}}, ["cache.policies", "'magic'"]),
     ({"cache": {"policies": "lru"}}, ["cache.policies", "must be a list"]),
     ({"cache": {"capacity_unit": "pages"}}, ["cache.capacity_unit", "items, bytes"]),

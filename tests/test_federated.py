@@ -78,7 +78,7 @@ def _deliver(app, grid: StubGrid, messages: list[Message]) -> list[Message]:
 
 
 def _initial(s: ServerSettings) -> ArrayRecord:
-    return ArrayRecord(init_params(ModelSpec(s.n_items, s.dim, s.history_len), np.random.default_rng(0)))
+    return ArrayRecord(init_params(ModelSpec(s.n_items, s.dim, s.history_len, kind=s.kind), np.random.default_rng(0)))
 
 
 @pytest.mark.parametrize("name", [*STRATEGIES, "fedavg+dp"])

@@ -28,7 +28,7 @@ LOCAL = ("out_bias",)
 
 def _shared_start(run: SyntheticRun, local: tuple[str, ...] = LOCAL) -> ArrayRecord:
     spec = ModelSpec(run.n_items, 8, run.history_len)
-    return ArrayRecord(split(init_params(spec, np.random.default_rng(42)), local)[0])
+    return ArrayRecord(split(init_params(spec, np.random.default_rng(42)), local, spec)[0])
 
 
 def _send(app, grid: StubGrid, arrays: ArrayRecord, config: dict, kind: str) -> list[Message]:
@@ -40,10 +40,11 @@ def _send(app, grid: StubGrid, arrays: ArrayRecord, config: dict, kind: str) -> 
 
 
 def test_split_and_compose_round_trip_and_bad_names() -> None:
-    params = init_params(ModelSpec(7, 4, 3), np.random.default_rng(0))
-    shared, own = split(params, ("out_bias", "link_w"))
+    spec = ModelSpec(7, 4, 3)
+    params = init_params(spec, np.random.default_rng(0))
+    shared, own = split(params, ("out_bias", "link_w"), spec)
     assert len(shared) == len(PARAM_NAMES) - 2 and set(own) == {"out_bias", "link_w"}
-    assert all(a is b for a, b in zip(compose(shared, own, ("link_w", "out_bias")), params, strict=True))
+    assert all(a is b for a, b in zip(compose(shared, own, ("link_w", "out_bias"), spec), params, strict=True))
     assert parse_names(" out_bias ,link_w") == ("out_bias", "link_w") and parse_names("") == ()
     with pytest.raises(ModelFileError, match="item_biass"):
         parse_names("item_biass")
@@ -54,10 +55,11 @@ def test_replies_carry_only_shared_arrays_and_the_local_part_stays_on_disk(
     s = _settings(synthetic_run, tmp_path, local_layers="out_bias")
     grid, app, start = StubGrid(3), _edge_app(synthetic_run, tmp_path), _shared_start(synthetic_run)
     config = {**s.train_config(), "global-round": 1}
+    n_shared = len(shared_names(LOCAL, ModelSpec(synthetic_run.n_items, 8, synthetic_run.history_len)))
     for reply in _send(app, grid, start, config, "train"):
         sent = reply.content["arrays"].to_numpy_ndarrays()
         assert [a.shape for a in sent] == [a.shape for a in start.to_numpy_ndarrays()]
-        assert len(sent) == len(shared_names(LOCAL)) and set(reply.content.array_records) == {"arrays"}
+        assert len(sent) == n_shared and set(reply.content.array_records) == {"arrays"}
         assert not any(a.shape == (synthetic_run.n_items,) for a in sent)  # no item-bias vector leaves
     for edge in synthetic_run.edges:
         with np.load(local_path(tmp_path / "models", edge)) as kept:

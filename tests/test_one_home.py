@@ -13,7 +13,7 @@ from aggregator.strategies import STRATEGIES
 from edge_nodes.cache.modes import MODES
 from edge_nodes.cache.settings import EVICTIONS, CacheSettings
 from edge_nodes.devices import DEVICES
-from edge_nodes.learning.model import PARAM_NAMES
+from edge_nodes.learning.kinds import KINDS, LOCAL_OK
 from edge_nodes.learning.task import TrainSettings
 from simulation import config
 from simulation.mirrors import mirror
@@ -35,8 +35,12 @@ def test_config_policy_choices_are_the_replay_registries() -> None:
     assert set(config.PREDICTIVE_POLICIES) | {"federated_personalized"} == set(PREDICTORS)
 
 
-def test_local_layer_choices_are_model_arrays() -> None:
-    assert set(config.LOCAL_LAYERS) <= set(PARAM_NAMES)
+def test_local_layer_choices_are_the_head_arrays_every_kind_has() -> None:
+    assert config.LOCAL_LAYERS == LOCAL_OK
+
+
+def test_model_kind_choices_are_the_kind_registry() -> None:
+    assert tuple(KINDS) == config.MODEL_KINDS
 
 
 def _defaults(cls: type) -> dict[str, object]:

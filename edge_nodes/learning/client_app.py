@@ -33,7 +33,7 @@ from edge_nodes.learning.local_layers import (
     spec_of_shared,
     split,
 )
-from edge_nodes.learning.model import ModelSpec, Params, save_params
+from edge_nodes.learning.model import ModelSpec, Params, check_params, save_params
 from edge_nodes.learning.side import SideInfo
 from edge_nodes.learning.task import (
     Examples,
@@ -101,11 +101,14 @@ def _local_layers(cfg: dict[str, Any]) -> tuple[str, ...]:
 def _full_model(received: Params, cfg: dict[str, Any], who: EdgeIdentity, fresh: bool) -> tuple[Params, ModelSpec]:
     """The received arrays, composed with this edge's kept local layers when there are any."""
     local, successor = _local_layers(cfg), tuple(cfg.get("successor", ()))
+    spec = spec_of_shared(received, int(cfg["history-len"]), str(cfg["model-kind"]), successor)
     if not local:
-        return received, ModelSpec.from_params(received, successor)
-    spec = spec_of_shared(received, local, successor)
+        check_params(received, spec)
+        return received, spec
     own = load_local(who.model_dir, who.edge_id, spec, local, int(cfg["seed"]), fresh)
-    return compose(received, own, local), spec
+    params = compose(received, own, local, spec)
+    check_params(params, spec)
+    return params, spec
 
 
 def _setup(msg: Message, who: EdgeIdentity,
@@ -161,7 +164,7 @@ def build_client_app(identify: Callable[[Context], EdgeIdentity] = identity_from
         params, spec, cfg, ex, _, side = _setup(msg, who, training=True)
         params, loss = train(params, spec, ex, _settings(cfg, int(cfg["local-epochs"])), _rng(cfg, who), side)
         if local := _local_layers(cfg):  # keep the local part here; send only the shared arrays
-            params, own = split(params, local)
+            params, own = split(params, local, spec)
             save_local(who.model_dir, who.edge_id, own)
         return _reply(msg, {"train_loss": loss, "num-examples": len(ex)}, params)
 

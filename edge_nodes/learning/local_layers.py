@@ -1,7 +1,7 @@
 """Partial personalization (FedPer): parameters that stay on the edge and are never sent.
 
-`federated.local_layers` names model arrays (PARAM_NAMES, e.g. "out_bias": the item bias,
-i.e. regional popularity) that each edge keeps for itself. The server, its strategy and DP
+`federated.local_layers` names head arrays of the model (kinds.LOCAL_OK, e.g. "out_bias": the
+item bias, i.e. regional popularity) that each edge keeps for itself; every model kind has them. The server, its strategy and DP
 only ever see the other, shared arrays; an edge composes the shared arrays it receives
 with its own local ones, trains the whole model, and replies with the shared part only.
 
@@ -19,50 +19,50 @@ from pathlib import Path
 import numpy as np
 
 from edge_nodes.errors import ModelFileError
-from edge_nodes.learning.model import PARAM_NAMES, ModelSpec, Params, init_params
+from edge_nodes.learning.kinds import LOCAL_OK
+from edge_nodes.learning.model import ModelSpec, Params, init_params
 
 LOCAL_DIR = "local_layers"
 COMPOSED_DIR = "federated"
 
 
 def parse_names(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """Layer names from a comma-separated string or a sequence; unknown names raise."""
+    """Layer names from a comma-separated string or a sequence; names outside LOCAL_OK raise."""
     names = tuple(n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip())
-    unknown = [n for n in names if n not in PARAM_NAMES]
+    unknown = [n for n in names if n not in LOCAL_OK]
     if unknown:
-        raise ModelFileError(f"federated.local_layers names {unknown}; choose from {', '.join(PARAM_NAMES)}")
+        raise ModelFileError(f"federated.local_layers names {unknown}; choose from {', '.join(LOCAL_OK)} "
+                             "(the item embeddings and the history encoder are always shared)")
     return names
 
 
-def shared_names(local: tuple[str, ...]) -> tuple[str, ...]:
-    """The arrays the server aggregates, in PARAM_NAMES order."""
-    return tuple(n for n in PARAM_NAMES if n not in local)
+def shared_names(local: tuple[str, ...], spec: ModelSpec) -> tuple[str, ...]:
+    """The arrays the server aggregates, in spec.param_names order."""
+    return tuple(n for n in spec.param_names if n not in local)
 
 
-def split(params: Params, local: tuple[str, ...]) -> tuple[Params, dict[str, np.ndarray]]:
-    """(shared arrays in PARAM_NAMES order, {local name: array})."""
-    named = dict(zip(PARAM_NAMES, params, strict=True))
-    return [named[n] for n in shared_names(local)], {n: named[n] for n in local}
+def split(params: Params, local: tuple[str, ...], spec: ModelSpec) -> tuple[Params, dict[str, np.ndarray]]:
+    """(shared arrays in param_names order, {local name: array})."""
+    named = dict(zip(spec.param_names, params, strict=True))
+    return [named[n] for n in shared_names(local, spec)], {n: named[n] for n in local}
 
 
-def compose(shared: Params, own: dict[str, np.ndarray], local: tuple[str, ...]) -> Params:
+def compose(shared: Params, own: dict[str, np.ndarray], local: tuple[str, ...], spec: ModelSpec) -> Params:
     """The full parameter list from the shared arrays and an edge's local ones."""
-    names = shared_names(local)
+    names = shared_names(local, spec)
     if len(shared) != len(names):
         raise ModelFileError(f"got {len(shared)} shared arrays, expected {len(names)} ({', '.join(names)})")
     named = {**dict(zip(names, shared, strict=True)), **own}
-    return [named[n] for n in PARAM_NAMES]
+    return [named[n] for n in spec.param_names]
 
 
-def spec_of_shared(shared: Params, local: tuple[str, ...], successor: tuple[int, ...]) -> ModelSpec:
-    """The model spec, read from the shapes of the shared arrays (item_emb and pos_w are always shared)."""
-    named = dict(zip(shared_names(local), shared, strict=True))
-    for need in ("item_emb", "pos_w", "device_emb", "hour_emb"):
-        if need not in named:
-            raise ModelFileError(f"local_layers may not hold {need!r}: the server needs it to know the model shape")
-    return ModelSpec(n_items=named["item_emb"].shape[0], dim=named["item_emb"].shape[1],
-                     history_len=named["pos_w"].shape[0], n_devices=named["device_emb"].shape[0],
-                     n_hours=named["hour_emb"].shape[0], successor=successor)
+def spec_of_shared(shared: Params, history_len: int, kind: str, successor: tuple[int, ...]) -> ModelSpec:
+    """The model spec: catalog size and width from the item embeddings (the first array, always
+    shared), history length and kind as the server's config states them (checked on compose)."""
+    if not shared or shared[0].ndim != 2:
+        raise ModelFileError("the received arrays do not start with the item embeddings (n_items, dim)")
+    return ModelSpec(n_items=shared[0].shape[0], dim=shared[0].shape[1], history_len=history_len,
+                     kind=kind, successor=successor)
 
 
 def local_path(model_dir: str | Path, edge_id: str) -> Path:
@@ -75,7 +75,7 @@ def composed_path(model_dir: str | Path, edge_id: str) -> Path:
 
 def initial_local(spec: ModelSpec, local: tuple[str, ...], seed: int) -> dict[str, np.ndarray]:
     """The local arrays of the server's initial model (same seed, same values)."""
-    return split(init_params(spec, np.random.default_rng(seed)), local)[1]
+    return split(init_params(spec, np.random.default_rng(seed)), local, spec)[1]
 
 
 def load_local(model_dir: str | Path, edge_id: str, spec: ModelSpec, local: tuple[str, ...],
@@ -88,7 +88,7 @@ def load_local(model_dir: str | Path, edge_id: str, spec: ModelSpec, local: tupl
         if set(data.files) != set(local):
             return initial_local(spec, local, seed)
         own = {n: data[n].astype(np.float32) for n in local}
-    want = dict(zip(PARAM_NAMES, spec.shapes(), strict=True))
+    want = dict(zip(spec.param_names, spec.shapes(), strict=True))
     if any(own[n].shape != want[n] for n in local):
         raise ModelFileError(f"{path} holds local layers of another model shape; delete it to start over")
     return own

@@ -1,8 +1,8 @@
-"""The next-content model: pooled history embeddings + context + catalog links, scored over the catalog.
+"""The next-content model: a history encoder + context + catalog links, scored over the catalog.
 
-A user's state is the position-weighted sum of the embeddings of their last k items (the
-weights are learned, the most recent item starts heaviest) plus a device and an hour
-embedding. Every catalog item is scored by a dot product with its output embedding, a bias
+A user's state is what the model kind's encoder (kinds/: `pooled`, the position-weighted sum
+of the last k items' embeddings; `gru4rec`; `sasrec`) makes of their history, plus a device
+and an hour embedding. Every catalog item is scored by a dot product with its output embedding, a bias
 (its popularity), and learned weights on two links the public catalog and the history give:
 "this item is the next episode after history item j" and "this item is history item j".
 One scalar then carries binge continuation, which a low-rank factorization spreads thin.
@@ -23,9 +23,11 @@ import numpy as np
 
 from edge_nodes.devices import N_DEVICES
 from edge_nodes.errors import ModelFileError
+from edge_nodes.learning.kinds import get_kind
 from edge_nodes.learning.side import N_SIDE, add_side
 
 Params = list[np.ndarray]
+# the `pooled` kind's arrays (model files written before model.kind existed); spec.param_names in general
 PARAM_NAMES = ("item_emb", "pos_w", "device_emb", "hour_emb", "out_emb", "out_bias", "link_w", "side_w")
 N_HOURS = 24
 N_LINKS = 2  # link kinds per history position: next episode of h_j, h_j itself
@@ -33,9 +35,9 @@ N_LINKS = 2  # link kinds per history position: next episode of h_j, h_j itself
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The shape of a model (catalog size, width, history length) and the catalog's successor map.
+    """The shape of a model (catalog size, width, history length, kind) and the catalog's successor map.
 
-    `successor[i]` is the item_idx of the episode after item i in its series, -1 if none; an
+    `kind` names the history encoder (kinds/, `model.kind`). `successor[i]` is the item_idx of the episode after item i in its series, -1 if none; an
     empty tuple means no catalog structure is known (the link weights then see no successor).
     """
 
@@ -44,23 +46,26 @@ class ModelSpec:
     history_len: int
     n_devices: int = N_DEVICES
     n_hours: int = N_HOURS
+    kind: str = "pooled"
     successor: tuple[int, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
+        get_kind(self.kind)  # an unknown kind fails here, naming the kinds there are
         if self.successor and len(self.successor) != self.n_items:
             raise ModelFileError(f"successor map has {len(self.successor)} entries for {self.n_items} items")
 
-    @classmethod
-    def from_params(cls, params: Params, successor: tuple[int, ...] = ()) -> ModelSpec:
-        """The spec a parameter list was built for (shapes carry every dimension)."""
-        return cls(n_items=params[0].shape[0], dim=params[0].shape[1], history_len=params[1].shape[0],
-                   n_devices=params[2].shape[0], n_hours=params[3].shape[0], successor=tuple(successor))
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """The names of the parameter arrays, in the order the list holds them (stable per kind)."""
+        return get_kind(self.kind).param_names(self.dim, self.history_len)
 
     def shapes(self) -> list[tuple[int, ...]]:
-        """Shapes of the parameter arrays, in PARAM_NAMES order."""
-        return [(self.n_items, self.dim), (self.history_len,), (self.n_devices, self.dim),
-                (self.n_hours, self.dim), (self.n_items, self.dim), (self.n_items,),
-                (N_LINKS, self.history_len), (N_SIDE,)]
+        """Shapes of the parameter arrays, in param_names order."""
+        head = {"item_emb": (self.n_items, self.dim), "device_emb": (self.n_devices, self.dim),
+                "hour_emb": (self.n_hours, self.dim), "out_emb": (self.n_items, self.dim),
+                "out_bias": (self.n_items,), "link_w": (N_LINKS, self.history_len), "side_w": (N_SIDE,)}
+        head.update(get_kind(self.kind).encoder_shapes(self.dim, self.history_len))
+        return [head[n] for n in self.param_names]
 
     @cached_property
     def successor_array(self) -> np.ndarray:
@@ -86,14 +91,19 @@ class Batch:
 
 
 def init_params(spec: ModelSpec, rng: np.random.Generator) -> Params:
-    """Small random embeddings; position weights start at a recency decay (last item = 1)."""
+    """Small random embeddings, zero bias, link and side weights; the encoder's own initial values."""
     scale = 1.0 / np.sqrt(spec.dim)
-    arrays = [rng.normal(0.0, scale, s) for s in spec.shapes()]
-    arrays[1] = 0.5 ** np.arange(spec.history_len - 1, -1, -1, dtype=np.float64)
-    arrays[5] = np.zeros(spec.n_items)
-    arrays[6] = np.zeros((N_LINKS, spec.history_len))
-    arrays[7] = np.zeros(N_SIDE)
-    return [a.astype(np.float32) for a in arrays]
+    # one draw per array in list order first (so a seed gives `pooled` the values it always had),
+    # then the zero-started head arrays and the kind's own encoder values replace theirs
+    arrays = {n: rng.normal(0.0, scale, s) for n, s in zip(spec.param_names, spec.shapes(), strict=True)}
+    arrays.update({n: np.zeros_like(arrays[n]) for n in ("out_bias", "link_w", "side_w")})
+    arrays.update(get_kind(spec.kind).init_encoder(spec.dim, spec.history_len, rng))
+    return [arrays[n].astype(np.float32) for n in spec.param_names]
+
+
+def named(params: Params, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """The parameter list as {array name: array}."""
+    return dict(zip(spec.param_names, params, strict=True))
 
 
 def check_params(params: Params, spec: ModelSpec) -> None:
@@ -101,15 +111,14 @@ def check_params(params: Params, spec: ModelSpec) -> None:
     got = [tuple(p.shape) for p in params]
     if got != spec.shapes():
         raise ModelFileError(f"parameter shapes {got} do not match {spec}; the model was trained "
-                             "for another catalog size, dim or history length")
+                             "for another catalog size, dim, history length or model kind")
 
 
-def state(params: Params, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-    """User state (n, dim) and the history mask (n, k)."""
-    item_emb, pos_w, dev_emb, hour_emb = params[:4]
-    mask = batch.hist >= 0
-    emb = item_emb[np.where(mask, batch.hist, 0)] * (mask * pos_w)[:, :, None]
-    return emb.sum(axis=1) + dev_emb[batch.device] + hour_emb[batch.hour], mask
+def state(params: Params, spec: ModelSpec, batch: Batch) -> np.ndarray:
+    """User state (n, dim): the kind's encoding of the history + device + hour embeddings."""
+    p = named(params, spec)
+    u = get_kind(spec.kind).encode(np, p, batch.hist)
+    return u + p["device_emb"][batch.device] + p["hour_emb"][batch.hour]
 
 
 def add_links(z: np.ndarray, keys: np.ndarray, link_w: np.ndarray) -> None:
@@ -124,12 +133,12 @@ def add_links(z: np.ndarray, keys: np.ndarray, link_w: np.ndarray) -> None:
 
 def scores(params: Params, spec: ModelSpec, batch: Batch) -> np.ndarray:
     """Logits (n, n_items) for every catalog item."""
-    u, _ = state(params, batch)
-    z = u @ params[4].T
-    z += params[5]
-    add_links(z, spec.link_keys(batch.hist), params[6])
+    p = named(params, spec)
+    z = state(params, spec, batch) @ p["out_emb"].T
+    z += p["out_bias"]
+    add_links(z, spec.link_keys(batch.hist), p["link_w"])
     if batch.side is not None:
-        add_side(z, *batch.side, params[7])
+        add_side(z, *batch.side, p["side_w"])
     return z
 
 
@@ -196,7 +205,7 @@ def save_params(path: str | Path, params: Params, spec: ModelSpec) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     check_params(params, spec)
-    arrays = {name: p for name, p in zip(PARAM_NAMES, params, strict=True)}
+    arrays = named(params, spec)
     meta = {k: v for k, v in asdict(spec).items() if k != "successor"}
     succ = np.asarray(spec.successor, dtype=np.int32)
     tmp = path.with_name(path.name + ".tmp.npz")
@@ -206,7 +215,8 @@ def save_params(path: str | Path, params: Params, spec: ModelSpec) -> Path:
 
 
 def load_params(path: str | Path) -> tuple[Params, ModelSpec]:
-    """Read a model written by save_params (allow_pickle=False); older files get zero link and side weights."""
+    """Read a model written by save_params (allow_pickle=False); older files get zero link and side
+    weights, and files from before model.kind are `pooled`."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} not found; run `edgecache train` first")
@@ -215,10 +225,10 @@ def load_params(path: str | Path) -> tuple[Params, ModelSpec]:
             meta = json.loads(str(data["spec"]))
             succ = tuple(int(s) for s in data["successor"]) if "successor" in data.files else ()
             spec = ModelSpec(**meta, successor=succ)
-            shapes = dict(zip(PARAM_NAMES, spec.shapes(), strict=True))
+            shapes = dict(zip(spec.param_names, spec.shapes(), strict=True))
             optional = ("link_w", "side_w")  # arrays added after the first model files
             params = [(data[name] if name in data.files or name not in optional else np.zeros(shapes[name]))
-                      .astype(np.float32) for name in PARAM_NAMES]
+                      .astype(np.float32) for name in spec.param_names]
     except (KeyError, ValueError, TypeError) as e:
         raise ModelFileError(f"{path} is not an edgecache model file ({e})") from e
     check_params(params, spec)

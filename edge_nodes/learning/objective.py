@@ -22,10 +22,26 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from edge_nodes.learning.model import Batch, ModelSpec, Params
+from edge_nodes.learning.kinds import get_kind
+from edge_nodes.learning.model import PARAM_NAMES, Batch, ModelSpec, Params
 from edge_nodes.learning.side import features_at
 
 JParams = tuple[jax.Array, ...]
+
+
+class Layout(NamedTuple):
+    """What the traced functions need of a spec, hashable (a static jit argument): the model kind
+    and its array names in list order. The successor map is not part of it: links arrive as keys."""
+
+    kind: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, spec: ModelSpec) -> Layout:
+        return cls(spec.kind, spec.param_names)
+
+
+POOLED = Layout("pooled", PARAM_NAMES)
 
 
 class Rows(NamedTuple):
@@ -106,12 +122,9 @@ class NegativeSampler:
         return Negatives(items.astype(np.int32), np.where(mask, self.log_q[items], 0.0).astype(np.float32), mask)
 
 
-def _state(p: JParams, r: Rows) -> jax.Array:
-    """User state (n, dim): position-weighted history embeddings + device + hour (model.state)."""
-    item_emb, pos_w, dev_emb, hour_emb = p[:4]
-    mask = r.hist >= 0
-    emb = item_emb[jnp.where(mask, r.hist, 0)] * (mask * pos_w)[:, :, None]
-    return emb.sum(axis=1) + dev_emb[r.device] + hour_emb[r.hour]
+def _state(p: dict[str, jax.Array], r: Rows, lay: Layout) -> jax.Array:
+    """User state (n, dim): the kind's encoding of the history + device + hour (model.state)."""
+    return get_kind(lay.kind).encode(jnp, p, r.hist) + p["device_emb"][r.device] + p["hour_emb"][r.hour]
 
 
 def _add_links(z: jax.Array, cols: jax.Array | np.ndarray, link_w: jax.Array) -> jax.Array:
@@ -130,48 +143,51 @@ def _sq_norm(arrays: JParams) -> jax.Array:
     return sum((jnp.vdot(a, a) for a in arrays), start=jnp.zeros(()))
 
 
-def full_softmax_loss(p: JParams, r: Rows, l2: float) -> jax.Array:
+def full_softmax_loss(p: JParams, r: Rows, l2: float, lay: Layout = POOLED) -> jax.Array:
     """Mean full-softmax cross-entropy of the true items + l2/2 * |params|^2."""
-    z = _add_links(_state(p, r) @ p[4].T + p[5], r.keys, p[6])
+    a = dict(zip(lay.names, p, strict=True))
+    z = _add_links(_state(a, r, lay) @ a["out_emb"].T + a["out_bias"], r.keys, a["link_w"])
     if r.side_cand is not None:  # the whole catalog's side features
-        z = z + r.side_cand @ p[7]
+        z = z + r.side_cand @ a["side_w"]
     true = jnp.take_along_axis(jax.nn.log_softmax(z), r.label[:, None], axis=1)[:, 0]
     return _mean(-true, r) + 0.5 * l2 * _sq_norm(p)
 
 
-def sampled_softmax_loss(p: JParams, r: Rows, neg: Negatives, log_q: jax.Array, l2: float) -> jax.Array:
+def sampled_softmax_loss(p: JParams, r: Rows, neg: Negatives, log_q: jax.Array, l2: float,
+                         lay: Layout = POOLED) -> jax.Array:
     """Mean sampled-softmax cross-entropy over [true item, shared negatives] + l2/2 * |params|^2.
 
     `log_q` holds log P(item in the negative set) for every item (the true item's correction).
     """
-    out_emb, out_bias, link_w = p[4], p[5], p[6]
+    a = dict(zip(lay.names, p, strict=True))
+    out_emb, out_bias, link_w = a["out_emb"], a["out_bias"], a["link_w"]
     n_items, slots = out_emb.shape[0], jnp.arange(neg.items.shape[0])
     # item -> its slot among the negatives, -1 if none; index n_items (= -1, a padded key) stays -1
     col = jnp.full(n_items + 1, -1).at[jnp.where(neg.mask, neg.items, n_items)].set(slots).at[n_items].set(-1)
-    u = _state(p, r)
+    u = _state(a, r, lay)
     true_links = (link_w * (r.keys == r.label[:, None, None])).sum(axis=(1, 2))
     z_true = (u * out_emb[r.label]).sum(axis=1) + out_bias[r.label] + true_links - log_q[r.label]
     z_neg = _add_links(u @ out_emb[neg.items].T + (out_bias[neg.items] - neg.log_q), col[r.keys], link_w)
     if r.side_true is not None and r.side_cand is not None:  # side features of the true item, the slots
-        z_true = z_true + r.side_true @ p[7]
-        z_neg = z_neg + r.side_cand @ p[7]
+        z_true = z_true + r.side_true @ a["side_w"]
+        z_neg = z_neg + r.side_cand @ a["side_w"]
     # the true item is not its own negative, and padding slots are no item at all
     drop = (slots[None, :] == col[r.label][:, None]) | ~neg.mask[None, :]
     logp = jax.nn.log_softmax(jnp.concatenate([z_true[:, None], jnp.where(drop, -jnp.inf, z_neg)], axis=1))
     return _mean(-logp[:, 0], r) + 0.5 * l2 * _sq_norm(p)
 
 
-@partial(jax.jit, static_argnames=("lr",))
+@partial(jax.jit, static_argnames=("lr", "lay"))
 def _step(p: JParams, opt_state: optax.OptState, anchor: JParams, r: Rows, neg: Negatives | None,
-          log_q: jax.Array | None, l2: float, mu: float, lr: float
+          log_q: jax.Array | None, l2: float, mu: float, lr: float, lay: Layout
           ) -> tuple[JParams, optax.OptState, jax.Array]:
     """One Adam step on the batch loss (+ FedProx's proximal term); returns the loss without it."""
     def objective(q: JParams) -> tuple[jax.Array, jax.Array]:
         if neg is None:
-            loss = full_softmax_loss(q, r, l2)
+            loss = full_softmax_loss(q, r, l2, lay)
         else:
             assert log_q is not None, "steps with negatives need the sampler's log_q"
-            loss = sampled_softmax_loss(q, r, neg, log_q, l2)
+            loss = sampled_softmax_loss(q, r, neg, log_q, l2, lay)
         prox = 0.5 * mu * _sq_norm(tuple(a - b for a, b in zip(q, anchor, strict=True)))
         return loss + prox, loss
 
@@ -184,11 +200,12 @@ class Trainer:
     """Adam on one parameter list with jitted steps: numpy arrays in, numpy arrays out.
 
     `proximal_mu` > 0 pulls towards the starting params (FedProx: the round's global model);
-    `log_q` (NegativeSampler.log_q) is needed for steps with negatives.
+    `log_q` (NegativeSampler.log_q) is needed for steps with negatives; `spec` names the arrays.
     """
 
-    def __init__(self, params: Params, lr: float, l2: float, proximal_mu: float = 0.0,
+    def __init__(self, params: Params, spec: ModelSpec, lr: float, l2: float, proximal_mu: float = 0.0,
                  log_q: np.ndarray | None = None) -> None:
+        self.lay = Layout.of(spec)
         self.params: JParams = tuple(jnp.asarray(a) for a in params)
         self.anchor = self.params
         self.lr, self.l2, self.mu = float(lr), float(l2), float(proximal_mu)
@@ -199,7 +216,7 @@ class Trainer:
     def step(self, rows: Rows, neg: Negatives | None = None) -> None:
         """One update on a batch (the full softmax without negatives); queued, not waited for."""
         self.params, self.opt_state, loss = _step(self.params, self.opt_state, self.anchor, rows, neg,
-                                                  self.log_q, self.l2, self.mu, lr=self.lr)
+                                                  self.log_q, self.l2, self.mu, lr=self.lr, lay=self.lay)
         self.losses.append(loss)
 
     def result(self) -> tuple[Params, float]:

@@ -139,8 +139,13 @@ class ModelPredictor:
         params, spec = model.load_params(path)
         return cls(params, spec, model.top_k, name, model.top_k_with_probs, side)
 
+    @property
+    def trained_with_side(self) -> bool:
+        """Nonzero side weights: the model was trained with side information (model.side_info)."""
+        return bool(np.any(model.named(self.params, self.spec)["side_w"]))
+
     def _side(self, hist: np.ndarray, users: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
-        if self.side is None or not np.any(self.params[7]):  # trained without side information
+        if self.side is None or not self.trained_with_side:
             return None
         return self.side.dense(hist, users, None, n_items=self.spec.n_items)
 

@@ -139,7 +139,7 @@ def train(params: Params, spec: ModelSpec, ex: Examples, settings: TrainSettings
     weight = recency_weights(ex.ts, settings.recency_half_life_days)
     sampler = (objective.NegativeSampler(ex.label, spec.n_items, settings.negatives)
                if 0 < settings.negatives < spec.n_items else None)
-    trainer = objective.Trainer(params, settings.lr, settings.l2, settings.proximal_mu,
+    trainer = objective.Trainer(params, spec, settings.lr, settings.l2, settings.proximal_mu,
                                 None if sampler is None else sampler.log_q)
     for _ in range(settings.epochs):
         order = rng.permutation(len(ex))

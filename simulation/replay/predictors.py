@@ -11,8 +11,6 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from edge_nodes.errors import EdgeError
 from edge_nodes.learning.cooc_predictor import CoocPredictor
 from edge_nodes.learning.cooc_table import ITEMCF_FILE, local_table_path
@@ -54,7 +52,7 @@ def _model(policy: str, path_of: Callable[[RunDir, str], Path | None], own_table
         if path is None:
             raise EdgeError(f"no model for {policy}: {run.models} has no round-<n>.npz; run `edgecache train`")
         predictor = ModelPredictor.from_npz(path, policy)
-        if np.any(predictor.params[7]):  # trained with side information (model.side_info)
+        if predictor.trained_with_side:
             table = local_table_path(path) if own_table else run.models / ITEMCF_FILE
             predictor.side = SideInfo.from_files(run.features / "history" / f"edge_id={edge}", table, items)
         return predictor
