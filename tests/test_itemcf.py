@@ -114,6 +114,20 @@ def test_seen_items_stay_where_the_edge_re_consumes(tmp_path: Path) -> None:
     assert p.predict(np.array([[0, 1]]), None, None, 3, users=np.array(["U1"])).tolist() == [[3, 5, 2]]
 
 
+def test_test_requests_before_the_row_are_seen_and_later_ones_not(tmp_path: Path) -> None:
+    p = _predictor(tmp_path, {"U1": [3], "U2": [0]})
+    assert p.history is not None
+    # U1's test requests 2 then 4 (positions 1, 2): at 2 (after its first) only 3 and 2 are seen
+    pos = p.history.extend(p.history.codes(np.array(["U1", "U1"])), np.array([2, 4]))
+    assert pos.tolist() == [1, 2]
+    hist = np.array([[0, 1]])
+    users = np.array(["U1"])
+    assert p.predict(hist, None, None, 5, users=users, at=pos[:1] + 1).tolist() == [[5, 4, -1, -1, -1]]
+    assert p.predict(hist, None, None, 5, users=users, at=pos[1:] + 1).tolist() == [[5, -1, -1, -1, -1]]
+    assert p.predict(hist, None, None, 5, users=users).tolist() == [[5, -1, -1, -1, -1]]  # None: all it knows
+    assert p.history.repeat_share() == 0.0  # the rule is the training period's: extend never moves it
+
+
 def test_seen_pairs_respect_each_rows_position(tmp_path: Path) -> None:
     h = UserHistory.from_table(_history(tmp_path, {"U1": [3, 2, 3, 4], "U2": [1]}), N)
     rows, items = h.seen_pairs(h.codes(np.array(["U1", "U2", "U1", "U7"])), np.array([2, 1, 4, 5]))

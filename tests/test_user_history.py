@@ -49,3 +49,20 @@ def test_extend_is_causal_within_a_batch(tmp_path: Path) -> None:
 def test_missing_table_says_which_stage_to_run(tmp_path: Path) -> None:
     with pytest.raises(EdgeDataError, match="edgecache features"):
         UserHistory.from_table(tmp_path / "nope", n_items=3)
+
+
+def test_the_replay_reads_each_request_at_its_own_position(tmp_path: Path) -> None:
+    from simulation.replay.streams import EdgeStream, with_history
+    n = 4
+    stream = EdgeStream("edge-00", item=np.array([5, 6, 7, 8]), user=np.array(["U1", "U3", "U1", "U2"]),
+                        device_idx=np.zeros(n, np.int64), hour=np.zeros(n, np.int64),
+                        ts=np.zeros(n, "datetime64[ns]"), hist=np.full((n, 2), -1))
+    out, h = with_history(stream, _table(tmp_path), 10)
+    assert h is not None and out.at is not None
+    assert out.at.tolist() == [5, 1, 6, 2]  # U1 had 4 events, U3 (new) none, U2 one; own request included
+    codes = h.codes(out.user)
+    # U1's first test request has seen 5 but not its later 7; its second has seen both
+    assert h.seen_before(codes[[0, 2]], out.at[[0, 2]], np.array([[5, 7], [5, 7]])).tolist() == [
+        [True, False], [True, True]]
+    assert [b.at.tolist() for b in out.batches(3) if b.at is not None] == [[5, 1, 6], [2]]
+    assert with_history(stream, tmp_path / "none", 10) == (stream, None)

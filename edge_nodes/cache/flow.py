@@ -42,6 +42,7 @@ class RequestBatch:
     hour: np.ndarray        # int 0..23
     hist: np.ndarray        # (n, L) item_idx history including this request, -1 padded
     ts: np.ndarray          # datetime64 (for degraded spans)
+    at: np.ndarray | None = None  # each user's events the edge knows by this request, it included (None: all)
 
     def __len__(self) -> int:
         return int(self.item.shape[0])
@@ -199,7 +200,7 @@ class DeliveryFlow:
             return empty, empty.astype(np.float64)
         t0 = time.perf_counter()
         preds, probs = self.predictor.predict_scored(batch.hist, batch.device_idx, batch.hour, self.top_k,
-                                                     users=batch.user)
+                                                     users=batch.user, at=batch.at)
         preds = self.demand.filter(preds)
         probs = np.where(preds >= 0, probs, 0.0)
         metrics.observe_prediction(self.edge_id, time.perf_counter() - t0)

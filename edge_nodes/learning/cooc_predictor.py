@@ -7,7 +7,7 @@ predicted: -1). The item just requested is
 never predicted. Seen items are left out where the edge's own training data says people do
 not return: when the share of its training events that re-consume an item the user had seen
 (`UserHistory.repeat_share`) is below REPEAT_THRESHOLD, every item in the user's train-period
-history (needs `users`) and in the history window is excluded; else only the current item.
+history (needs `users`; with `at`, also its test requests before the row) and in the history window is excluded; else only the current item.
 Learned per edge from its data, not set per trace. Probabilities are the normalized scores
 with one pseudo-count of popularity: (score_j + share_j) / (sum of scores + 1).
 """
@@ -44,17 +44,21 @@ class CoocPredictor:
     def from_files(cls, table_path: Path, popularity_path: Path, history_path: Path,
                    items: int) -> CoocPredictor:
         """The summed table, this edge's popularity and its users' histories (the seen rule's data)."""
-        table = CoocTable.load(table_path, items)
-        history = UserHistory.from_table(history_path, items)
-        share = PopularityPredictor.from_table(popularity_path, items).share
-        return cls(table, share, history, history.repeat_share() < REPEAT_THRESHOLD)
+        return cls.with_history(CoocTable.load(table_path, items),
+                                PopularityPredictor.from_table(popularity_path, items).share,
+                                UserHistory.from_table(history_path, items))
+
+    @classmethod
+    def with_history(cls, table: CoocTable, popularity: np.ndarray, history: UserHistory) -> CoocPredictor:
+        """The seen rule from the edge's data: exclude seen items where re-consumption is rare."""
+        return cls(table, popularity, history, history.repeat_share() < REPEAT_THRESHOLD)
 
     def scores(self, hist: np.ndarray) -> np.ndarray:
         """(n, items) decay-weighted co-occurrence scores of the last W items of each history."""
         return self.table.window_scores(hist)
 
-    def excluded(self, hist: np.ndarray, users: np.ndarray | None) -> np.ndarray:
-        """(n, items) bool: what this edge's seen rule leaves out for each row."""
+    def excluded(self, hist: np.ndarray, users: np.ndarray | None, at: np.ndarray | None = None) -> np.ndarray:
+        """(n, items) bool: what this edge's seen rule leaves out for each row (`at`: Predictor)."""
         hist = np.asarray(hist, np.int64)
         mask = np.zeros((hist.shape[0], self.table.n_items), dtype=bool)
         cols = hist if self.exclude_seen else hist[:, -1:]
@@ -62,27 +66,31 @@ class CoocPredictor:
         mask[r, cols[r, c]] = True
         if self.exclude_seen and users is not None and self.history is not None:
             codes = self.history.codes(users)
-            rows, items = self.history.seen_pairs(codes, self.history.length[np.maximum(codes, 0)])
+            known = self.history.length[np.maximum(codes, 0)] if at is None else np.asarray(at, np.int64)
+            rows, items = self.history.seen_pairs(codes, known)
             mask[rows, items] = True
         return mask
 
     def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
-                users: np.ndarray | None = None) -> np.ndarray:
-        return self.predict_scored(hist, device_idx, hour, k, users=users)[0]
+                users: np.ndarray | None = None, at: np.ndarray | None = None) -> np.ndarray:
+        return self.predict_scored(hist, device_idx, hour, k, users=users, at=at)[0]
 
     def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
-                       users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       users: np.ndarray | None = None, at: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item_idx (-1 padded) and their probabilities; `users` enables the train-history seen set."""
         hist = np.asarray(hist, np.int64)
-        parts = [self._top_k(hist[i:i + ROWS_PER_CHUNK], None if users is None else users[i:i + ROWS_PER_CHUNK], k)
+        parts = [self._top_k(hist[i:i + ROWS_PER_CHUNK], None if users is None else users[i:i + ROWS_PER_CHUNK],
+                             None if at is None else at[i:i + ROWS_PER_CHUNK], k)
                  for i in range(0, hist.shape[0], ROWS_PER_CHUNK)]  # bounds the (rows, items) arrays held at once
         if not parts:
             return np.full((0, k), -1, dtype=np.int64), np.zeros((0, k))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def _top_k(self, hist: np.ndarray, users: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _top_k(self, hist: np.ndarray, users: np.ndarray | None, at: np.ndarray | None,
+               k: int) -> tuple[np.ndarray, np.ndarray]:
         s = self.scores(hist)
-        banned = self.excluded(hist, users)
+        banned = self.excluded(hist, users, at)
         s[banned] = 0.0
         # scored items above every fill-in; fill-ins by popularity (share < 1 <= 1 + score)
         key = np.where(s > 0, s + 1.0, self.share[None, :])

@@ -27,6 +27,7 @@ class UserHistory:
         self.n_items = int(n_items)
         self._code = {u: i for i, u in enumerate(self.users.tolist())}
         self.length = np.zeros(self.users.size, dtype=np.int64)
+        self.table_length = np.zeros(self.users.size, dtype=np.int64)  # events read from the table (train period)
         self._keys = np.empty(0, dtype=np.int64)   # user_code * n_items + item, sorted, unique
         self._first = np.empty(0, dtype=np.int64)  # first position of that pair
 
@@ -47,6 +48,7 @@ class UserHistory:
         owner = np.repeat(np.arange(users.size), lengths)
         h._add(owner, items, _ranks(owner, lengths))
         h.length[:users.size] = lengths
+        h.table_length = h.length.copy()
         return h
 
     @classmethod
@@ -59,6 +61,7 @@ class UserHistory:
             raise EdgeDataError("merged user histories share user ids; prefix them by edge")
         offsets = np.cumsum([0] + [p.users.size for p in parts[:-1]])
         h.length = np.concatenate([p.length for p in parts]) if parts else h.length
+        h.table_length = np.concatenate([p.table_length for p in parts]) if parts else h.table_length
         h._keys = np.concatenate([p._keys + off * n_items for p, off in zip(parts, offsets, strict=True)]
                                  ) if parts else h._keys
         h._first = np.concatenate([p._first for p in parts]) if parts else h._first
@@ -108,9 +111,13 @@ class UserHistory:
         return rows[keep], self._keys[at[keep]] % self.n_items
 
     def repeat_share(self) -> float:
-        """Share of recorded events whose item the user had seen before (re-consumption); 0 if none."""
-        total = int(self.length.sum())
-        return 1.0 - self._keys.size / total if total else 0.0
+        """Share of the table's events (the training period) whose item the user had seen before
+        (re-consumption); 0 if none. Events added by `extend` (the test stream) never count."""
+        total = int(self.table_length.sum())
+        if not total:
+            return 0.0
+        first_in_table = self._first < self.table_length[self._keys // self.n_items]
+        return 1.0 - int(np.count_nonzero(first_in_table)) / total
 
     def _add(self, user_codes: np.ndarray, items: np.ndarray, pos: np.ndarray) -> None:
         keys = np.concatenate([self._keys, user_codes * self.n_items + items])

@@ -113,34 +113,35 @@ class CalibratedPredictor:
         self.base, self.calibrator, self.name = base, calibrator, base.name
 
     def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
-                users: np.ndarray | None = None) -> np.ndarray:
-        return self.base.predict(hist, device_idx, hour, k, users=users)
+                users: np.ndarray | None = None, at: np.ndarray | None = None) -> np.ndarray:
+        return self.base.predict(hist, device_idx, hour, k, users=users, at=at)
 
     def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
-                       users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        ids, probs = self.base.predict_scored(hist, device_idx, hour, k, users=users)
+                       users: np.ndarray | None = None, at: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        ids, probs = self.base.predict_scored(hist, device_idx, hour, k, users=users, at=at)
         return ids, np.where(ids >= 0, self.calibrator(probs), 0.0)
 
 
 def _pairs(predictor: Predictor, hist: np.ndarray, device: np.ndarray, hour: np.ndarray, target: np.ndarray,
-           k: int) -> tuple[np.ndarray, np.ndarray]:
-    ids, probs = predictor.predict_scored(hist, device, hour, k)
+           k: int, users: np.ndarray, at: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    ids, probs = predictor.predict_scored(hist, device, hour, k, users=users, at=at)
     return probs.ravel(), (ids == target[:, None]).ravel()
 
 
 @lru_cache(maxsize=1)  # every predictor of an edge calibrates on the same slice: read it once
 def _held_out(examples_dir: Path, edge: str, history_len: int,
-              eval_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+              eval_fraction: float) -> tuple[np.ndarray, ...]:
     _, held = split_by_time(load_examples(examples_dir, edge, history_len), eval_fraction)
     idx = np.arange(0, len(held), max(1, -(-len(held) // MAX_FIT_EXAMPLES)))
-    return held.hist[idx], held.device[idx], held.hour[idx], held.label[idx]
+    return held.hist[idx], held.device[idx], held.hour[idx], held.label[idx], held.user[idx], held.pos[idx]
 
 
 def held_out_pairs(predictor: Predictor, examples_dir: Path, edge: str, history_len: int, eval_fraction: float,
                    k: int) -> tuple[np.ndarray, np.ndarray]:
     """(probability, came true) of the top-k predictions on the edge's held-out training slice."""
-    hist, device, hour, label = _held_out(examples_dir, edge, history_len, eval_fraction)
-    return _pairs(predictor, hist, device, hour, label, k)
+    hist, device, hour, label, users, pos = _held_out(examples_dir, edge, history_len, eval_fraction)
+    return _pairs(predictor, hist, device, hour, label, k, users, pos)  # each row sees its user's past only
 
 
 def test_pairs(stream: EdgeStream, predictor: Predictor, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +149,8 @@ def test_pairs(stream: EdgeStream, predictor: Predictor, k: int) -> tuple[np.nda
     nxt = next_request_index(stream.user)
     cand = np.flatnonzero(nxt >= 0)
     idx = cand[:: max(1, -(-cand.size // MAX_TEST_SAMPLES))]
-    return _pairs(predictor, stream.hist[idx], stream.device_idx[idx], stream.hour[idx], stream.item[nxt[idx]], k)
+    return _pairs(predictor, stream.hist[idx], stream.device_idx[idx], stream.hour[idx], stream.item[nxt[idx]], k,
+                  stream.user[idx], None if stream.at is None else stream.at[idx])
 
 
 @dataclass

@@ -36,7 +36,8 @@ def ranking_quality(stream: EdgeStream, predictor: Predictor, k: int,
     if candidates.size == 0:
         return 0, 0.0, 0
     idx = candidates[:: max(1, -(-candidates.size // max_samples))]
-    preds = predictor.predict(stream.hist[idx], stream.device_idx[idx], stream.hour[idx], k, users=stream.user[idx])
+    preds = predictor.predict(stream.hist[idx], stream.device_idx[idx], stream.hour[idx], k, users=stream.user[idx],
+                              at=None if stream.at is None else stream.at[idx])
     match = preds == stream.item[nxt[idx]][:, None]
     hit = match.any(axis=1)
     gain = 1.0 / np.log2(np.argmax(match, axis=1) + 2.0)  # first matching position, 0-based

@@ -1,7 +1,9 @@
 """The predictor behind each predictive policy, built from one edge's own files: one registry.
 
-`PREDICTORS` maps a policy name to a builder `(run, edge, items) -> Predictor`; the config's
-predictive policy names are pinned to its keys by a fast test. A builder raises `EdgeError`
+`PREDICTORS` maps a policy name to a builder `(run, edge, items, history) -> Predictor`; the
+config's predictive policy names are pinned to its keys by a fast test. `history` is the edge's
+users' histories (train period + the test stream, streams.with_history), shared by every
+predictor of the edge that reads them; None = read the train period's from the run. A builder raises `EdgeError`
 when the files it needs are missing (the policy is then skipped and reported, never faked).
 """
 
@@ -13,13 +15,14 @@ from pathlib import Path
 
 from edge_nodes.errors import EdgeError
 from edge_nodes.learning.cooc_predictor import CoocPredictor
-from edge_nodes.learning.cooc_table import ITEMCF_FILE, local_table_path
+from edge_nodes.learning.cooc_table import ITEMCF_FILE, CoocTable, local_table_path
+from edge_nodes.learning.history import UserHistory
 from edge_nodes.learning.predictors import MarkovPredictor, ModelPredictor, PopularityPredictor
 from edge_nodes.learning.side import SideInfo
 from edge_nodes.predictor import Predictor
 from simulation.rundir import RunDir
 
-Builder = Callable[[RunDir, str, int], Predictor]
+Builder = Callable[[RunDir, str, int, UserHistory | None], Predictor]
 
 
 def latest_round(models: Path) -> Path | None:
@@ -29,32 +32,41 @@ def latest_round(models: Path) -> Path | None:
     return max(rounds)[1] if rounds else None
 
 
-def _popularity(run: RunDir, edge: str, items: int) -> PopularityPredictor:
+def _popularity(run: RunDir, edge: str, items: int, history: UserHistory | None = None) -> PopularityPredictor:
     return PopularityPredictor.from_table(run.features / "popularity" / f"edge_id={edge}", items)
 
 
-def _markov(run: RunDir, edge: str, items: int) -> Predictor:
+def _markov(run: RunDir, edge: str, items: int, history: UserHistory | None = None) -> Predictor:
     return MarkovPredictor.from_table(run.features / "markov" / f"edge_id={edge}", items,
                                       _popularity(run, edge, items))
 
 
-def _itemcf(run: RunDir, edge: str, items: int) -> Predictor:
-    return CoocPredictor.from_files(run.models / ITEMCF_FILE, run.features / "popularity" / f"edge_id={edge}",
-                                    run.features / "history" / f"edge_id={edge}", items)
+def _history(run: RunDir, edge: str, items: int, history: UserHistory | None) -> UserHistory:
+    return history if history is not None else UserHistory.from_table(run.features / "history" / f"edge_id={edge}",
+                                                                       items)
+
+
+def _itemcf(run: RunDir, edge: str, items: int, history: UserHistory | None = None) -> Predictor:
+    share = _popularity(run, edge, items).share
+    return CoocPredictor.with_history(CoocTable.load(run.models / ITEMCF_FILE, items), share,
+                                      _history(run, edge, items, history))
 
 
 def _model(policy: str, path_of: Callable[[RunDir, str], Path | None], own_table: bool = False) -> Builder:
     """A model policy: its file, and the side information it was trained with (the edge's user
     histories; the summed co-occurrence table, or with `own_table` the edge's own counts that
     local_only trained on, saved beside its model)."""
-    def build(run: RunDir, edge: str, items: int) -> Predictor:
+    def build(run: RunDir, edge: str, items: int, history: UserHistory | None = None) -> Predictor:
         path = path_of(run, edge)
         if path is None:
             raise EdgeError(f"no model for {policy}: {run.models} has no round-<n>.npz; run `edgecache train`")
         predictor = ModelPredictor.from_npz(path, policy)
         if predictor.trained_with_side:
             table = local_table_path(path) if own_table else run.models / ITEMCF_FILE
-            predictor.side = SideInfo.from_files(run.features / "history" / f"edge_id={edge}", table, items)
+            if history is None:
+                predictor.side = SideInfo.from_files(run.features / "history" / f"edge_id={edge}", table, items)
+            else:
+                predictor.side = SideInfo(history, CoocTable.load(table, items) if table.is_file() else None)
         return predictor
     return build
 
@@ -76,8 +88,8 @@ PREDICTORS: dict[str, Builder] = {
 }
 
 
-def build_predictor(policy: str, run: RunDir, edge: str, items: int) -> Predictor:
-    """The predictor behind a predictive policy, from this edge's own files."""
+def build_predictor(policy: str, run: RunDir, edge: str, items: int, history: UserHistory | None = None) -> Predictor:
+    """The predictor behind a predictive policy, from this edge's own files (and `history`)."""
     if policy not in PREDICTORS:
         raise EdgeError(f"no predictor is registered for policy {policy!r} (known: {', '.join(PREDICTORS)})")
-    return PREDICTORS[policy](run, edge, items)
+    return PREDICTORS[policy](run, edge, items, history)

@@ -16,6 +16,7 @@ from edge_nodes.cache.redis_server import redis_server
 from edge_nodes.cache.settings import CacheSettings
 from edge_nodes.devices import DEVICES
 from edge_nodes.errors import EdgeError
+from edge_nodes.learning.history import UserHistory
 from edge_nodes.learning.predictors import PopularityPredictor
 from monitoring import metrics
 from simulation.config import ExperimentConfig
@@ -41,7 +42,7 @@ from simulation.replay.policies import (
 from simulation.replay.prediction_quality import ranking_quality, summarize_quality
 from simulation.replay.predictors import build_predictor
 from simulation.replay.reactive import OFFLINE, REACTIVE
-from simulation.replay.streams import EdgeStream, load_catalog, load_stream, test_edges
+from simulation.replay.streams import EdgeStream, load_catalog, load_stream, test_edges, with_history
 from simulation.replay.timeline import Timeline
 from simulation.rundir import RunDir
 
@@ -102,13 +103,15 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
         for i, edge in enumerate(edges):
             stream = load_stream(run.test_stream / f"edge_id={edge}", run.features / "user_state" / f"edge_id={edge}",
                                  edge, cfg.features.history_len)
+            stream, history = with_history(stream, run.features / "history" / f"edge_id={edge}",
+                                           catalog.sizes.size - 1)
             ctx.console.print(f"replay {edge}: {len(stream)} requests")
             metrics.init_edge(edge, cfg.cache.policies, DEVICES)
             record_activity(edge, stream.device_idx)
             replay_reactive(stream, catalog, settings, cfg.cache.policies, found.runs, found.timeline)
             cache = EdgeCache(edge_namespace(url, edge, i, cfg.redis.isolation), settings.cache)
             try:
-                _replay_predictive_edge(cfg, run, stream, catalog, cache, settings, found)
+                _replay_predictive_edge(cfg, run, stream, history, catalog, cache, settings, found)
                 _static(run, stream, catalog, settings, found.static)
             finally:
                 cache.flush()
@@ -117,12 +120,12 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
     return found.sections(cfg, settings)
 
 
-def _replay_predictive_edge(cfg: ExperimentConfig, run: RunDir, stream: EdgeStream, catalog: ItemLookup,
-                            cache: EdgeCache, settings: ReplaySettings, found: Found) -> None:
+def _replay_predictive_edge(cfg: ExperimentConfig, run: RunDir, stream: EdgeStream, history: UserHistory | None,
+                            catalog: ItemLookup, cache: EdgeCache, settings: ReplaySettings, found: Found) -> None:
     items = catalog.sizes.size - 1
     for policy in predictive_policies(cfg, run):
         try:
-            predictor = build_predictor(policy, run, stream.edge_id, items)
+            predictor = build_predictor(policy, run, stream.edge_id, items, history)
         except EdgeError as e:
             found.skipped[policy] = str(e)
             log.warning("policy %s skipped on %s: %s", policy, stream.edge_id, e)

@@ -8,13 +8,14 @@ serving request t therefore use only information up to t.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from edge_nodes.cache.flow import ItemLookup, RequestBatch
+from edge_nodes.learning.history import UserHistory
 from simulation.errors import RunDirError
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,9 @@ class EdgeStream:
     hour: np.ndarray
     ts: np.ndarray
     hist: np.ndarray
+    # per request: how many of its user's events the edge knows by then, the request included
+    # (train period + test requests so far; `with_history`); None = no user histories
+    at: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.item.shape[0])
@@ -41,7 +45,8 @@ class EdgeStream:
         """Consecutive slices of the stream, in order."""
         return [RequestBatch(s, self.item[s:s + size], self.user[s:s + size],
                              self.device_idx[s:s + size], self.hour[s:s + size],
-                             self.hist[s:s + size], self.ts[s:s + size])
+                             self.hist[s:s + size], self.ts[s:s + size],
+                             None if self.at is None else self.at[s:s + size])
                 for s in range(0, len(self), size)]
 
 
@@ -76,6 +81,18 @@ def load_stream(test_dir: Path, state_dir: Path | None, edge_id: str, history_le
     uniq, ucode = np.unique(user, return_inverse=True)
     init = _initial_state(state_dir, uniq, history_len)
     return EdgeStream(edge_id, item, user, device, hour, ts, build_hist(ucode, item, init))
+
+
+def with_history(stream: EdgeStream, history_dir: Path, items: int) -> tuple[EdgeStream, UserHistory | None]:
+    """The edge's users' whole histories (features/history) extended by the test stream in order,
+    and the stream with each request's `at`: what the edge knows of its users as requests arrive.
+    Reading a request's row at `at` sees the user's train period and test requests up to it, never
+    a later one. No history table (an older run): (stream, None)."""
+    if not history_dir.exists():
+        return stream, None
+    history = UserHistory.from_table(history_dir, items, extra_users=np.unique(stream.user))
+    pos = history.extend(history.codes(stream.user), stream.item)
+    return replace(stream, at=pos + 1), history
 
 
 def _initial_state(state_dir: Path | None, users: np.ndarray, k: int) -> np.ndarray:
