@@ -24,6 +24,7 @@ def benches(quick: bool, features_16m: bool = False) -> list[Bench]:
     out += [Bench(f"federated_{n}", python("-m", "benchmarks.bench_federated", "--edges", str(n), "--rounds",
                                            rounds, "--no-baselines", "--json", "{json}"), 600)
             for n in edges]
+    out.append(Bench("kinds", python("-m", "benchmarks.bench_kinds", "--rounds", rounds, "--json", "{json}"), 900))
     out += [
         Bench("replay", python("benchmarks/bench_replay.py", "--requests", "50000" if quick else "200000",
                                "--json", "{json}"), 300),

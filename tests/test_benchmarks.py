@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.bench_kinds import _report as kinds_report
 from benchmarks.bench_replay import figures as replay_figures
 from benchmarks.harness import Bench, figure, figures_of, run_all
 from benchmarks.report import write_report
@@ -61,6 +62,20 @@ def test_replay_figures_take_each_ratio_within_one_round() -> None:
     assert res["req_per_s"][pred] == pytest.approx(100_000 / 1.5) and res["hit_ratio"][pred] == 0.4673
 
 
+def test_kinds_figures_are_against_pooled_and_the_scoring_floor() -> None:
+    import argparse
+    trained = {k: {"seconds_by_round": [9.0, s, s], "steady_s_per_round": s, "hit_at_k": 0.5}
+               for k, s in (("pooled", 2.0), ("sasrec", 5.0))}
+    res = kinds_report(argparse.Namespace(rounds=3, items=3000, users=200, history_len=10), trained,
+                       {"pooled": 40_000.0, "sasrec": 10_000.0}, 80_000.0)
+    rows = {f["figure"]: f for f in res["figures"]}
+    assert rows["sasrec steady s/round, 4 edges"]["ratio"] == 2.5
+    assert "pooled steady s/round, 4 edges" not in rows  # pooled is the baseline, not a figure
+    assert rows["pooled inference, 3000 items, k=3"]["ratio"] == 0.5
+    assert rows["sasrec inference, 3000 items, k=3"]["ratio"] == 0.125
+    assert res["kinds"]["sasrec"]["inference_rows_per_s"] == 10_000
+
+
 def test_scale_slope_and_linear_extrapolation() -> None:
     assert slope([1, 10, 100], [2, 20, 200]) == pytest.approx(1.0)
     assert slope([1, 10, 100], [5, 5, 5]) == pytest.approx(0.0)
@@ -77,7 +92,7 @@ def test_scale_slope_and_linear_extrapolation() -> None:
 
 def test_suite_selection_and_quick_mode() -> None:
     names = [b.name for b in benches(quick=False)]
-    assert names[:2] == ["workload", "features"] and {"federated_64", "replay", "e2e", "scale"} <= set(names)
+    assert names[:2] == ["workload", "features"] and {"federated_64", "kinds", "replay", "e2e", "scale"} <= set(names)
     assert [b.name for b in select(benches(quick=True), ["federated"])] == ["federated_4", "federated_16"]
     with pytest.raises(SystemExit):
         select(benches(quick=True), ["nope"])
