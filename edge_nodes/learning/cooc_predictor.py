@@ -20,6 +20,7 @@ import numpy as np
 
 from edge_nodes.learning.cooc_table import ROWS_PER_CHUNK, CoocTable
 from edge_nodes.learning.history import UserHistory
+from edge_nodes.learning.model import pop_top_k
 from edge_nodes.learning.predictors import PopularityPredictor
 
 # Seen items are excluded when fewer than 10% of an edge's training events re-consume: excluding
@@ -57,19 +58,20 @@ class CoocPredictor:
         """(n, items) decay-weighted co-occurrence scores of the last W items of each history."""
         return self.table.window_scores(hist)
 
-    def excluded(self, hist: np.ndarray, users: np.ndarray | None, at: np.ndarray | None = None) -> np.ndarray:
-        """(n, items) bool: what this edge's seen rule leaves out for each row (`at`: Predictor)."""
+    def excluded(self, hist: np.ndarray, users: np.ndarray | None,
+                 at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, items) this edge's seen rule leaves out for each row (`at`: Predictor); may repeat."""
         hist = np.asarray(hist, np.int64)
-        mask = np.zeros((hist.shape[0], self.table.n_items), dtype=bool)
         cols = hist if self.exclude_seen else hist[:, -1:]
         r, c = np.nonzero(cols >= 0)
-        mask[r, cols[r, c]] = True
+        rows, items = [r], [cols[r, c]]
         if self.exclude_seen and users is not None and self.history is not None:
             codes = self.history.codes(users)
             known = self.history.length[np.maximum(codes, 0)] if at is None else np.asarray(at, np.int64)
-            rows, items = self.history.seen_pairs(codes, known)
-            mask[rows, items] = True
-        return mask
+            seen_rows, seen_items = self.history.seen_pairs(codes, known)
+            rows.append(seen_rows)
+            items.append(seen_items)
+        return np.concatenate(rows), np.concatenate(items)
 
     def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
                 users: np.ndarray | None = None, at: np.ndarray | None = None) -> np.ndarray:
@@ -90,17 +92,16 @@ class CoocPredictor:
     def _top_k(self, hist: np.ndarray, users: np.ndarray | None, at: np.ndarray | None,
                k: int) -> tuple[np.ndarray, np.ndarray]:
         s = self.scores(hist)
-        banned = self.excluded(hist, users, at)
-        s[banned] = 0.0
+        rows, items = self.excluded(hist, users, at)
+        s[rows, items] = 0.0
+        total = s.sum(axis=1, keepdims=True)
         # scored items above every fill-in; fill-ins by popularity (share < 1 <= 1 + score)
         key = np.where(s > 0, s + 1.0, self.share[None, :])
-        key[banned] = -np.inf
+        key[rows, items] = -np.inf
         kk = min(k, key.shape[1])
-        top = np.argpartition(-key, kk - 1, axis=1)[:, :kk]
-        order = np.lexsort((top, -np.take_along_axis(key, top, axis=1)), axis=1)  # within the top k: by key, then item_idx
-        ids = np.take_along_axis(top, order, axis=1)
-        probs = (np.take_along_axis(s, ids, axis=1) + self.share[ids]) / (s.sum(axis=1, keepdims=True) + 1.0)
-        dead = np.take_along_axis(key, ids, axis=1) <= 0  # excluded, or neither scored nor ever viewed
+        ids, best = pop_top_k(key, kk)  # by key, ties to the smaller item_idx
+        probs = (np.take_along_axis(s, ids, axis=1) + self.share[ids]) / (total + 1.0)
+        dead = best <= 0  # excluded, or neither scored nor ever viewed
         ids, probs = np.where(dead, -1, ids), np.where(dead, 0.0, probs)
         if kk < k:
             pad = ((0, 0), (0, k - kk))

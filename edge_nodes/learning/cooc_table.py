@@ -15,12 +15,14 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from scipy import sparse
 
 from edge_nodes.errors import ModelFileError
 
 COO = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, cols, counts
 ITEMCF_FILE = "itemcf.npz"  # in the run's models/: the server writes it, itemcf and the models' side features read it
-ROWS_PER_CHUNK = 256  # rows scored at once: bounds the gathered CSR rows
+ROWS_PER_CHUNK = 256  # rows scored at once: bounds the dense (rows, n_items) working set
+DENSE_MAX_BYTES = 128 * 2**20  # window_scores keeps the table dense up to this (4,096 items in float64)
 KEYS = ("indptr", "indices", "counts", "n_items", "window", "decay", "edges")
 
 
@@ -55,24 +57,31 @@ class CoocTable:
 
     def window_scores(self, hist: np.ndarray) -> np.ndarray:
         """(n, n_items) float64: sum over the last min(window, k) items h of each history (oldest
-        first, -1 padded) of decay^(lag-1) * count[h, j] (lag 1 = the newest); row chunks bound memory."""
+        first, -1 padded) of decay^(lag-1) * count[h, j] (lag 1 = the newest).
+
+        One sparse product: a (n, n_items) matrix holding each row's lag weights at its history
+        items, times the table (dense when it fits DENSE_MAX_BYTES, else sparse); row chunks bound
+        the dense output's working set."""
         hist = np.asarray(hist, np.int64)
         w = min(self.window, hist.shape[1])
         recent = hist[:, hist.shape[1] - w:]
         lag_w = self.decay ** np.arange(w - 1, -1, -1, dtype=np.float64)  # oldest .. newest (weight 1)
-        out = np.zeros((hist.shape[0], self.n_items))
+        r, c = np.nonzero(recent >= 0)
+        weights = sparse.csr_matrix((lag_w[c], (r, recent[r, c])), shape=(hist.shape[0], self.n_items))
+        table = self._matrix
+        out = np.empty((hist.shape[0], self.n_items))
         for s in range(0, hist.shape[0], ROWS_PER_CHUNK):
-            out[s:s + ROWS_PER_CHUNK] = self._chunk(recent[s:s + ROWS_PER_CHUNK], lag_w)
+            part = weights[s:s + ROWS_PER_CHUNK] @ table
+            out[s:s + ROWS_PER_CHUNK] = part if isinstance(part, np.ndarray) else part.toarray()
         return out
 
-    def _chunk(self, recent: np.ndarray, lag_w: np.ndarray) -> np.ndarray:
-        r, c = np.nonzero(recent >= 0)
-        items = recent[r, c]
-        start, lens = self.indptr[items], self.indptr[items + 1] - self.indptr[items]
-        at = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(start, lens)
-        keys = np.repeat(r, lens) * self.n_items + self.indices[at]
-        vals = self.counts[at] * np.repeat(lag_w[c], lens)
-        return np.bincount(keys, weights=vals, minlength=recent.shape[0] * self.n_items).reshape(recent.shape[0], -1)
+    @cached_property
+    def _matrix(self) -> np.ndarray | sparse.csr_matrix:
+        """The table as a float64 matrix for window_scores: dense up to DENSE_MAX_BYTES (a sparse
+        row-times-dense product is a few axpys per row, 2-5x faster than sparse-sparse), else CSR."""
+        csr = sparse.csr_matrix((self.counts.astype(np.float64), self.indices, self.indptr),
+                                shape=(self.n_items, self.n_items))
+        return csr.toarray() if self.n_items ** 2 * 8 <= DENSE_MAX_BYTES else csr
 
     @cached_property
     def _rows(self) -> np.ndarray:
