@@ -20,6 +20,7 @@ from spark_features.memory import (
     input_bytes,
     jvm_ran_out_of_heap,
     out_of_heap_error,
+    quick_jit_for,
     resolve_driver_memory,
 )
 from spark_features.session import active_session, discard_dead_session, get_spark, stop_spark
@@ -48,7 +49,7 @@ def features_stage(ctx: StageContext) -> dict[str, Any]:
     if f.driver_memory == AUTO:
         log.info("features.driver_memory = auto: %s heap for %d MB of logs", heap, input_bytes(ctx.run.logs) >> 20)
     try:
-        spark = get_spark(f.spark_master, f.shuffle_partitions, heap)
+        spark = get_spark(f.spark_master, f.shuffle_partitions, heap, quick_jit=quick_jit_for(ctx.run.logs))
         report = run_features(spark, settings)
     except FeaturesInputError as e:
         raise RunDirError(str(e)) from e

@@ -23,7 +23,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from spark_features.errors import JavaNotFoundError
-from spark_features.memory import FAIL_FAST_OPTIONS
+from spark_features.memory import java_options
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,11 @@ def check_java(env: dict[str, str] | None = None) -> JavaInfo:
 
 
 def get_spark(master: str = "local[*]", shuffle_partitions: int = 8, driver_memory: str = "2g",
-              app_name: str = "edgecache-features", ui: bool = False) -> SparkSession:
-    """The process's SparkSession, created once (after the Java preflight) and reused after."""
+              app_name: str = "edgecache-features", ui: bool = False, quick_jit: bool = False) -> SparkSession:
+    """The process's SparkSession, created once (after the Java preflight) and reused after.
+
+    `quick_jit`: the JVM compiles with C1 only (memory.java_options), for small inputs; like the
+    heap it applies only when this call starts the JVM."""
     active = SparkSession.getActiveSession()
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ  # spark-submit started the JVM: its flags win
     if active is None and not submitted:
@@ -101,7 +104,7 @@ def get_spark(master: str = "local[*]", shuffle_partitions: int = 8, driver_memo
     builder = SparkSession.builder.appName(app_name)
     if not submitted:  # the first OutOfMemoryError ends the JVM at once (spark_features/memory.py)
         builder = (builder.master(master).config("spark.driver.memory", driver_memory)
-                   .config("spark.driver.extraJavaOptions", FAIL_FAST_OPTIONS))
+                   .config("spark.driver.extraJavaOptions", java_options(quick_jit)))
     builder = (builder.config("spark.ui.enabled", str(ui).lower())
                .config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.session.timeZone", "UTC")

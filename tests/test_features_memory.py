@@ -11,7 +11,15 @@ import pytest
 
 from simulation.config import load_config
 from simulation.errors import ConfigError
-from spark_features.memory import auto_heap, bigger_heap, parse_size, resolve_driver_memory
+from spark_features.memory import (
+    QUICK_JIT_MAX_BYTES,
+    auto_heap,
+    bigger_heap,
+    java_options,
+    parse_size,
+    quick_jit_for,
+    resolve_driver_memory,
+)
 from tests.conftest import EXPERIMENTS, ROOT
 
 GB = 2**30
@@ -22,6 +30,18 @@ def test_auto_heap_is_three_times_the_logs_at_least_2g_at_most_half_the_machine(
     assert auto_heap(2 * GB, 64 * GB) == "6g"                 # 16M events (~2 GB of logs): what worked
     assert auto_heap(40 * GB, 16 * GB) == "8g"                # bounded by half of the machine
     assert auto_heap(10 * GB, 2 * GB) == "2g"                 # never below Spark's usable minimum
+
+
+def test_small_inputs_start_the_jvm_with_the_client_jit_only(tmp_path: Path) -> None:
+    part = tmp_path / "edge=e" / "part-0.jsonl"
+    part.parent.mkdir()
+    part.write_bytes(b"{}\n" * 1000)
+    assert quick_jit_for(tmp_path)
+    with part.open("r+b") as f:  # sparse: the size counts, not the blocks
+        f.truncate(QUICK_JIT_MAX_BYTES)
+    assert not quick_jit_for(tmp_path)
+    assert java_options(True).split() == ["-XX:+ExitOnOutOfMemoryError", "-XX:TieredStopAtLevel=1"]
+    assert java_options(False) == "-XX:+ExitOnOutOfMemoryError"  # fail fast on OOM either way
 
 
 def test_sizes_parse_and_a_bad_value_is_named(tmp_path: Path) -> None:
