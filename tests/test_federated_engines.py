@@ -77,19 +77,35 @@ def _assert_itemcf_is_the_sum_of_the_edges(run: SyntheticRun, summary: dict[str,
     assert summary["pairs"] == int((expected > 0).sum())
 
 
-def test_resume_continues_from_the_last_checkpoint(synthetic_run: SyntheticRun) -> None:
-    """With DP on: results.json states the epsilon of all four rounds, the two before the resume too."""
-    run, dp = RunDir(synthetic_run.root), {"dp_clip": 1.0, "dp_noise": 1.0}
-    run_federation(plan_federation(_cfg(synthetic_run, rounds=2, **dp), run))
-    first = (synthetic_run.root / "models" / "round-2.npz").read_bytes()
-    out = _stage(synthetic_run, _cfg(synthetic_run, rounds=4, resume=True, **dp))["federated"]
+def test_resume_continues_from_the_last_checkpoint_and_local_layers_stay_on_the_edge(
+        synthetic_run: SyntheticRun) -> None:
+    """Two rounds, then a resume to four, with DP and FedPer on (one test: each federation starts Ray):
+    results.json states the epsilon of all four rounds, the two before the resume too; the
+    checkpoints hold the global part only, and each edge trains on from the item bias it kept."""
+    import numpy as np
+
+    run, models = RunDir(synthetic_run.root), synthetic_run.root / "models"
+    fed = {"dp_clip": 1.0, "dp_noise": 1.0, "local_layers": ["out_bias"]}
+    run_federation(plan_federation(_cfg(synthetic_run, rounds=2, **fed), run))
+    first = (models / "round-2.npz").read_bytes()
+    params, _ = load_params(models / "round-2.npz")
+    assert not params[5].any()  # the checkpoint holds the global part; the item bias never reached it
+    sentinel = np.full(synthetic_run.n_items, 50.0, dtype=np.float32)
+    for edge in synthetic_run.edges:
+        np.savez(models / "local_layers" / f"{edge}.npz", out_bias=sentinel)
+    out = _stage(synthetic_run, _cfg(synthetic_run, rounds=4, resume=True, **fed))["federated"]
     assert out["resumed_from_round"] == 2
     assert [r["round"] for r in out["rounds"]] == [1, 2, 3, 4]
     users = build_config({}).workload.users  # no workload section in this run: the configured users
     assert out["dp"]["rounds"] == 4 and out["dp"]["delta"] == 1 / users and out["dp"]["unit"] == "edge"
     assert out["dp"]["epsilon"] == round(account(1.0, 1.0, 4, 1 / users).epsilon, 6)
-    assert (synthetic_run.root / "models" / "round-2.npz").read_bytes() == first
+    assert (models / "round-2.npz").read_bytes() == first
     assert _checkpoints(synthetic_run) == [f"round-{i}.npz" for i in range(1, 5)]
+    for edge in synthetic_run.edges:  # rounds 3-4 trained on from what the edge kept, in fresh ClientApps
+        with np.load(models / "local_layers" / f"{edge}.npz") as kept:
+            assert np.abs(kept["out_bias"] - 50.0).max() < 10.0
+        own, _ = load_params(models / "federated" / f"{edge}.npz")
+        assert np.abs(own[5] - 50.0).max() < 10.0
 
 
 def test_training_stops_clearly_below_min_nodes(synthetic_run: SyntheticRun) -> None:
@@ -123,21 +139,3 @@ def test_deployment_engine_runs_two_rounds_and_leaves_no_process(synthetic_run: 
     assert _our_flower_processes() == [], "deployment left Flower processes running"
     assert os.environ.get("FLWR_HOME", "").find("edgecache-flwr-") < 0
     _assert_itemcf_is_the_sum_of_the_edges(synthetic_run, out["itemcf"])
-
-
-def test_simulation_engine_keeps_local_layers_on_the_edge_across_rounds(synthetic_run: SyntheticRun) -> None:
-    import numpy as np
-
-    run, models = RunDir(synthetic_run.root), synthetic_run.root / "models"
-    run_federation(plan_federation(_cfg(synthetic_run, rounds=1, local_layers=["out_bias"]), run))
-    params, _ = load_params(models / "round-1.npz")
-    assert not params[5].any()  # the checkpoint holds the global part; the item bias never reached it
-    sentinel = np.full(synthetic_run.n_items, 50.0, dtype=np.float32)
-    for edge in synthetic_run.edges:
-        np.savez(models / "local_layers" / f"{edge}.npz", out_bias=sentinel)
-    run_federation(plan_federation(_cfg(synthetic_run, rounds=2, resume=True, local_layers=["out_bias"]), run))
-    for edge in synthetic_run.edges:  # round 2 trained on from what the edge kept, in a fresh ClientApp
-        with np.load(models / "local_layers" / f"{edge}.npz") as kept:
-            assert np.abs(kept["out_bias"] - 50.0).max() < 10.0
-        own, _ = load_params(models / "federated" / f"{edge}.npz")
-        assert np.abs(own[5] - 50.0).max() < 10.0
