@@ -19,6 +19,7 @@ from simulation.pipeline import StageContext, run_stage
 from simulation.rundir import RunDir
 from simulation.span import time_cut
 from spark_features.job import FeatureSettings, run_features
+from spark_features.memory import QUICK_JIT_OPTIONS
 from tests.conftest import require
 from tests.fixtures_spark import content_id, write_catalog
 from tests.test_features_job import CUT, build
@@ -88,8 +89,9 @@ def test_spark_submit_runs_the_job(spark: Any, tmp_path: Path) -> None:
     build(tmp_path)
     env = {**os.environ, "PATH": f"{submit.parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "PYSPARK_PYTHON": sys.executable}
+    # a tiny job: the client JIT alone starts it faster (spark_features/memory.py, QUICK_JIT_OPTIONS)
     proc = subprocess.run([str(submit), "--master", "local[1]", "--driver-memory", "512m",
-                           "spark_features/features_spark.py", "--run-dir", str(tmp_path), "--cut", "2025-04-05",
+                           "--driver-java-options", QUICK_JIT_OPTIONS, "spark_features/features_spark.py", "--run-dir", str(tmp_path), "--cut", "2025-04-05",
                            "--edges", "edge-01", "--shuffle-partitions", "2", "--no-centralized"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -103,12 +105,12 @@ STOP_AND_RESTART = """
 import psutil
 from pyspark import SparkContext
 from spark_features.session import get_spark, stop_spark
-spark = get_spark("local[1]", 1)
+spark = get_spark("local[1]", 1, quick_jit=True)
 jvm = psutil.Process(SparkContext._gateway.proc.pid)
 assert "java" in jvm.name(), jvm.name()
 stop_spark()
 assert not jvm.is_running() or jvm.status() == psutil.STATUS_ZOMBIE, "JVM still running"
-spark = get_spark("local[1]", 1)
+spark = get_spark("local[1]", 1, quick_jit=True)
 assert spark.range(5).count() == 5
 second = SparkContext._gateway.proc.pid
 stop_spark()
