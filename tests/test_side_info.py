@@ -146,3 +146,28 @@ def test_column_features_equal_the_dense_ones(synthetic_run: SyntheticRun) -> No
         np.testing.assert_allclose(true, features_at(seen, cooc, ex.label[idx][:, None])[:, 0], rtol=1e-5, atol=1e-6)
         first = np.unique(cols, return_index=True)[1]  # repeated columns: the first holds the item
         np.testing.assert_allclose(cand[:, first], features_at(seen, cooc, cols[None, first]), rtol=1e-5, atol=1e-6)
+
+
+def test_sparse_side_scores_exactly_as_the_dense_features(synthetic_run: SyntheticRun) -> None:
+    """Inference adds the side terms where they are nonzero (SparseSide): the same float32 logits as
+    the dense (n, n_items) features, for rows with and without a history and an unknown user."""
+    from edge_nodes.learning.side import add_side, add_side_sparse
+
+    ex = load_examples(synthetic_run.examples, "edge-00", synthetic_run.history_len)
+    table = _table_of(synthetic_run, "edge-00", 3)
+    history = UserHistory.from_table(synthetic_run.root / "features" / "history" / "edge_id=edge-00",
+                                     synthetic_run.n_items)
+    hist = np.vstack([ex.hist[:40], np.full((1, ex.hist.shape[1]), -1)])
+    users = np.append(ex.user[:40], "nobody")
+    pos = np.append(ex.pos[:40], 0)
+    side = SideInfo(history, table)
+    np.testing.assert_array_equal(table.window_scores_sparse(hist).toarray(), table.window_scores(hist))
+    w = np.array([-1.5, 0.7, 0.3], dtype=np.float32)
+    rng = np.random.default_rng(0)
+    for at in (pos, None):
+        z_dense = rng.normal(size=(hist.shape[0], synthetic_run.n_items)).astype(np.float32)
+        z_sparse, before = z_dense.copy(), z_dense.copy()
+        add_side(z_dense, *side.dense(hist, users, at, n_items=synthetic_run.n_items), w)
+        add_side_sparse(z_sparse, side.sparse(hist, users, at), w)
+        np.testing.assert_array_equal(z_sparse, z_dense)
+        assert (z_sparse != before).mean() > 0.05  # both signals were there to add

@@ -62,26 +62,37 @@ class CoocTable:
         One sparse product: a (n, n_items) matrix holding each row's lag weights at its history
         items, times the table (dense when it fits DENSE_MAX_BYTES, else sparse); row chunks bound
         the dense output's working set."""
+        weights = self._window_weights(hist)
+        table = self._matrix
+        out = np.empty(weights.shape)
+        for s in range(0, weights.shape[0], ROWS_PER_CHUNK):
+            part = weights[s:s + ROWS_PER_CHUNK] @ table
+            out[s:s + ROWS_PER_CHUNK] = part if isinstance(part, np.ndarray) else part.toarray()
+        return out
+
+    def window_scores_sparse(self, hist: np.ndarray) -> sparse.csr_matrix:
+        """`window_scores` as a CSR matrix of its nonzero entries (a few % of the catalog per row)."""
+        return (self._window_weights(hist) @ self._csr).tocsr()
+
+    def _window_weights(self, hist: np.ndarray) -> sparse.csr_matrix:
+        """(n, n_items): each row's lag weights decay^(lag-1) at its last min(window, k) items."""
         hist = np.asarray(hist, np.int64)
         w = min(self.window, hist.shape[1])
         recent = hist[:, hist.shape[1] - w:]
         lag_w = self.decay ** np.arange(w - 1, -1, -1, dtype=np.float64)  # oldest .. newest (weight 1)
         r, c = np.nonzero(recent >= 0)
-        weights = sparse.csr_matrix((lag_w[c], (r, recent[r, c])), shape=(hist.shape[0], self.n_items))
-        table = self._matrix
-        out = np.empty((hist.shape[0], self.n_items))
-        for s in range(0, hist.shape[0], ROWS_PER_CHUNK):
-            part = weights[s:s + ROWS_PER_CHUNK] @ table
-            out[s:s + ROWS_PER_CHUNK] = part if isinstance(part, np.ndarray) else part.toarray()
-        return out
+        return sparse.csr_matrix((lag_w[c], (r, recent[r, c])), shape=(hist.shape[0], self.n_items))
+
+    @cached_property
+    def _csr(self) -> sparse.csr_matrix:
+        return sparse.csr_matrix((self.counts.astype(np.float64), self.indices, self.indptr),
+                                 shape=(self.n_items, self.n_items))
 
     @cached_property
     def _matrix(self) -> np.ndarray | sparse.csr_matrix:
         """The table as a float64 matrix for window_scores: dense up to DENSE_MAX_BYTES (a sparse
         row-times-dense product is a few axpys per row, 2-5x faster than sparse-sparse), else CSR."""
-        csr = sparse.csr_matrix((self.counts.astype(np.float64), self.indices, self.indptr),
-                                shape=(self.n_items, self.n_items))
-        return csr.toarray() if self.n_items ** 2 * 8 <= DENSE_MAX_BYTES else csr
+        return self._csr.toarray() if self.n_items ** 2 * 8 <= DENSE_MAX_BYTES else self._csr
 
     @cached_property
     def _rows(self) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 from edge_nodes.devices import N_DEVICES
 from edge_nodes.errors import ModelFileError
 from edge_nodes.learning.kinds import get_kind
-from edge_nodes.learning.side import N_SIDE, add_side
+from edge_nodes.learning.side import N_SIDE, SparseSide, add_side, add_side_sparse
 
 Params = list[np.ndarray]
 # the `pooled` kind's arrays (model files written before model.kind existed); spec.param_names in general
@@ -78,16 +78,21 @@ class ModelSpec:
         return np.stack([self.successor_array[hist], np.where(hist >= 0, hist, -1)], axis=1)
 
 
+# side.py's features of a batch: dense (seen, cooc) arrays, or their nonzero entries
+SideFeatures = tuple[np.ndarray, np.ndarray] | SparseSide
+
+
 @dataclass
 class Batch:
     """Model inputs: hist (n, k) item_idx oldest first, -1 padded; device, hour, label (n,); the
-    side features over the catalog (side.py: seen, co-occurrence, each (n, n_items)) or None."""
+    side features over the catalog (side.py: seen, co-occurrence, each (n, n_items); or their
+    nonzero entries, SparseSide) or None."""
 
     hist: np.ndarray
     device: np.ndarray
     hour: np.ndarray
     label: np.ndarray | None = None
-    side: tuple[np.ndarray, np.ndarray] | None = None
+    side: SideFeatures | None = None
 
 
 def init_params(spec: ModelSpec, rng: np.random.Generator) -> Params:
@@ -137,7 +142,9 @@ def scores(params: Params, spec: ModelSpec, batch: Batch) -> np.ndarray:
     z = state(params, spec, batch) @ p["out_emb"].T
     z += p["out_bias"]
     add_links(z, spec.link_keys(batch.hist), p["link_w"])
-    if batch.side is not None:
+    if isinstance(batch.side, SparseSide):
+        add_side_sparse(z, batch.side, p["side_w"])
+    elif batch.side is not None:
         add_side(z, *batch.side, p["side_w"])
     return z
 
@@ -149,17 +156,17 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
 
 
 def top_k(params: Params, spec: ModelSpec, hist: np.ndarray, device_idx: np.ndarray,
-          hour: np.ndarray, k: int, side: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+          hour: np.ndarray, k: int, side: SideFeatures | None = None) -> np.ndarray:
     """The k highest-scoring item_idx per row, best first: an (n, k) int array."""
     return top_k_with_probs(params, spec, hist, device_idx, hour, k, side)[0]
 
 
 def top_k_with_probs(params: Params, spec: ModelSpec, hist: np.ndarray, device_idx: np.ndarray,
-                     hour: np.ndarray, k: int, side: tuple[np.ndarray, np.ndarray] | None = None
+                     hour: np.ndarray, k: int, side: SideFeatures | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
     """The k best item_idx per row and their softmax probabilities: ((n, k) int, (n, k) float).
 
-    `side`: the rows' dense side features (SideInfo.dense), None = the history window only."""
+    `side`: the rows' side features (SideInfo.dense or .sparse), None = the history window only."""
     check_params(params, spec)
     k = min(k, spec.n_items)
     batch = Batch(np.asarray(hist, dtype=np.int64).reshape(len(device_idx), -1),

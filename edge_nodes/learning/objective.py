@@ -24,7 +24,7 @@ import optax
 
 from edge_nodes.learning.kinds import get_kind
 from edge_nodes.learning.model import PARAM_NAMES, Batch, ModelSpec, Params
-from edge_nodes.learning.side import features_at
+from edge_nodes.learning.side import SparseSide, features_at
 
 JParams = tuple[jax.Array, ...]
 
@@ -95,6 +95,8 @@ def padded_rows(batch: Batch, spec: ModelSpec, size: int, cand: np.ndarray | Non
         side_true = np.pad(side_feats[0], ((0, pad), (0, 0)))
         side_cand = np.pad(side_feats[1], ((0, pad), (0, 0), (0, 0)))
     elif batch.side is not None:
+        if isinstance(batch.side, SparseSide):
+            raise TypeError("training rows need dense side features (SideInfo.dense, own event out)")
         seen, cooc = batch.side
         cols = np.arange(spec.n_items) if cand is None else np.asarray(cand, np.int64)
         side_true = np.pad(features_at(seen, cooc, batch.label[:, None])[:, 0], ((0, pad), (0, 0)))

@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 
 from edge_nodes.errors import PredictorError
 from edge_nodes.learning import model
-from edge_nodes.learning.side import SideInfo
+from edge_nodes.learning.side import SideInfo, SparseSide
 
-Side = tuple[np.ndarray, np.ndarray] | None  # dense side features of the rows (side.py), or none
+Side = SparseSide | tuple[np.ndarray, np.ndarray] | None  # side features of the rows (side.py), or none
 TopK = Callable[[Any, Any, np.ndarray, np.ndarray, np.ndarray, int, Side], np.ndarray]
 TopKProbs = Callable[[Any, Any, np.ndarray, np.ndarray, np.ndarray, int, Side], tuple[np.ndarray, np.ndarray]]
 
@@ -147,10 +147,10 @@ class ModelPredictor:
         return bool(np.any(model.named(self.params, self.spec)["side_w"]))
 
     def _side(self, hist: np.ndarray, users: np.ndarray | None,
-              at: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+              at: np.ndarray | None) -> SparseSide | None:
         if self.side is None or not self.trained_with_side:
             return None
-        return self.side.dense(hist, users, at, n_items=self.spec.n_items)
+        return self.side.sparse(hist, users, at)
 
     def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
                 users: np.ndarray | None = None, at: np.ndarray | None = None) -> np.ndarray:

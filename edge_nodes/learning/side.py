@@ -23,11 +23,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import sparse
 
 from edge_nodes.learning.cooc_table import CoocTable
 from edge_nodes.learning.history import UserHistory
 
 N_SIDE = 3  # features per candidate: seen, log1p(co-occurrence score), co-occurrence score > 0
+
+
+@dataclass(frozen=True)
+class SparseSide:
+    """A batch's side features for scoring, as what is nonzero: the seen (row, item) pairs (may
+    repeat) and the co-occurrence window scores as CSR (a few % of the catalog per row)."""
+
+    seen_rows: np.ndarray
+    seen_items: np.ndarray
+    cooc: sparse.csr_matrix | None
 
 
 @dataclass(frozen=True)
@@ -71,6 +82,22 @@ class SideInfo:
             rows = np.arange(n)
             cooc[rows, lab] = _own_out(cooc[rows, lab], own_share(hist, self.table))
         return seen, cooc
+
+
+    def sparse(self, hist: np.ndarray, users: np.ndarray | None, pos: np.ndarray | None) -> SparseSide:
+        """`dense`'s features of inference rows (no label), as index pairs and CSR: scoring adds
+        them where they are nonzero (`add_side_sparse`), not over (n, n_items) arrays."""
+        hist = np.asarray(hist, np.int64)
+        r, c = np.nonzero(hist >= 0)
+        rows, items = [r], [hist[r, c]]
+        if self.history is not None and users is not None:
+            codes = self.history.codes(users)
+            at = self.history.length[np.maximum(codes, 0)] if pos is None else np.asarray(pos, np.int64)
+            seen_rows, seen_items = self.history.seen_pairs(codes, at)
+            rows.append(seen_rows)
+            items.append(seen_items)
+        cooc = self.table.window_scores_sparse(hist) if self.table is not None else None
+        return SparseSide(np.concatenate(rows), np.concatenate(items), cooc)
 
 
 def at_columns(side: SideInfo, hist: np.ndarray, users: np.ndarray | None, pos: np.ndarray | None,
@@ -156,3 +183,18 @@ def add_side(z: np.ndarray, seen: np.ndarray, cooc: np.ndarray, side_w: np.ndarr
     if side_w[1] or side_w[2]:
         has = cooc > 0
         z += side_w[1] * np.log1p(cooc) + side_w[2] * has
+
+
+def add_side_sparse(z: np.ndarray, side: SparseSide, side_w: np.ndarray) -> None:
+    """`add_side` from SparseSide: the same float32 terms, added only where a feature is nonzero
+    (through flat indices of the C-ordered z: 2-D fancy indexing costs several times more)."""
+    if not z.flags.c_contiguous:  # reshape would copy, and the adds would be lost
+        raise ValueError("add_side_sparse needs a C-contiguous score array")
+    flat, width = z.reshape(-1), z.shape[1]
+    if side_w[0]:
+        flat[side.seen_rows * width + side.seen_items] += side_w[0]  # a repeated pair adds once, as seen = 1
+    if side.cooc is not None and (side_w[1] or side_w[2]):
+        coo = side.cooc.tocoo()
+        keep = coo.data > 0
+        at = coo.row[keep].astype(np.int64) * width + coo.col[keep]
+        flat[at] += side_w[1] * np.log1p(coo.data[keep].astype(np.float32)) + side_w[2]
