@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
+from edge_nodes.learning.cooc_predictor import CoocPredictor
+from edge_nodes.learning.cooc_table import CoocTable
+from edge_nodes.learning.model import ModelSpec, init_params, top_k, top_k_with_probs
+from edge_nodes.learning.predictors import ModelPredictor, PopularityPredictor
+from edge_nodes.learning.side import SideInfo
+from edge_nodes.learning.task import Examples, load_examples, split_by_time
 from simulation.replay.calibration import (
     CalibratedPredictor,
     Isotonic,
     Reliability,
     fit_isotonic,
+    held_out_view,
     pav,
     summarize_calibration,
 )
 from simulation.replay.calibration import EdgeCalibration as EC
+from tests.fixtures_federated import SyntheticRun, cooc_table
 
 
 def test_pav_pools_adjacent_violators() -> None:
@@ -69,3 +78,42 @@ def test_summary_merges_edges() -> None:
     out = summarize_calibration({"edge-00": a})
     assert out["ece"] == out["ece_raw"] == 0.75 and out["calibrator"]["kind"] == "none"
     assert out["per_edge"]["edge-00"] == {"ece": 0.75, "ece_raw": 0.75, "calibrated": False}
+    fitted = EC(Isotonic(np.array([0.1, 0.5]), np.array([0.2, 0.4]), 300), a.raw, a.calibrated)
+    assert "caveat" in summarize_calibration({"edge-00": fitted}, "markov_sql")["calibrator"]  # counts hold the slice
+    assert "caveat" not in summarize_calibration({"edge-00": fitted}, "itemcf")["calibrator"]  # its view does not
+
+
+def test_the_held_out_view_takes_the_slice_out_of_the_counts(synthetic_run: SyntheticRun) -> None:
+    """itemcf's summed table counts the held-out slice too; the view the calibrator is fitted on
+    holds exactly what the other events counted (the table made from the fit part alone), for
+    directed and symmetric counts, and a model with side information reads that table as well."""
+    ex = load_examples(synthetic_run.examples, "edge-00", synthetic_run.history_len)
+    fit, held = split_by_time(ex, 0.25)
+    n = synthetic_run.n_items
+
+    def coo(e: Examples, symmetric: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        t = cooc_table(pa.table({"hist": pa.array(e.hist.tolist(), pa.list_(pa.int32())), "label": e.label}), n)
+        rows, cols, vals = (t[c].to_numpy() for c in ("prev_idx", "next_idx", "count"))
+        if symmetric:
+            return np.r_[rows, cols], np.r_[cols, rows], np.r_[vals, vals]
+        return rows, cols, vals
+
+    for symmetric in (False, True):
+        whole = CoocTable.from_coo([coo(ex, symmetric)], n, synthetic_run.history_len, 0.6)
+        expected = CoocTable.from_coo([coo(fit, symmetric)], n, synthetic_run.history_len, 0.6).to_dense()
+        assert whole.to_dense().sum() > expected.sum() > 0
+        np.testing.assert_allclose(whole.without(held.hist, held.label, symmetric).to_dense(), expected, atol=1e-4)
+    whole = CoocTable.from_coo([coo(ex, False)], n, synthetic_run.history_len, 0.6)
+    share = np.full(n, 1.0 / n)
+    view = held_out_view(CoocPredictor(whole, share), held.hist, held.label, False)
+    assert isinstance(view, CoocPredictor)
+    np.testing.assert_allclose(view.table.to_dense(), whole.without(held.hist, held.label).to_dense())
+    spec = ModelSpec(n_items=n, dim=4, history_len=synthetic_run.history_len)
+    model = ModelPredictor(init_params(spec, np.random.default_rng(0)), spec, top_k, "federated", top_k_with_probs,
+                           SideInfo(None, whole))
+    seen_by = held_out_view(model, held.hist, held.label, False)
+    assert seen_by is not model and model.side is not None and model.side.table is whole  # the served one untouched
+    assert isinstance(seen_by, ModelPredictor) and seen_by.side is not None and seen_by.side.table is not None
+    np.testing.assert_allclose(seen_by.side.table.to_dense(), view.table.to_dense())
+    popularity = PopularityPredictor(np.arange(n, dtype=np.float64))
+    assert held_out_view(popularity, held.hist, held.label, False) is popularity

@@ -55,6 +55,29 @@ class CoocTable:
         return cls(indptr, (keys % n_items).astype(np.int32), sums.astype(np.float32), int(n_items),
                    int(window), float(decay), len(parts))
 
+    def without(self, hist: np.ndarray, label: np.ndarray, symmetric: bool = False) -> CoocTable:
+        """The table minus what training events (`label` after the window `hist`, oldest first,
+        -1 padded) added to it: each of the last min(window, k) items h at lag l counted
+        decay^(l-1) for (h, label), and (label, h) too when the edges counted symmetrically.
+        Exact when k >= window (a lag past the window was counted by no one); counts are
+        clipped at 0 against float32 rounding. For fitting on a slice the table also counted."""
+        hist, label = np.asarray(hist, np.int64), np.asarray(label, np.int64)
+        w = min(self.window, hist.shape[1])
+        rows, cols, vals = [self._rows, ], [self.indices.astype(np.int64)], [self.counts.astype(np.float64)]
+        for lag in range(1, w + 1):
+            prev = hist[:, -lag]
+            ok = (prev >= 0) & (label >= 0)
+            pairs = [(prev[ok], label[ok])] + ([(label[ok], prev[ok])] if symmetric else [])
+            for r, c in pairs:
+                rows.append(r)
+                cols.append(c)
+                vals.append(np.full(r.size, -self.decay ** (lag - 1)))
+        t = CoocTable.from_coo([(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals))], self.n_items,
+                               self.window, self.decay)
+        keep = t.counts > 1e-4  # what is left of a count made only by the removed events is rounding
+        indptr = np.r_[0, np.cumsum(np.bincount(t._rows[keep], minlength=self.n_items))].astype(np.int64)
+        return CoocTable(indptr, t.indices[keep], t.counts[keep], self.n_items, self.window, self.decay, self.edges)
+
     def window_scores(self, hist: np.ndarray) -> np.ndarray:
         """(n, n_items) float64: sum over the last min(window, k) items h of each history (oldest
         first, -1 padded) of decay^(lag-1) * count[h, j] (lag 1 = the newest).

@@ -80,7 +80,7 @@ class Found:
         policies = summarize(self.runs, settings.latency)
         for name, per_edge in self.calibration.items():
             if name in policies:
-                policies[name]["calibration"] = summarize_calibration(per_edge)
+                policies[name]["calibration"] = summarize_calibration(per_edge, name)
         return {"policies": policies, "static_efficiency": _static_summary(self.static),
                 "degraded": degraded(self.runs), "policies_skipped": self.skipped,
                 "prediction_quality": summarize_quality(self.quality, cfg.model.top_k),
@@ -132,7 +132,7 @@ def _replay_predictive_edge(cfg: ExperimentConfig, run: RunDir, stream: EdgeStre
             continue
         # fitted on the held-out training slice only; measured on the test period
         cal = calibrate_edge(predictor, stream, run.features / "examples", cfg.features.history_len,
-                             cfg.model.eval_fraction, settings.top_k, cfg.cache.calibrate)
+                             cfg.model.eval_fraction, settings.top_k, cfg.cache.calibrate, cfg.features.cooc_symmetric)
         found.calibration.setdefault(policy, {})[stream.edge_id] = cal
         served = predictor if cal.calibrator is None else CalibratedPredictor(predictor, cal.calibrator)
         pr = found.runs.setdefault(policy, PolicyRun("predictive"))
