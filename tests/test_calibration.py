@@ -8,7 +8,12 @@ import pyarrow as pa
 from edge_nodes.learning.cooc_predictor import CoocPredictor
 from edge_nodes.learning.cooc_table import CoocTable
 from edge_nodes.learning.model import ModelSpec, init_params, top_k, top_k_with_probs
-from edge_nodes.learning.predictors import ModelPredictor, PopularityPredictor
+from edge_nodes.learning.predictors import (
+    MarkovPredictor,
+    ModelPredictor,
+    PopularityPredictor,
+    TransitionCounts,
+)
 from edge_nodes.learning.side import SideInfo
 from edge_nodes.learning.task import Examples, load_examples, split_by_time
 from simulation.replay.calibration import (
@@ -78,9 +83,6 @@ def test_summary_merges_edges() -> None:
     out = summarize_calibration({"edge-00": a})
     assert out["ece"] == out["ece_raw"] == 0.75 and out["calibrator"]["kind"] == "none"
     assert out["per_edge"]["edge-00"] == {"ece": 0.75, "ece_raw": 0.75, "calibrated": False}
-    fitted = EC(Isotonic(np.array([0.1, 0.5]), np.array([0.2, 0.4]), 300), a.raw, a.calibrated)
-    assert "caveat" in summarize_calibration({"edge-00": fitted}, "markov_sql")["calibrator"]  # counts hold the slice
-    assert "caveat" not in summarize_calibration({"edge-00": fitted}, "itemcf")["calibrator"]  # its view does not
 
 
 def test_the_held_out_view_takes_the_slice_out_of_the_counts(synthetic_run: SyntheticRun) -> None:
@@ -117,3 +119,25 @@ def test_the_held_out_view_takes_the_slice_out_of_the_counts(synthetic_run: Synt
     np.testing.assert_allclose(seen_by.side.table.to_dense(), view.table.to_dense())
     popularity = PopularityPredictor(np.arange(n, dtype=np.float64))
     assert held_out_view(popularity, held.hist, held.label, False) is popularity
+
+
+def test_the_held_out_view_takes_the_slice_out_of_the_transitions(synthetic_run: SyntheticRun) -> None:
+    """markov_sql's view is ranked from the transitions of the fit part alone."""
+    ex = load_examples(synthetic_run.examples, "edge-00", synthetic_run.history_len)
+    fit, held = split_by_time(ex, 0.25)
+    n = synthetic_run.n_items
+
+    def counts(e: Examples) -> TransitionCounts:
+        keys, c = np.unique(e.hist[:, -1] * n + e.label, return_counts=True)
+        return TransitionCounts(keys // n, keys % n, c.astype(np.float64), np.bincount(ex.label, minlength=n) + 0.0)
+
+    whole, part = counts(ex), counts(fit)
+    pop = PopularityPredictor(whole.views)
+    table, probs = whole.ranked(4)
+    markov = MarkovPredictor(table, pop, probs, whole)
+    view = held_out_view(markov, held.hist, held.label, False)
+    assert isinstance(view, MarkovPredictor) and view.counts is not None
+    np.testing.assert_array_equal(view.counts.count, part.count)
+    np.testing.assert_array_equal(view.table, part.ranked(4)[0])
+    assert not np.array_equal(view.table, markov.table)  # the slice's transitions had moved the ranking
+    assert held_out_view(MarkovPredictor(markov.table, pop, markov.probs), held.hist, held.label, False).counts is None

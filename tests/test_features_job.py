@@ -119,6 +119,25 @@ def test_transitions_match_the_hand_count(job: tuple[TinyRun, dict[str, Any]]) -
         (5, 6): 1, (6, 5): 1}
 
 
+def test_the_replay_ranks_markov_sql_from_the_counts_as_spark_sql_does(job: tuple[TinyRun, dict[str, Any]]) -> None:
+    """TransitionCounts.ranked (the calibration's held-out view re-ranks with it) is MARKOV_SQL."""
+    import numpy as np
+
+    from edge_nodes.learning.predictors import MarkovPredictor, PopularityPredictor
+
+    run, _ = job
+    items = 1 + max(r["item_idx"] for r in pq.read_table(run.root / "catalog.parquet").to_pylist())
+    for edge in (E0, E1):
+        part = f"edge_id={edge}"
+        pop = PopularityPredictor.from_table(run.root / "features" / "popularity" / part, items)
+        spark = MarkovPredictor.from_table(run.root / "features" / "markov" / part, items, pop).with_counts(
+            run.root / "features" / "transitions" / part, run.root / "features" / "popularity" / part)
+        assert spark.counts is not None
+        table, probs = spark.counts.ranked(spark.table.shape[1])
+        np.testing.assert_array_equal(table, spark.table)
+        np.testing.assert_allclose(probs, spark.probs, rtol=1e-12)
+
+
 # edge-00's train events per user (history table below): U1 1 2 3 1 2, U2 1 2 4 2. Window 2, decay
 # 0.5: each event counts its previous item with weight 1 and the one before with weight 0.5.
 DIRECTED_COOC_E0 = {(1, 2): 3.0, (2, 3): 1.0, (1, 3): 0.5, (3, 1): 1.0, (2, 1): 0.5, (3, 2): 0.5,

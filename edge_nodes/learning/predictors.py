@@ -11,6 +11,7 @@ All of them are vectorized over the batch.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,15 +81,83 @@ class PopularityPredictor:
         return first_k_unique_scored(np.broadcast_to(top, shape), np.broadcast_to(self.share[top], shape), k, hist)
 
 
+@dataclass(frozen=True)
+class TransitionCounts:
+    """What markov_sql's table was ranked from: transition counts and the edge's view counts."""
+
+    prev: np.ndarray   # int64 prev_idx per (prev, next) pair
+    next: np.ndarray   # int64 next_idx
+    count: np.ndarray  # float64 transitions
+    views: np.ndarray  # (items,) float64 view counts (features/popularity `count`)
+
+    def without(self, hist: np.ndarray, label: np.ndarray) -> TransitionCounts:
+        """The counts minus the transitions (last window item -> label) of these training events."""
+        items = self.views.size
+        last, label = np.asarray(hist, np.int64)[:, -1], np.asarray(label, np.int64)
+        ok = (last >= 0) & (label >= 0)
+        keys = np.concatenate([self.prev * items + self.next, last[ok] * items + label[ok]])
+        uniq, inv = np.unique(keys, return_inverse=True)
+        left = np.bincount(inv, weights=np.r_[self.count, -np.ones(int(ok.sum()))], minlength=uniq.size)
+        keep = left > 0.5
+        return TransitionCounts(uniq[keep] // items, uniq[keep] % items, left[keep], self.views)
+
+    def ranked(self, top_n: int) -> tuple[np.ndarray, np.ndarray]:
+        """MARKOV_SQL's table in numpy (spark_features/markov.py): per previous item its top-N next
+        items by count (ties to the smaller item_idx) with P(next | prev), then the edge's most
+        viewed items not among them with their view share; (items, N) ids -1 padded, and probs."""
+        items = self.views.size
+        order = np.lexsort((self.next, -self.count, self.prev))
+        prev, nxt, count = self.prev[order], self.next[order], self.count[order]
+        start = np.r_[0, np.flatnonzero(np.diff(prev)) + 1] if prev.size else np.empty(0, np.int64)
+        lens = np.diff(np.r_[start, prev.size])
+        rank = np.arange(prev.size) - np.repeat(start, lens)
+        prob = count / np.repeat(np.add.reduceat(count, start), lens) if prev.size else count
+        top = rank < top_n
+        table = np.full((items, top_n), -1, dtype=np.int64)
+        probs = np.zeros((items, top_n))
+        table[prev[top], rank[top]] = nxt[top]
+        probs[prev[top], rank[top]] = prob[top]
+        viewed = np.flatnonzero(self.views > 0)
+        pop = viewed[np.lexsort((viewed, -self.views[viewed]))][:2 * top_n]
+        share = self.views[pop] / self.views.sum() if pop.size else np.zeros(0)
+        rows = np.unique(prev)
+        cand = np.concatenate([table[rows], np.broadcast_to(pop, (rows.size, pop.size))], axis=1)
+        cprob = np.concatenate([probs[rows], np.broadcast_to(share, (rows.size, pop.size))], axis=1)
+        table[rows], probs[rows] = first_k_unique_scored(cand, cprob, top_n)
+        return table, probs
+
+
 class MarkovPredictor:
     """The Spark SQL baseline: top-N next items after the user's last item, popularity fill-in."""
 
     name = "markov_sql"
 
-    def __init__(self, table: np.ndarray, fallback: PopularityPredictor, probs: np.ndarray | None = None) -> None:
+    def __init__(self, table: np.ndarray, fallback: PopularityPredictor, probs: np.ndarray | None = None,
+                 counts: TransitionCounts | None = None) -> None:
         self.table = table  # (items, N) next item_idx by rank, -1 padded
         self.probs = probs if probs is not None else np.where(table >= 0, 1.0 / (1 + np.arange(table.shape[1])), 0.0)
         self.fallback = fallback
+        self.counts = counts  # what the table was ranked from, when read (the held-out view needs it)
+
+    def without(self, hist: np.ndarray, label: np.ndarray) -> MarkovPredictor:
+        """The predictor ranked from counts without these training events' transitions (needs counts)."""
+        if self.counts is None:
+            raise PredictorError("markov_sql was built without its transition counts; read them with with_counts")
+        counts = self.counts.without(hist, label)
+        table, probs = counts.ranked(self.table.shape[1])
+        return MarkovPredictor(table, self.fallback, probs, counts)
+
+    def with_counts(self, transitions: Path, popularity: Path) -> MarkovPredictor:
+        """This predictor, carrying the counts its table was ranked from (features/transitions, popularity)."""
+        t = _read(transitions, ("prev_idx", "next_idx", "count"))
+        v = _read(popularity, ("item_idx", "count"))
+        items = self.table.shape[0]
+        views = np.zeros(items)
+        idx = v["item_idx"].to_numpy().astype(np.int64)
+        views[idx[idx < items]] = v["count"].to_numpy().astype(np.float64)[idx < items]
+        counts = TransitionCounts(t["prev_idx"].to_numpy().astype(np.int64), t["next_idx"].to_numpy().astype(np.int64),
+                                  t["count"].to_numpy().astype(np.float64), views)
+        return MarkovPredictor(self.table, self.fallback, self.probs, counts)
 
     @classmethod
     def from_table(cls, path: Path, items: int, fallback: PopularityPredictor) -> MarkovPredictor:

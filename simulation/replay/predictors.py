@@ -37,8 +37,11 @@ def _popularity(run: RunDir, edge: str, items: int, history: UserHistory | None 
 
 
 def _markov(run: RunDir, edge: str, items: int, history: UserHistory | None = None) -> Predictor:
-    return MarkovPredictor.from_table(run.features / "markov" / f"edge_id={edge}", items,
-                                      _popularity(run, edge, items))
+    """The Spark table, with the counts it was ranked from (calibration's held-out view) when written."""
+    part = f"edge_id={edge}"
+    markov = MarkovPredictor.from_table(run.features / "markov" / part, items, _popularity(run, edge, items))
+    transitions = run.features / "transitions" / part
+    return markov.with_counts(transitions, run.features / "popularity" / part) if transitions.exists() else markov
 
 
 def _history(run: RunDir, edge: str, items: int, history: UserHistory | None) -> UserHistory:

@@ -80,7 +80,7 @@ class Found:
         policies = summarize(self.runs, settings.latency)
         for name, per_edge in self.calibration.items():
             if name in policies:
-                policies[name]["calibration"] = summarize_calibration(per_edge, name)
+                policies[name]["calibration"] = summarize_calibration(per_edge)
         return {"policies": policies, "static_efficiency": _static_summary(self.static),
                 "degraded": degraded(self.runs), "policies_skipped": self.skipped,
                 "prediction_quality": summarize_quality(self.quality, cfg.model.top_k),
