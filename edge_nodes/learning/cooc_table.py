@@ -63,7 +63,7 @@ class CoocTable:
         clipped at 0 against float32 rounding. For fitting on a slice the table also counted."""
         hist, label = np.asarray(hist, np.int64), np.asarray(label, np.int64)
         w = min(self.window, hist.shape[1])
-        rows, cols, vals = [self._rows, ], [self.indices.astype(np.int64)], [self.counts.astype(np.float64)]
+        rows, cols, vals = [self._rows], [self.indices.astype(np.int64)], [self.counts.astype(np.float64)]
         for lag in range(1, w + 1):
             prev = hist[:, -lag]
             ok = (prev >= 0) & (label >= 0)
