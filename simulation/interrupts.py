@@ -47,6 +47,8 @@ class _State:
 
     stage = "start-up"
     signals = 0
+    handled = False  # the Python-level handler ran (the main thread got to raise Interrupted)
+    handler: Callable[[int, object], None] | None = None
     said = threading.Lock()
     wakeup: tuple[socket.socket, socket.socket] | None = None
 
@@ -88,9 +90,11 @@ def install(say: Callable[[str], None]) -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
     def handler(signum: int, _frame: object) -> None:
+        _State.handled = True
         log.info("%s received during stage %s: stopping", signal.Signals(signum).name, _State.stage)
         raise Interrupted(signum, _State.stage)
 
+    _State.handler = handler
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
     reader, writer = socket.socketpair()
@@ -113,9 +117,27 @@ def _watch(reader: socket.socket, on_hard_exit: Callable[[int, str], None]) -> N
             _State.signals += 1
             if _State.signals > 1:
                 hard_exit(signum, on_hard_exit, grace_s=0.0)
-            timer = threading.Timer(GRACE_S, hard_exit, (signum, on_hard_exit, 0.5))
+            timer = threading.Timer(GRACE_S, _overdue, (signum, on_hard_exit))
             timer.daemon = True
             timer.start()
+
+
+def diagnosis(signum: int) -> str:
+    """Why the unwinding is overdue: a blocked main thread, or a library that replaced our handler."""
+    ours = signal.getsignal(signum) is _State.handler and _State.handler is not None
+    if _State.handled:
+        where = "the handler ran and the unwinding is still running"
+    elif ours:
+        where = "the main thread has not run the handler yet (blocked in a C call)"
+    else:
+        where = "another library replaced the handler"
+    return f"{where}; the installed {signal.Signals(signum).name} handler is {'edgecache' if ours else 'foreign'}"
+
+
+def _overdue(signum: int, on_hard_exit: Callable[[int, str], None]) -> None:
+    log.warning("still stopping %.0f s after %s (%s): ending the process", GRACE_S,
+                signal.Signals(signum).name, diagnosis(signum))
+    hard_exit(signum, on_hard_exit, 0.5)
 
 
 def hard_exit(signum: int, on_hard_exit: Callable[[int, str], None], grace_s: float) -> None:
