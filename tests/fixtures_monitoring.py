@@ -1,12 +1,14 @@
 """Fixtures for the monitoring tests (registered in tests/conftest.py).
 
-`prometheus` runs Debian's real `prometheus` binary on a free loopback port with its own temp
-storage, scraping the exporter on `metrics_port` every second, and stops it afterwards.
-`metrics_traffic` runs the process that produces the metrics (see `traffic_command`).
+`running_prometheus` runs Debian's real `prometheus` binary on a free loopback port with its own
+temp storage, scraping an exporter every second, and stops it afterwards. `scraped_smoke` is the suite's one full smoke run (session-scoped, shared by the end-to-end and
+the Prometheus tests): served to a real Prometheus when the binary is there, everything that
+the tests assert on collected before it returns, so no process outlives the fixture's set-up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -36,11 +38,11 @@ GRAFANA_BUILTINS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m
 _VAR = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
 
 
-def traffic_command(port: int, out: Path) -> list[str]:
-    """A real `edgecache run` of the smoke experiment, serving metrics until terminated."""
+def traffic_command(port: int, out: Path, linger_s: float, *overrides: str) -> list[str]:
+    """A real `edgecache run` of the smoke experiment, serving metrics `linger_s` after it ends."""
     return [sys.executable, "-m", "simulation.cli", "run", "--config", str(ROOT / "experiments" / "smoke.toml"),
-            "--out", str(out), "--metrics-port", str(port),
-            "--set", "monitoring.metrics_addr=127.0.0.1", "--set", "monitoring.linger_s=600"]
+            "--out", str(out), "--metrics-port", str(port), "--set", "monitoring.metrics_addr=127.0.0.1",
+            "--set", f"monitoring.linger_s={linger_s:g}", *[a for o in overrides for a in ("--set", o)]]
 
 
 def free_port() -> int:
@@ -102,10 +104,14 @@ class PrometheusServer:
         result = body["data"]["result"]
         return result if body["data"]["resultType"] == "vector" else [{"value": result}]
 
-
-def has_number(result: list[dict[str, Any]]) -> bool:
-    """True when some sample of an instant-query result is a finite number."""
-    return any(math.isfinite(float(s["value"][1])) for s in result)
+    def had_number(self, expr: str, start: float, end: float) -> bool:
+        """True when `expr`, evaluated every second of [start, end] (a range query over what
+        Prometheus scraped then), was a finite number at some moment: what polling it live sees."""
+        q = urllib.parse.urlencode({"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": "1"})
+        with urllib.request.urlopen(f"{self.url}/api/v1/query_range?{q}", timeout=30) as r:
+            body = json.load(r)
+        assert body["status"] == "success", f"{expr}: {body}"
+        return any(math.isfinite(float(v[1])) for series in body["data"]["result"] for v in series["values"])
 
 
 def _scrape_config(target: str) -> dict[str, Any]:
@@ -143,20 +149,17 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=5)
 
 
-@pytest.fixture
-def metrics_port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def prometheus(tmp_path: Path, metrics_port: int) -> Iterator[PrometheusServer]:
-    """A real Prometheus scraping 127.0.0.1:<metrics_port> every second; stopped afterwards."""
+def require_prometheus() -> str:
     from tests.conftest import require
 
     binary = shutil.which("prometheus")
     require(binary is not None, "the `prometheus` binary is not on PATH",
             "apt-get install prometheus (Debian's package; .ci/run installs it when root)")
-    home = tmp_path / "prometheus"
+    return str(binary)
+
+
+@contextlib.contextmanager
+def running_prometheus(binary: str, home: Path, metrics_port: int) -> Iterator[PrometheusServer]:
     home.mkdir()
     config = home / "prometheus.yml"
     config.write_text(yaml.safe_dump(_scrape_config(f"127.0.0.1:{metrics_port}")))
@@ -169,31 +172,6 @@ def prometheus(tmp_path: Path, metrics_port: int) -> Iterator[PrometheusServer]:
     try:
         _wait_ready(url, proc, log)
         yield PrometheusServer(url, log)
-    finally:
-        _stop(proc)
-
-
-@dataclass
-class TrafficRun:
-    """The process producing metrics and the file holding its output."""
-
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def log_tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
-
-
-@pytest.fixture
-def metrics_traffic(tmp_path: Path, metrics_port: int) -> Iterator[TrafficRun]:
-    """Run `traffic_command` on `metrics_port` (output in run.log); stopped at teardown."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    log = tmp_path / "run.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(traffic_command(metrics_port, tmp_path / "run"), cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield TrafficRun(proc, log)
     finally:
         _stop(proc)
 
@@ -237,3 +215,52 @@ def exposed_series(families: dict[str, Family]) -> dict[str, Family]:
     """Every series name the exposition carries (counters' _total, histograms' _bucket...)."""
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     return {name + s: fam for name, fam in families.items() for s in suffixes.get(fam.type, ("",))}
+
+
+@dataclass(frozen=True)
+class ScrapedRun:
+    """The smoke run (cache.capacity=9) and what was observed of it while it ran."""
+
+    out: Path
+    results: dict[str, Any]
+    log: str
+    metrics_text: str  # the exporter's /metrics once the run had finished
+    dashboard: dict[str, bool] | None  # dashboard expr -> had a number; None: no prometheus binary
+    up: list[str] | None  # up{job="edgecache"} values at the end
+
+
+SMOKE_OVERRIDES = ("cache.capacity=9",)
+DEADLINE_S = 600
+
+
+@pytest.fixture(scope="session")
+def scraped_smoke(tmp_path_factory: pytest.TempPathFactory) -> ScrapedRun:
+    """One real smoke `edgecache run` for the suite, scraped by a real Prometheus when it is installed."""
+    tmp = tmp_path_factory.mktemp("scraped_smoke")
+    port, out, log = free_port(), tmp / "run", tmp / "run.log"
+    binary = shutil.which("prometheus")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(running_prometheus(binary, tmp / "prometheus", port)) if binary else None
+        start = time.time()
+        with log.open("wb") as sink:  # the exporter stays up 8 s after the run: /metrics, a scrape, `up`
+            proc = subprocess.Popen(traffic_command(port, out, 8, *SMOKE_OVERRIDES), cwd=ROOT, env=env,
+                                    stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        stack.callback(_stop, proc)
+        deadline = time.monotonic() + DEADLINE_S
+        while "keeping metrics up" not in log.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the smoke run did not finish ({proc.poll()}):\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            metrics_text = r.read().decode()
+        dashboard = up = None
+        if server is not None:
+            time.sleep(2.5)  # a scrape after the last counter moved
+            end = time.time()
+            up = [s["value"][1] for s in server.query('up{job="edgecache"}')]
+            dashboard = {expr: server.had_number(expr, start, end) for _, expr in dashboard_queries()}
+        code = proc.wait(timeout=120)
+    text = log.read_text(errors="replace")
+    assert code == 0, text[-3000:]
+    return ScrapedRun(out, json.loads((out / "results.json").read_text()), text, metrics_text, dashboard, up)

@@ -16,23 +16,16 @@ import pytest
 
 from simulation.config import ALL_POLICIES
 from tests.conftest import EXPERIMENTS, ROOT
+from tests.fixtures_monitoring import ScrapedRun
 
 POLICY_KEYS = {"hit_ratio", "byte_hit_ratio", "requests", "prefetch_bytes", "prefetch_precision"}
 TIMING_KEYS = {"generate_s", "features_s", "train_s", "replay_s", "total_s"}
 
 
-def run_smoke(out: Path, *overrides: str) -> dict[str, Any]:
-    args = [sys.executable, "-m", "simulation.cli", "run", "-c", str(EXPERIMENTS / "smoke.toml"),
-            "-o", str(out), *[a for o in overrides for a in ("--set", o)]]
-    done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return dict(json.loads((out / "results.json").read_text()))
-
-
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("smoke") / "run"
-    return out, run_smoke(out, "cache.capacity=9")
+def smoke(scraped_smoke: ScrapedRun) -> tuple[Path, dict[str, Any]]:
+    """The suite's one full smoke run (cache.capacity=9), which also serves the Prometheus tests."""
+    return scraped_smoke.out, scraped_smoke.results
 
 
 def without_timings(value: Any) -> Any:
@@ -133,4 +126,7 @@ def test_same_seed_same_results_from_a_wheel_in_another_folder(smoke: tuple[Path
           "--out", str(work / "run"), "--set", "cache.capacity=9"], work, 900, env)
     assert (work / "run" / "report.html").is_file()
     again = json.loads((work / "run" / "results.json").read_text())
-    assert without_timings(again) == without_timings(smoke[1])
+    # the shared run also served metrics to Prometheus (port, address, linger): nothing else differs
+    first = {**smoke[1], "config": {k: v for k, v in smoke[1]["config"].items() if k != "monitoring"}}
+    again["config"].pop("monitoring")
+    assert without_timings(again) == without_timings(first)
