@@ -5,7 +5,8 @@ stage to begin (and, for the later moments, for the stage's own processes to app
 raylet, the Spark JVM, Flower's SuperNodes, the embedded Redis), sends the signal, and asserts
 the exit code, the one line naming the stage, and that no process of that session, and none
 carrying the marker (Flower's daemons and Redis start sessions of their own), is left.
-Generate and features run once for every case; each case works on a copy.
+Generate and features run once for every case; each case works on a copy (but the last, which
+needs them in its own process).
 """
 
 from __future__ import annotations
@@ -211,8 +212,8 @@ def test_replay_stops_with_its_redis(interrupted_then_trained: tuple[Path, str],
     cli.interrupt(signal.SIGINT, "replay")
 
 
-# Spark ran earlier in the same process in these two: PySpark's SparkContext replaces the SIGINT
-# handler and get_spark puts the CLI's back. Without that, typer turns Spark's KeyboardInterrupt
+# Spark ran earlier in the same process here (as in a sweep: the same run_pipeline). PySpark's
+# SparkContext replaces the SIGINT handler and get_spark puts the CLI's back. Without that, typer turns Spark's KeyboardInterrupt
 # into a silent exit 130 (no line), or the watchdog ends the run GRACE_S later (the line, from it).
 # So the handler must be ours: it ran, or the watchdog found it installed (the main thread can sit
 # in a C call, Ray's start-up, for longer than GRACE_S on a loaded machine: a stop time says nothing).
@@ -247,13 +248,3 @@ def test_the_watchdog_says_whose_handler_it_found() -> None:
     finally:
         signal.signal(signal.SIGINT, before)
         interrupts._State.handler, interrupts._State.handled = saved
-
-
-def test_sweep_stops_in_train(tmp_path: Path) -> None:
-    from tests.test_sweep import sweep_file
-
-    path = sweep_file(tmp_path, "cache.capacity", "[10, 30]")  # 2 points, one shared train
-    cli = Cli(["sweep", "--config", str(path), "--out", str(tmp_path / "o")], tmp_path / "cli.log")
-    cli.wait_until(_started(cli, "train"), "the train stage")
-    cli.interrupt(signal.SIGINT, "train")
-    _handler_was_ours(cli, "SIGINT")
