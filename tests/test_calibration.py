@@ -61,12 +61,13 @@ class _Fixed:
     name = "fixed"
 
     def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
-                users: np.ndarray | None = None, at: np.ndarray | None = None) -> np.ndarray:
+                users: np.ndarray | None = None, at: np.ndarray | None = None,
+                ts: np.ndarray | None = None) -> np.ndarray:
         return np.tile(np.array([3, -1]), (hist.shape[0], 1))
 
     def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
-                       users: np.ndarray | None = None, at: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
+                       users: np.ndarray | None = None, at: np.ndarray | None = None,
+                       ts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         return self.predict(hist, device_idx, hour, k), np.tile(np.array([0.5, 0.0]), (hist.shape[0], 1))
 
 

@@ -200,7 +200,7 @@ class DeliveryFlow:
             return empty, empty.astype(np.float64)
         t0 = time.perf_counter()
         preds, probs = self.predictor.predict_scored(batch.hist, batch.device_idx, batch.hour, self.top_k,
-                                                     users=batch.user, at=batch.at)
+                                                     users=batch.user, at=batch.at, ts=batch.ts)
         preds = self.demand.filter(preds)
         probs = np.where(preds >= 0, probs, 0.0)
         metrics.observe_prediction(self.edge_id, time.perf_counter() - t0)

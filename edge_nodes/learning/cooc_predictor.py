@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_nodes.learning.cooc_live import LiveCounts
 from edge_nodes.learning.cooc_table import ROWS_PER_CHUNK, CoocTable
 from edge_nodes.learning.history import UserHistory
 from edge_nodes.learning.model import pop_top_k
@@ -34,7 +35,7 @@ class CoocPredictor:
 
     name = "itemcf"
 
-    def __init__(self, table: CoocTable, popularity: np.ndarray, history: UserHistory | None = None,
+    def __init__(self, table: CoocTable | LiveCounts, popularity: np.ndarray, history: UserHistory | None = None,
                  exclude_seen: bool = False) -> None:
         self.table = table
         total = float(np.sum(popularity))
@@ -50,13 +51,14 @@ class CoocPredictor:
                                 UserHistory.from_table(history_path, items))
 
     @classmethod
-    def with_history(cls, table: CoocTable, popularity: np.ndarray, history: UserHistory) -> CoocPredictor:
+    def with_history(cls, table: CoocTable | LiveCounts, popularity: np.ndarray, history: UserHistory) -> CoocPredictor:
         """The seen rule from the edge's data: exclude seen items where re-consumption is rare."""
         return cls(table, popularity, history, history.repeat_share() < REPEAT_THRESHOLD)
 
-    def scores(self, hist: np.ndarray) -> np.ndarray:
-        """(n, items) decay-weighted co-occurrence scores of the last W items of each history."""
-        return self.table.window_scores(hist)
+    def scores(self, hist: np.ndarray, ts: np.ndarray | None = None) -> np.ndarray:
+        """(n, items) decay-weighted co-occurrence scores of the last W items of each history (at
+        the rows' times `ts` when the counts are refreshed after the cut: LiveCounts)."""
+        return self.table.window_scores(hist, ts)
 
     def excluded(self, hist: np.ndarray, users: np.ndarray | None,
                  at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -74,24 +76,26 @@ class CoocPredictor:
         return np.concatenate(rows), np.concatenate(items)
 
     def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
-                users: np.ndarray | None = None, at: np.ndarray | None = None) -> np.ndarray:
-        return self.predict_scored(hist, device_idx, hour, k, users=users, at=at)[0]
+                users: np.ndarray | None = None, at: np.ndarray | None = None,
+                ts: np.ndarray | None = None) -> np.ndarray:
+        return self.predict_scored(hist, device_idx, hour, k, users=users, at=at, ts=ts)[0]
 
     def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
-                       users: np.ndarray | None = None, at: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
+                       users: np.ndarray | None = None, at: np.ndarray | None = None,
+                       ts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item_idx (-1 padded) and their probabilities; `users` enables the train-history seen set."""
         hist = np.asarray(hist, np.int64)
-        parts = [self._top_k(hist[i:i + ROWS_PER_CHUNK], None if users is None else users[i:i + ROWS_PER_CHUNK],
-                             None if at is None else at[i:i + ROWS_PER_CHUNK], k)
+        def part(a: np.ndarray | None, i: int) -> np.ndarray | None:
+            return None if a is None else a[i:i + ROWS_PER_CHUNK]
+        parts = [self._top_k(hist[i:i + ROWS_PER_CHUNK], part(users, i), part(at, i), part(ts, i), k)
                  for i in range(0, hist.shape[0], ROWS_PER_CHUNK)]  # bounds the (rows, items) arrays held at once
         if not parts:
             return np.full((0, k), -1, dtype=np.int64), np.zeros((0, k))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _top_k(self, hist: np.ndarray, users: np.ndarray | None, at: np.ndarray | None,
-               k: int) -> tuple[np.ndarray, np.ndarray]:
-        s = self.scores(hist)
+               ts: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+        s = self.scores(hist, ts)
         rows, items = self.excluded(hist, users, at)
         s[rows, items] = 0.0
         total = s.sum(axis=1, keepdims=True)

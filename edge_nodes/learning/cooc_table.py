@@ -57,35 +57,25 @@ class CoocTable:
 
     def without(self, hist: np.ndarray, label: np.ndarray, symmetric: bool = False) -> CoocTable:
         """The table minus what training events (`label` after the window `hist`, oldest first,
-        -1 padded) added to it: each of the last min(window, k) items h at lag l counted
-        decay^(l-1) for (h, label), and (label, h) too when the edges counted symmetrically.
-        Exact when k >= window (a lag past the window was counted by no one); counts are
-        clipped at 0 against float32 rounding. For fitting on a slice the table also counted."""
-        hist, label = np.asarray(hist, np.int64), np.asarray(label, np.int64)
-        w = min(self.window, hist.shape[1])
-        rows, cols, vals = [self._rows], [self.indices.astype(np.int64)], [self.counts.astype(np.float64)]
-        for lag in range(1, w + 1):
-            prev = hist[:, -lag]
-            ok = (prev >= 0) & (label >= 0)
-            pairs = [(prev[ok], label[ok])] + ([(label[ok], prev[ok])] if symmetric else [])
-            for r, c in pairs:
-                rows.append(r)
-                cols.append(c)
-                vals.append(np.full(r.size, -self.decay ** (lag - 1)))
-        t = CoocTable.from_coo([(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals))], self.n_items,
-                               self.window, self.decay)
+        -1 padded) added to it (`window_pairs`). Exact when k >= window (a lag past the window was
+        counted by no one); counts are clipped at 0 against float32 rounding. For fitting on a
+        slice the table also counted."""
+        r, c, v = window_pairs(hist, label, self.window, self.decay, symmetric)
+        t = CoocTable.from_coo([(np.r_[self._rows, r], np.r_[self.indices.astype(np.int64), c],
+                                 np.r_[self.counts.astype(np.float64), -v])], self.n_items, self.window, self.decay)
         keep = t.counts > 1e-4  # what is left of a count made only by the removed events is rounding
         indptr = np.r_[0, np.cumsum(np.bincount(t._rows[keep], minlength=self.n_items))].astype(np.int64)
         return CoocTable(indptr, t.indices[keep], t.counts[keep], self.n_items, self.window, self.decay, self.edges)
 
-    def window_scores(self, hist: np.ndarray) -> np.ndarray:
+    def window_scores(self, hist: np.ndarray, ts: np.ndarray | None = None) -> np.ndarray:
         """(n, n_items) float64: sum over the last min(window, k) items h of each history (oldest
         first, -1 padded) of decay^(lag-1) * count[h, j] (lag 1 = the newest).
 
         One sparse product: a (n, n_items) matrix holding each row's lag weights at its history
         items, times the table (dense when it fits DENSE_MAX_BYTES, else sparse); row chunks bound
-        the dense output's working set."""
-        weights = self._window_weights(hist)
+        the dense output's working set. `ts` (the rows' times) is read by `LiveCounts`; a table
+        frozen at the cut reads the same at every time."""
+        weights = self.window_weights(hist)
         table = self._matrix
         out = np.empty(weights.shape)
         for s in range(0, weights.shape[0], ROWS_PER_CHUNK):
@@ -93,11 +83,11 @@ class CoocTable:
             out[s:s + ROWS_PER_CHUNK] = part if isinstance(part, np.ndarray) else part.toarray()
         return out
 
-    def window_scores_sparse(self, hist: np.ndarray) -> sparse.csr_matrix:
+    def window_scores_sparse(self, hist: np.ndarray, ts: np.ndarray | None = None) -> sparse.csr_matrix:
         """`window_scores` as a CSR matrix of its nonzero entries (a few % of the catalog per row)."""
-        return (self._window_weights(hist) @ self._csr).tocsr()
+        return (self.window_weights(hist) @ self._csr).tocsr()
 
-    def _window_weights(self, hist: np.ndarray) -> sparse.csr_matrix:
+    def window_weights(self, hist: np.ndarray) -> sparse.csr_matrix:
         """(n, n_items): each row's lag weights decay^(lag-1) at its last min(window, k) items."""
         hist = np.asarray(hist, np.int64)
         w = min(self.window, hist.shape[1])
@@ -105,6 +95,11 @@ class CoocTable:
         lag_w = self.decay ** np.arange(w - 1, -1, -1, dtype=np.float64)  # oldest .. newest (weight 1)
         r, c = np.nonzero(recent >= 0)
         return sparse.csr_matrix((lag_w[c], (r, recent[r, c])), shape=(hist.shape[0], self.n_items))
+
+    @property
+    def base(self) -> CoocTable:
+        """The counts at the cut (for `LiveCounts`, its base): what training and held-out views read."""
+        return self
 
     @cached_property
     def _csr(self) -> sparse.csr_matrix:
@@ -179,3 +174,19 @@ class CoocTable:
             raise ModelFileError(f"{path} counts {t.n_items} items but the catalog has {n_items}; "
                                  "it belongs to another run: rerun `edgecache train`")
         return t
+
+
+def window_pairs(hist: np.ndarray, label: np.ndarray, window: int, decay: float, symmetric: bool) -> COO:
+    """What events (`label` after the window `hist`, oldest first, -1 padded) add to a table: each
+    of the last min(window, k) items h at lag l counts decay^(l-1) for (h, label), and for
+    (label, h) too when the edges count symmetrically (spark_features/cooc.py)."""
+    hist, label = np.asarray(hist, np.int64), np.asarray(label, np.int64)
+    rows, cols, vals = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty(0)]
+    for lag in range(1, min(window, hist.shape[1]) + 1):
+        prev = hist[:, -lag]
+        ok = (prev >= 0) & (label >= 0)
+        for r, c in [(prev[ok], label[ok])] + ([(label[ok], prev[ok])] if symmetric else []):
+            rows.append(r)
+            cols.append(c)
+            vals.append(np.full(r.size, decay ** (lag - 1)))
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)

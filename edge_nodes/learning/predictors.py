@@ -70,12 +70,13 @@ class PopularityPredictor:
         return cls(scores)
 
     def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
-                users: np.ndarray | None = None, at: np.ndarray | None = None) -> np.ndarray:
+                users: np.ndarray | None = None, at: np.ndarray | None = None,
+                ts: np.ndarray | None = None) -> np.ndarray:
         return self.predict_scored(hist, device_idx, hour, k)[0]
 
     def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
-                       users: np.ndarray | None = None, at: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
+                       users: np.ndarray | None = None, at: np.ndarray | None = None,
+                       ts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         top = self.ranked[:k + hist.shape[1]]
         shape = (hist.shape[0], top.size)
         return first_k_unique_scored(np.broadcast_to(top, shape), np.broadcast_to(self.share[top], shape), k, hist)
@@ -173,12 +174,13 @@ class MarkovPredictor:
         return cls(table, fallback, probs)
 
     def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
-                users: np.ndarray | None = None, at: np.ndarray | None = None) -> np.ndarray:
+                users: np.ndarray | None = None, at: np.ndarray | None = None,
+                ts: np.ndarray | None = None) -> np.ndarray:
         return self.predict_scored(hist, device_idx, hour, k)[0]
 
     def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
-                       users: np.ndarray | None = None, at: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
+                       users: np.ndarray | None = None, at: np.ndarray | None = None,
+                       ts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         last = hist[:, -1]
         known = (last >= 0)[:, None]
         rows = np.where(known, self.table[np.maximum(last, 0)], -1)
@@ -215,27 +217,28 @@ class ModelPredictor:
         """Nonzero side weights: the model was trained with side information (model.side_info)."""
         return bool(np.any(model.named(self.params, self.spec)["side_w"]))
 
-    def _side(self, hist: np.ndarray, users: np.ndarray | None,
-              at: np.ndarray | None) -> SparseSide | None:
+    def _side(self, hist: np.ndarray, users: np.ndarray | None, at: np.ndarray | None,
+              ts: np.ndarray | None) -> SparseSide | None:
         if self.side is None or not self.trained_with_side:
             return None
-        return self.side.sparse(hist, users, at)
+        return self.side.sparse(hist, users, at, ts)
 
     def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
-                users: np.ndarray | None = None, at: np.ndarray | None = None) -> np.ndarray:
+                users: np.ndarray | None = None, at: np.ndarray | None = None,
+                ts: np.ndarray | None = None) -> np.ndarray:
         # one more than asked: the item just requested is dropped from the candidates
-        out = np.asarray(self._top_k(self.params, self.spec, hist, device_idx, hour, k + 1, self._side(hist, users, at)),
+        out = np.asarray(self._top_k(self.params, self.spec, hist, device_idx, hour, k + 1, self._side(hist, users, at, ts)),
                          dtype=np.int64)
         return first_k_unique(out, k, hist[:, -1:])
 
     def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
-                       users: np.ndarray | None = None, at: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
+                       users: np.ndarray | None = None, at: np.ndarray | None = None,
+                       ts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The model's softmax probabilities (a model without them: 1/rank)."""
         if self._top_k_probs is None:
-            ids = self.predict(hist, device_idx, hour, k, users=users, at=at)
+            ids = self.predict(hist, device_idx, hour, k, users=users, at=at, ts=ts)
             return ids, np.where(ids >= 0, 1.0 / (1 + np.arange(k)), 0.0)
-        ids, probs = self._top_k_probs(self.params, self.spec, hist, device_idx, hour, k + 1, self._side(hist, users, at))
+        ids, probs = self._top_k_probs(self.params, self.spec, hist, device_idx, hour, k + 1, self._side(hist, users, at, ts))
         return first_k_unique_scored(np.asarray(ids, dtype=np.int64), np.asarray(probs), k, hist[:, -1:])
 
 

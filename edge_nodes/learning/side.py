@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
+from edge_nodes.learning.cooc_live import LiveCounts
 from edge_nodes.learning.cooc_table import CoocTable
 from edge_nodes.learning.history import UserHistory
 
@@ -46,7 +47,7 @@ class SideInfo:
     """The edge's users' histories and the co-occurrence table; either may be absent (feature = 0)."""
 
     history: UserHistory | None = None
-    table: CoocTable | None = None
+    table: CoocTable | LiveCounts | None = None  # LiveCounts: inference only (training reads the cut's)
 
     @classmethod
     def from_files(cls, history_path: Path | None, table_path: Path | None, n_items: int) -> SideInfo:
@@ -80,13 +81,15 @@ class SideInfo:
         if label is not None:
             lab = np.asarray(label, np.int64)
             rows = np.arange(n)
-            cooc[rows, lab] = _own_out(cooc[rows, lab], own_share(hist, self.table))
+            cooc[rows, lab] = _own_out(cooc[rows, lab], own_share(hist, self.table.base))
         return seen, cooc
 
 
-    def sparse(self, hist: np.ndarray, users: np.ndarray | None, pos: np.ndarray | None) -> SparseSide:
+    def sparse(self, hist: np.ndarray, users: np.ndarray | None, pos: np.ndarray | None,
+               ts: np.ndarray | None = None) -> SparseSide:
         """`dense`'s features of inference rows (no label), as index pairs and CSR: scoring adds
-        them where they are nonzero (`add_side_sparse`), not over (n, n_items) arrays."""
+        them where they are nonzero (`add_side_sparse`), not over (n, n_items) arrays. `ts`: the
+        rows' times, for counts refreshed after the cut (LiveCounts)."""
         hist = np.asarray(hist, np.int64)
         r, c = np.nonzero(hist >= 0)
         rows, items = [r], [hist[r, c]]
@@ -96,7 +99,7 @@ class SideInfo:
             seen_rows, seen_items = self.history.seen_pairs(codes, at)
             rows.append(seen_rows)
             items.append(seen_items)
-        cooc = self.table.window_scores_sparse(hist) if self.table is not None else None
+        cooc = self.table.window_scores_sparse(hist, ts) if self.table is not None else None
         return SparseSide(np.concatenate(rows), np.concatenate(items), cooc)
 
 
@@ -126,7 +129,7 @@ def at_columns(side: SideInfo, hist: np.ndarray, users: np.ndarray | None, pos: 
     cooc_c = np.zeros((n, cols.size), dtype=np.float32)
     cooc_t = np.zeros(n, dtype=np.float32)
     if side.table is not None:
-        t = side.table
+        t = side.table.base
         w = min(t.window, k)
         recent = hist[:, k - w:]
         lag_w = t.decay ** np.arange(w - 1, -1, -1, dtype=np.float64)  # oldest .. newest (weight 1)

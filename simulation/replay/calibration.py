@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from edge_nodes.learning.cooc_live import LiveCounts
 from edge_nodes.learning.cooc_predictor import CoocPredictor
+from edge_nodes.learning.cooc_table import CoocTable
 from edge_nodes.learning.predictors import MarkovPredictor, ModelPredictor
 from edge_nodes.learning.side import SideInfo
 from edge_nodes.learning.task import load_examples, split_by_time
@@ -118,33 +120,48 @@ class CalibratedPredictor:
         self.base, self.calibrator, self.name = base, calibrator, base.name
 
     def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
-                users: np.ndarray | None = None, at: np.ndarray | None = None) -> np.ndarray:
-        return self.base.predict(hist, device_idx, hour, k, users=users, at=at)
+                users: np.ndarray | None = None, at: np.ndarray | None = None,
+                ts: np.ndarray | None = None) -> np.ndarray:
+        return self.base.predict(hist, device_idx, hour, k, users=users, at=at, ts=ts)
 
     def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
-                       users: np.ndarray | None = None, at: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
-        ids, probs = self.base.predict_scored(hist, device_idx, hour, k, users=users, at=at)
+                       users: np.ndarray | None = None, at: np.ndarray | None = None,
+                       ts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        ids, probs = self.base.predict_scored(hist, device_idx, hour, k, users=users, at=at, ts=ts)
         return ids, np.where(ids >= 0, self.calibrator(probs), 0.0)
 
 
 def _pairs(predictor: Predictor, hist: np.ndarray, device: np.ndarray, hour: np.ndarray, target: np.ndarray,
-           k: int, users: np.ndarray, at: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    ids, probs = predictor.predict_scored(hist, device, hour, k, users=users, at=at)
+           k: int, users: np.ndarray, at: np.ndarray | None,
+           ts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    ids, probs = predictor.predict_scored(hist, device, hour, k, users=users, at=at, ts=ts)
     return probs.ravel(), (ids == target[:, None]).ravel()
 
 
 @lru_cache(maxsize=1)  # every predictor of an edge calibrates on the same slice: read it once
 def _held_out(examples_dir: Path, edge: str, history_len: int,
-              eval_fraction: float) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray]:
-    """The strided sample (hist, device, hour, label, user, pos), and the whole slice's hist and label."""
+              eval_fraction: float) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The strided sample (hist, device, hour, label, user, pos, ts), and the whole slice's
+    (hist, label, ts); ts as datetime64[ns]."""
     _, held = split_by_time(load_examples(examples_dir, edge, history_len), eval_fraction)
     idx = np.arange(0, len(held), max(1, -(-len(held) // MAX_FIT_EXAMPLES)))
-    return (held.hist[idx], held.device[idx], held.hour[idx], held.label[idx], held.user[idx], held.pos[idx]), \
-        held.hist, held.label
+    ts = held.ts.astype("datetime64[s]").astype("datetime64[ns]")
+    return (held.hist[idx], held.device[idx], held.hour[idx], held.label[idx], held.user[idx], held.pos[idx],
+            ts[idx]), (held.hist, held.label, ts)
 
 
-def held_out_view(predictor: Predictor, hist: np.ndarray, label: np.ndarray, symmetric: bool) -> Predictor:
+def _view_table(table: CoocTable | LiveCounts, hist: np.ndarray, label: np.ndarray, ts: np.ndarray | None,
+                symmetric: bool) -> CoocTable | LiveCounts:
+    """The table without the slice's events; for counts refreshed after the cut, the slice's
+    events are then counted back in as the test period's are, refresh by refresh from its start."""
+    view = table.without(hist, label, symmetric)
+    if not isinstance(table, LiveCounts) or ts is None or ts.size == 0:
+        return view
+    return LiveCounts.from_events(view, [(np.c_[hist, label], label, ts)], ts.min(), table.every_days, symmetric)
+
+
+def held_out_view(predictor: Predictor, hist: np.ndarray, label: np.ndarray, symmetric: bool,
+                  ts: np.ndarray | None = None) -> Predictor:
     """`predictor` as it would be had its pair counts not seen these held-out events.
 
     markov_sql's transitions, itemcf's table and a model's side-information table count the whole
@@ -156,12 +173,12 @@ def held_out_view(predictor: Predictor, hist: np.ndarray, label: np.ndarray, sym
     if isinstance(predictor, MarkovPredictor) and predictor.counts is not None:
         return predictor.without(hist, label)
     if isinstance(predictor, CoocPredictor):
-        return CoocPredictor(predictor.table.without(hist, label, symmetric), predictor.share, predictor.history,
-                             predictor.exclude_seen)
+        return CoocPredictor(_view_table(predictor.table, hist, label, ts, symmetric), predictor.share,
+                             predictor.history, predictor.exclude_seen)
     side = getattr(predictor, "side", None)
     if isinstance(predictor, ModelPredictor) and side is not None and side.table is not None:
         view = copy.copy(predictor)
-        view.side = SideInfo(side.history, side.table.without(hist, label, symmetric))
+        view.side = SideInfo(side.history, _view_table(side.table, hist, label, ts, symmetric))
         return view
     return predictor
 
@@ -169,10 +186,10 @@ def held_out_view(predictor: Predictor, hist: np.ndarray, label: np.ndarray, sym
 def held_out_pairs(predictor: Predictor, examples_dir: Path, edge: str, history_len: int, eval_fraction: float,
                    k: int, symmetric: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(probability, came true) of the top-k predictions on the edge's held-out training slice."""
-    (hist, device, hour, label, users, pos), all_hist, all_label = _held_out(examples_dir, edge, history_len,
-                                                                           eval_fraction)
-    view = held_out_view(predictor, all_hist, all_label, symmetric)
-    return _pairs(view, hist, device, hour, label, k, users, pos)  # each row sees its user's past only
+    (hist, device, hour, label, users, pos, ts), (all_hist, all_label, all_ts) = _held_out(
+        examples_dir, edge, history_len, eval_fraction)
+    view = held_out_view(predictor, all_hist, all_label, symmetric, all_ts)
+    return _pairs(view, hist, device, hour, label, k, users, pos, ts)  # each row sees its user's past only
 
 
 def test_pairs(stream: EdgeStream, predictor: Predictor, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -181,7 +198,7 @@ def test_pairs(stream: EdgeStream, predictor: Predictor, k: int) -> tuple[np.nda
     cand = np.flatnonzero(nxt >= 0)
     idx = cand[:: max(1, -(-cand.size // MAX_TEST_SAMPLES))]
     return _pairs(predictor, stream.hist[idx], stream.device_idx[idx], stream.hour[idx], stream.item[nxt[idx]], k,
-                  stream.user[idx], None if stream.at is None else stream.at[idx])
+                  stream.user[idx], None if stream.at is None else stream.at[idx], stream.ts[idx])
 
 
 @dataclass

@@ -37,7 +37,7 @@ def ranking_quality(stream: EdgeStream, predictor: Predictor, k: int,
         return 0, 0.0, 0
     idx = candidates[:: max(1, -(-candidates.size // max_samples))]
     preds = predictor.predict(stream.hist[idx], stream.device_idx[idx], stream.hour[idx], k, users=stream.user[idx],
-                              at=None if stream.at is None else stream.at[idx])
+                              at=None if stream.at is None else stream.at[idx], ts=stream.ts[idx])
     match = preds == stream.item[nxt[idx]][:, None]
     hit = match.any(axis=1)
     gain = 1.0 / np.log2(np.argmax(match, axis=1) + 2.0)  # first matching position, 0-based

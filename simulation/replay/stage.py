@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from edge_nodes.cache.accounting import Latency
@@ -16,6 +17,8 @@ from edge_nodes.cache.redis_server import redis_server
 from edge_nodes.cache.settings import CacheSettings
 from edge_nodes.devices import DEVICES
 from edge_nodes.errors import EdgeError
+from edge_nodes.learning.cooc_live import LiveCounts
+from edge_nodes.learning.cooc_table import ITEMCF_FILE, CoocTable
 from edge_nodes.learning.history import UserHistory
 from edge_nodes.learning.predictors import PopularityPredictor
 from monitoring import metrics
@@ -45,6 +48,7 @@ from simulation.replay.reactive import OFFLINE, REACTIVE
 from simulation.replay.streams import EdgeStream, load_catalog, load_stream, test_edges, with_history
 from simulation.replay.timeline import Timeline
 from simulation.rundir import RunDir
+from simulation.span import time_cut
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,7 @@ class Found:
     quality: dict[str, dict[str, tuple[int, float, int]]] = field(default_factory=dict)
     timeline: Timeline = field(default_factory=Timeline)
     calibration: dict[str, dict[str, EdgeCalibration]] = field(default_factory=dict)
+    refresh: dict[str, Any] = field(default_factory=dict)  # the counts' refresh in the test period
 
     def sections(self, cfg: ExperimentConfig, settings: ReplaySettings) -> dict[str, Any]:
         policies = summarize(self.runs, settings.latency)
@@ -84,7 +89,7 @@ class Found:
         return {"policies": policies, "static_efficiency": _static_summary(self.static),
                 "degraded": degraded(self.runs), "policies_skipped": self.skipped,
                 "prediction_quality": summarize_quality(self.quality, cfg.model.top_k),
-                "timeline": self.timeline.summary()}
+                "timeline": self.timeline.summary(), "analytics_refresh": self.refresh}
 
 
 def replay_stage(ctx: StageContext) -> dict[str, Any]:
@@ -100,9 +105,10 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
     # the Redis server for the cores (the default replay took 59 s instead of 42 s on 2 cores).
     with threadpool_limits(limits=1, user_api="blas"), \
             redis_server(cfg.redis.url, databases=len(edges) + 1) as url:
-        for i, edge in enumerate(edges):
-            stream = load_stream(run.test_stream / f"edge_id={edge}", run.features / "user_state" / f"edge_id={edge}",
-                                 edge, cfg.features.history_len)
+        streams = [load_stream(run.test_stream / f"edge_id={edge}", run.features / "user_state" / f"edge_id={edge}",
+                               edge, cfg.features.history_len) for edge in edges]
+        live = live_counts(cfg, run, streams, catalog.sizes.size - 1, found)
+        for i, (edge, stream) in enumerate(zip(edges, streams, strict=True)):
             stream, history = with_history(stream, run.features / "history" / f"edge_id={edge}",
                                            catalog.sizes.size - 1)
             ctx.console.print(f"replay {edge}: {len(stream)} requests")
@@ -111,7 +117,7 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
             replay_reactive(stream, catalog, settings, cfg.cache.policies, found.runs, found.timeline)
             cache = EdgeCache(edge_namespace(url, edge, i, cfg.redis.isolation), settings.cache)
             try:
-                _replay_predictive_edge(cfg, run, stream, history, catalog, cache, settings, found)
+                _replay_predictive_edge(cfg, run, stream, history, live, catalog, cache, settings, found)
                 _static(run, stream, catalog, settings, found.static)
             finally:
                 cache.flush()
@@ -120,12 +126,32 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
     return found.sections(cfg, settings)
 
 
+def live_counts(cfg: ExperimentConfig, run: RunDir, streams: list[EdgeStream], items: int,
+                found: Found) -> LiveCounts | None:
+    """The summed co-occurrence counts re-summed every federated.analytics_refresh_days of the test
+    period from what each edge's requests added (cooc_live.py); None when off or no table."""
+    every = cfg.federated.analytics_refresh_days
+    path = run.models / ITEMCF_FILE
+    if every <= 0 or not path.is_file():
+        found.refresh = {"every_days": every, "status": "off" if every <= 0 else f"no {ITEMCF_FILE}"}
+        return None
+    cut = np.datetime64(time_cut(cfg, run))
+    live = LiveCounts.from_events(CoocTable.load(path, items), [(s.hist, s.item, s.ts) for s in streams], cut,
+                                  every, cfg.features.cooc_symmetric)
+    last = max((int(live.refresh_of(s.ts).max()) for s in streams if len(s)), default=0)
+    found.refresh = {"every_days": every, "status": "ok", "pairs": int(live.src.size), "refreshes": last}
+    log.info("itemcf counts re-summed every %g days of the test period: %d refreshes, %d pairs",
+             every, last, live.src.size)
+    return live
+
+
 def _replay_predictive_edge(cfg: ExperimentConfig, run: RunDir, stream: EdgeStream, history: UserHistory | None,
-                            catalog: ItemLookup, cache: EdgeCache, settings: ReplaySettings, found: Found) -> None:
+                            live: LiveCounts | None, catalog: ItemLookup, cache: EdgeCache, settings: ReplaySettings,
+                            found: Found) -> None:
     items = catalog.sizes.size - 1
     for policy in predictive_policies(cfg, run):
         try:
-            predictor = build_predictor(policy, run, stream.edge_id, items, history)
+            predictor = build_predictor(policy, run, stream.edge_id, items, history, live)
         except EdgeError as e:
             found.skipped[policy] = str(e)
             log.warning("policy %s skipped on %s: %s", policy, stream.edge_id, e)

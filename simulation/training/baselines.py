@@ -100,7 +100,7 @@ def fit_local_only(edge: EdgeIdentity, index: int, s: ServerSettings, spec: Mode
                          np.random.default_rng([s.seed, index, 0]), side)
     path = save_params(model_dir / "local_only" / f"{edge.edge_id}.npz", params, spec)
     if side is not None and side.table is not None:  # the replay serves the model with the counts it trained on
-        side.table.save(local_table_path(path))
+        side.table.base.save(local_table_path(path))
     return evaluate(params, spec, held, s.top_k, side=side), loss, len(held)
 
 

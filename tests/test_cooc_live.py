@@ -1,0 +1,81 @@
+"""LiveCounts: the federated counts re-summed during the test period, read causally by each row."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_nodes.learning.cooc_live import LiveCounts
+from edge_nodes.learning.cooc_table import CoocTable, window_pairs
+
+N, K = 12, 4
+CUT = np.datetime64("2020-01-10T00:00:00", "ns")
+
+
+def _base(rng: np.random.Generator, window: int = 3, decay: float = 0.6) -> CoocTable:
+    rows, cols = rng.integers(0, N, 40), rng.integers(0, N, 40)
+    return CoocTable.from_coo([(rows, cols, rng.random(40) + 0.5)], N, window, decay)
+
+
+def _events(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    hist = rng.integers(-1, N, (n, K))
+    hist[:, -1] = rng.integers(0, N, n)  # the request itself ends its window
+    ts = CUT + np.sort(rng.integers(0, 10 * 86400, n)).astype("timedelta64[s]").astype("timedelta64[ns]")
+    return hist, hist[:, -1].copy(), ts
+
+
+def _expected(base: CoocTable, events: list[tuple[np.ndarray, np.ndarray, np.ndarray]], every_days: float,
+              symmetric: bool, hist: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Brute force: per row, the table rebuilt from the base and every pair counted before the
+    start of the row's refresh period."""
+    every = np.timedelta64(int(every_days * 86400e9), "ns")
+    out = np.empty((hist.shape[0], N))
+    for i in range(hist.shape[0]):
+        start = CUT + max(0, (ts[i] - CUT) // every) * every
+        parts = [(base._rows, base.indices, base.counts.astype(np.float64))]
+        for h, item, t in events:
+            before = t < start
+            parts.append(window_pairs(h[before, :-1], item[before], base.window, base.decay, symmetric))
+        table = CoocTable.from_coo([tuple(np.concatenate([p[j] for p in parts]) for j in range(3))], N,
+                                   base.window, base.decay)
+        out[i] = table.window_scores(hist[i:i + 1])[0]
+    return out
+
+
+@pytest.mark.parametrize("every_days,symmetric", [(1.0, False), (2.5, True), (0.25, False)])
+def test_each_row_reads_the_pairs_counted_before_its_refresh_and_none_after(every_days: float,
+                                                                            symmetric: bool) -> None:
+    rng = np.random.default_rng(3)
+    base = _base(rng)
+    events = [_events(rng, 30), _events(rng, 25)]  # two edges, summed
+    live = LiveCounts.from_events(base, events, CUT, every_days, symmetric)
+    hist, _, ts = _events(rng, 40)
+    expected = _expected(base, events, every_days, symmetric, hist, ts)
+    np.testing.assert_allclose(live.window_scores(hist, ts), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(live.window_scores_sparse(hist, ts).toarray(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_at_the_cut_and_without_times_it_is_the_base_table() -> None:
+    rng = np.random.default_rng(4)
+    base = _base(rng)
+    events = [_events(rng, 30)]
+    live = LiveCounts.from_events(base, events, CUT, 1.0, False)
+    hist, _, ts = _events(rng, 20)
+    np.testing.assert_allclose(live.window_scores(hist), base.window_scores(hist))
+    first_day = np.full(20, CUT + np.timedelta64(3600, "s"))  # refresh 0: nothing counted yet is summed
+    np.testing.assert_allclose(live.window_scores(hist, first_day), base.window_scores(hist))
+    assert live.base is base and base.base is base
+    with pytest.raises(ValueError, match="every_days"):
+        LiveCounts.from_events(base, events, CUT, 0.0, False)
+
+
+def test_a_request_never_reads_its_own_pair() -> None:
+    """The pair a request adds is in no sum its own time reads (causality at the boundary)."""
+    base = CoocTable.from_coo([], N, 3, 0.6)
+    hist = np.array([[-1, -1, 2, 5]])
+    at = CUT + np.timedelta64(2 * 86400, "s")  # exactly at a refresh boundary
+    live = LiveCounts.from_events(base, [(hist, hist[:, -1].copy(), np.array([at], "datetime64[ns]"))], CUT, 1.0,
+                                  False)
+    assert live.window_scores(np.array([[-1, -1, -1, 2]]), np.array([at], "datetime64[ns]"))[0, 5] == 0
+    later = np.array([at + np.timedelta64(86400, "s")], "datetime64[ns]")
+    assert live.window_scores(np.array([[-1, -1, -1, 2]]), later)[0, 5] == pytest.approx(1.0)
