@@ -144,7 +144,7 @@ class FederatedConfig:
     dp_delta: float = _f(0.0, lo=0.0, hi=0.5, doc="delta at which results.json states epsilon; 0 = 1/number of "
                          "users (the unit of privacy is one edge's update: docs/federated.md)")
     personalize_epochs: int = _f(0, lo=0)
-    analytics_refresh_days: float = _f(0.0, lo=0.0, doc="re-sum the co-occurrence counts every N days of the "
+    analytics_refresh_days: float = _f(1.0, lo=0.0, doc="re-sum the co-occurrence counts every N days of the "
                                        "test period (the analytics round re-run on what edges counted since; "
                                        "itemcf and side-information models read the last sum); 0 = frozen at the cut")
     local_layers: tuple[str, ...] = _f(("out_bias",), choices=LOCAL_LAYERS,

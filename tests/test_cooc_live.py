@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edge_nodes.learning import cooc_live
 from edge_nodes.learning.cooc_live import LiveCounts
 from edge_nodes.learning.cooc_table import CoocTable, window_pairs
 
@@ -42,9 +43,11 @@ def _expected(base: CoocTable, events: list[tuple[np.ndarray, np.ndarray, np.nda
     return out
 
 
+@pytest.mark.parametrize("block_rows", [10**9, 3])  # pairs expanded row by row; one product per refresh
 @pytest.mark.parametrize("every_days,symmetric", [(1.0, False), (2.5, True), (0.25, False)])
-def test_each_row_reads_the_pairs_counted_before_its_refresh_and_none_after(every_days: float,
-                                                                            symmetric: bool) -> None:
+def test_each_row_reads_the_pairs_counted_before_its_refresh_and_none_after(
+        every_days: float, symmetric: bool, block_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cooc_live, "BLOCK_ROWS", block_rows)
     rng = np.random.default_rng(3)
     base = _base(rng)
     events = [_events(rng, 30), _events(rng, 25)]  # two edges, summed

@@ -133,22 +133,8 @@ def test_same_seed_same_results_from_a_wheel_in_another_folder(smoke: tuple[Path
 
 
 @pytest.mark.slow
-def test_replay_with_counts_re_summed_during_the_test_period(smoke: tuple[Path, dict[str, Any]],
-                                                             tmp_path: Path) -> None:
-    """federated.analytics_refresh_days: the same run replayed with the itemcf counts re-summed
-    daily; itemcf and every predictive policy still replay the whole stream, and it is reported."""
-    out, first = smoke
-    assert first["analytics_refresh"]["status"] == "off"
-    again = tmp_path / "run"
-    shutil.copytree(out, again)
-    _run([sys.executable, "-m", "simulation.cli", "replay", "--config", str(again / "config.toml"), "--out",
-          str(again), "--set", "federated.analytics_refresh_days=1"], ROOT, 600,
-         {**os.environ, "PYTHONPATH": str(ROOT)})
-    r = json.loads((again / "results.json").read_text())
-    refresh = r["analytics_refresh"]
+def test_the_counts_are_re_summed_during_the_test_period(smoke: tuple[Path, dict[str, Any]]) -> None:
+    """federated.analytics_refresh_days (default 1): itemcf's counts re-summed daily in the replay."""
+    refresh = smoke[1]["analytics_refresh"]
     assert refresh["status"] == "ok" and refresh["every_days"] == 1.0, refresh
-    assert refresh["pairs"] > 0 and refresh["refreshes"] >= 1, refresh  # smoke: 2 test days
-    assert set(r["policies"]) == set(first["policies"])
-    for name in ("itemcf", "federated"):
-        assert r["policies"][name]["overall"]["requests"] == first["policies"][name]["overall"]["requests"]
-        assert r["prediction_quality"][name]["overall"]["requests"] > 0
+    assert refresh["entries"] > 0 and refresh["refreshes"] >= 1, refresh  # smoke: 2 test days

@@ -12,19 +12,24 @@ oldest first, ending at the request): lags up to min(W, history_len - 1), so wit
 features.history_len <= W the last lag is not counted.
 
 A pair counted at time p becomes visible at refresh number floor((p - cut) / every) + 1; a row
-at time t reads refresh floor((t - cut) / every). Scores are the table's plus, per row, its
-window items' visible pairs (a prefix of each item's pairs sorted by visibility), so no table
-is rebuilt per refresh.
+at time t reads refresh floor((t - cut) / every). Rows of a refresh that fills much of a call
+(BLOCK_ROWS) are one product with the cut's table plus that refresh's pairs (built once, a few
+kept); the other rows add their window items' visible pairs directly (a prefix of each item's
+pairs sorted by refresh), so a trace of many short refresh periods builds no table per period.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import sparse
 
 from edge_nodes.learning.cooc_table import CoocTable, window_pairs
+
+BLOCK_ROWS = 256  # rows of one refresh in a call from which one sparse product beats expanding pairs
+BLOCKS_KEPT = 8  # summed tables kept (calls mostly come in time order; dense ones are n_items² float64)
 
 
 @dataclass(frozen=True)
@@ -34,9 +39,9 @@ class LiveCounts:
     table: CoocTable
     cut: np.datetime64
     every: np.timedelta64
-    src: np.ndarray      # int64 previous item of each pair, pairs sorted by (src, visible)
+    src: np.ndarray      # int64 previous item, sorted by (src, visible, dst), one entry per triple
     dst: np.ndarray      # int64 next item
-    val: np.ndarray      # float64 decay-weighted count
+    val: np.ndarray      # float64 decay-weighted count summed over the refresh period
     visible: np.ndarray  # int64 refresh number from which the pair is in the sum (>= 1)
 
     @classmethod
@@ -57,9 +62,13 @@ class LiveCounts:
                 parts.append((c, r, v, when))
         src, dst, val, when = (np.concatenate([p[i] for p in parts]) if parts else np.empty(0) for i in range(4))
         visible = (when.astype("datetime64[ns]") - cut) // every + 1 if len(parts) else np.empty(0, np.int64)
-        order = np.lexsort((visible, src))
-        return cls(table, cut, every, src.astype(np.int64)[order], dst.astype(np.int64)[order],
-                   val.astype(np.float64)[order], np.asarray(visible, np.int64)[order])
+        # one entry per (src, refresh, dst), sorted so: what a row expands is what differs, not every event
+        src, dst, visible = src.astype(np.int64), dst.astype(np.int64), np.asarray(visible, np.int64)
+        span = int(visible.max()) + 1 if visible.size else 1
+        keys, inv = np.unique((src * span + visible) * table.n_items + dst, return_inverse=True)
+        sums = np.bincount(inv, weights=val.astype(np.float64), minlength=keys.size)
+        return cls(table, cut, every, keys // table.n_items // span, keys % table.n_items, sums,
+                   keys // table.n_items % span)
 
     @property
     def base(self) -> CoocTable:
@@ -92,23 +101,71 @@ class LiveCounts:
 
     def window_scores(self, hist: np.ndarray, ts: np.ndarray | None = None) -> np.ndarray:
         """CoocTable.window_scores at each row's time (`ts` None: at the cut)."""
-        out = self.table.window_scores(hist)
-        if ts is not None:
-            delta = self._delta(hist, ts).tocoo()  # duplicates summed: one entry per (row, item)
-            out[delta.row, delta.col] += delta.data
+        if ts is None:
+            return self.table.window_scores(hist)
+        refresh, big = self._split(ts)
+        out = np.empty((refresh.size, self.n_items)) if big.all() else self.table.window_scores(hist)
+        rest = np.flatnonzero(~big)
+        if rest.size:
+            delta = self._expand(hist[rest], refresh[rest]).tocoo()
+            out[rest[delta.row], delta.col] += delta.data
+        weights = self.table.window_weights(hist)
+        for b in np.unique(refresh[big]).tolist():
+            at = np.flatnonzero(refresh == b)
+            part = weights[at] @ self._summed(b, dense=True)
+            out[at] = part if isinstance(part, np.ndarray) else part.toarray()
         return out
 
     def window_scores_sparse(self, hist: np.ndarray, ts: np.ndarray | None = None) -> sparse.csr_matrix:
-        base = self.table.window_scores_sparse(hist)
-        return base if ts is None else (base + self._delta(hist, ts)).tocsr()
+        if ts is None:
+            return self.table.window_scores_sparse(hist)
+        refresh, big = self._split(ts)
+        rest = np.where(big, 0, refresh)
+        out = (self.table.window_scores_sparse(hist).multiply((~big)[:, None]) + self._expand(hist, rest)).tocoo()
+        rows, cols, vals = [out.row], [out.col], [out.data]
+        weights = self.table.window_weights(hist)
+        for b in np.unique(refresh[big]).tolist():
+            at = np.flatnonzero(refresh == b)
+            part = (weights[at] @ self._summed(b, dense=False)).tocoo()
+            rows.append(at[part.row])
+            cols.append(part.col)
+            vals.append(part.data)
+        return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                                 shape=(hist.shape[0], self.n_items))
 
-    def _delta(self, hist: np.ndarray, ts: np.ndarray) -> sparse.csr_matrix:
-        """(n, n_items): each row's window weights times the pairs visible at its refresh."""
+    def _split(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's refresh, and which rows are scored by one product with their refresh's table:
+        refreshes after the cut with at least BLOCK_ROWS rows in the call (the rest expand pairs)."""
+        refresh = self.refresh_of(ts)
+        ids, inv, counts = np.unique(refresh, return_inverse=True, return_counts=True)
+        return refresh, ((counts >= BLOCK_ROWS) & (ids > 0))[inv.ravel()]
+
+    def _summed(self, refresh: int, dense: bool) -> np.ndarray | sparse.csr_matrix:
+        """The cut's table plus the pairs visible at `refresh` (the last few kept); dense where the
+        cut's table is (CoocTable's rule)."""
+        key = (refresh, dense and isinstance(self.table.dense_matrix, np.ndarray))
+        cache = self._cache
+        if key not in cache:
+            if len(cache) >= BLOCKS_KEPT:
+                cache.pop(next(iter(cache)))
+            keep = self.visible <= refresh
+            delta = sparse.csr_matrix((self.val[keep], (self.src[keep], self.dst[keep])),
+                                      shape=(self.n_items, self.n_items))
+            cache[key] = self.table.dense_matrix + delta.toarray() if key[1] else (self.table.csr + delta).tocsr()
+        return cache[key]
+
+    @cached_property
+    def _cache(self) -> dict[tuple[int, bool], np.ndarray | sparse.csr_matrix]:
+        return {}
+
+    def _expand(self, hist: np.ndarray, refresh_of_row: np.ndarray) -> sparse.csr_matrix:
+        """(n, n_items): each row's window weights times the pairs visible at its refresh, through
+        the pair lists (refresh 0 rows add nothing)."""
         weights = self.table.window_weights(hist).tocoo()
         n = weights.shape[0]
         if self.src.size == 0 or weights.nnz == 0:
             return sparse.csr_matrix(weights.shape)
-        refresh = self.refresh_of(ts)[weights.row]
+        refresh = refresh_of_row[weights.row]
         span = int(self.visible.max()) + 2
         keys = self.src * span + self.visible  # ascending: pairs are sorted by (src, visible)
         item = weights.col.astype(np.int64)

@@ -76,7 +76,7 @@ class CoocTable:
         the dense output's working set. `ts` (the rows' times) is read by `LiveCounts`; a table
         frozen at the cut reads the same at every time."""
         weights = self.window_weights(hist)
-        table = self._matrix
+        table = self.dense_matrix
         out = np.empty(weights.shape)
         for s in range(0, weights.shape[0], ROWS_PER_CHUNK):
             part = weights[s:s + ROWS_PER_CHUNK] @ table
@@ -85,7 +85,7 @@ class CoocTable:
 
     def window_scores_sparse(self, hist: np.ndarray, ts: np.ndarray | None = None) -> sparse.csr_matrix:
         """`window_scores` as a CSR matrix of its nonzero entries (a few % of the catalog per row)."""
-        return (self.window_weights(hist) @ self._csr).tocsr()
+        return (self.window_weights(hist) @ self.csr).tocsr()
 
     def window_weights(self, hist: np.ndarray) -> sparse.csr_matrix:
         """(n, n_items): each row's lag weights decay^(lag-1) at its last min(window, k) items."""
@@ -102,15 +102,15 @@ class CoocTable:
         return self
 
     @cached_property
-    def _csr(self) -> sparse.csr_matrix:
+    def csr(self) -> sparse.csr_matrix:
         return sparse.csr_matrix((self.counts.astype(np.float64), self.indices, self.indptr),
                                  shape=(self.n_items, self.n_items))
 
     @cached_property
-    def _matrix(self) -> np.ndarray | sparse.csr_matrix:
+    def dense_matrix(self) -> np.ndarray | sparse.csr_matrix:
         """The table as a float64 matrix for window_scores: dense up to DENSE_MAX_BYTES (a sparse
         row-times-dense product is a few axpys per row, 2-5x faster than sparse-sparse), else CSR."""
-        return self._csr.toarray() if self.n_items ** 2 * 8 <= DENSE_MAX_BYTES else self._csr
+        return self.csr.toarray() if self.n_items ** 2 * 8 <= DENSE_MAX_BYTES else self.csr
 
     @cached_property
     def _rows(self) -> np.ndarray:

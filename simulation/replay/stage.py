@@ -139,9 +139,9 @@ def live_counts(cfg: ExperimentConfig, run: RunDir, streams: list[EdgeStream], i
     live = LiveCounts.from_events(CoocTable.load(path, items), [(s.hist, s.item, s.ts) for s in streams], cut,
                                   every, cfg.features.cooc_symmetric)
     last = max((int(live.refresh_of(s.ts).max()) for s in streams if len(s)), default=0)
-    found.refresh = {"every_days": every, "status": "ok", "pairs": int(live.src.size), "refreshes": last}
-    log.info("itemcf counts re-summed every %g days of the test period: %d refreshes, %d pairs",
-             every, last, live.src.size)
+    found.refresh = {"every_days": every, "status": "ok", "entries": int(live.src.size), "refreshes": last}
+    log.info("itemcf counts re-summed every %g days of the test period: %d refreshes, %d (item, refresh, "
+             "next item) entries", every, last, live.src.size)
     return live
 
 
