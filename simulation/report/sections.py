@@ -147,7 +147,22 @@ def quality_section(results: Mapping[str, Any]) -> Section:
               for (n, v), o in zip(found.items(), overall.values(), strict=True)}
     per_edge = static_table(models)
     per_edge = Table(("predictor", *per_edge.headers[1:]), per_edge.rows, f"hit@{k} per edge ({trace}).")
-    return Section("prediction-quality", title, (f"{pq.get('note', '')}.", ranked, per_edge))
+    return Section("prediction-quality", title, (f"{pq.get('note', '')}. {_refresh_note(results)}", ranked,
+                                                 per_edge))
+
+
+def _refresh_note(results: Mapping[str, Any]) -> str:
+    """How the federated co-occurrence counts that itemcf (and side-information models) read were kept."""
+    r = results.get("analytics_refresh")
+    if not isinstance(r, Mapping) or not r:
+        return ""
+    every = r.get("every_days")
+    if r.get("status") == "ok" and is_number(every):
+        days = "day" if every == 1 else f"{every:g} days"
+        return (f"The co-occurrence counts were re-summed every {days} of the test "
+                f"period ({fmt_int(r.get('refreshes'))} refreshes; each request read only refreshes before it); "
+                f"the models' weights stayed those trained before the cut.")
+    return f"The co-occurrence counts stayed as at the cut ({fmt_value(r.get('status'))})."
 
 
 def _hit_of(v: Any) -> Any:
