@@ -211,6 +211,18 @@ def test_quality_table_has_hit_ndcg_and_requests_labelled_with_the_trace() -> No
     assert "| trace | ingested trace ml-latest-small |" in md and "100,836 events of the ingested trace" in md
 
 
+@pytest.mark.parametrize("refresh,says", [
+    ({"every_days": 1.0, "status": "ok", "refreshes": 1642, "entries": 9},
+     "re-summed every day of the test period (1,642 refreshes;"),
+    ({"every_days": 2.5, "status": "ok", "refreshes": 3, "entries": 9}, "re-summed every 2.5 days of the test period"),
+    ({"every_days": 0.0, "status": "off"}, "The co-occurrence counts stayed as at the cut (off)."),
+])
+def test_quality_section_says_how_the_counts_were_kept(refresh: dict[str, Any], says: str) -> None:
+    results = {"prediction_quality": {"k": 10, "note": "n", "itemcf": {"overall": {"hit_at_k": 0.1}}},
+               "analytics_refresh": refresh}
+    assert says in render_report(results)[1]
+
+
 def test_generated_runs_are_labelled_generator(report_results: dict[str, Any]) -> None:
     page, md = render_report(report_results)
     assert "| trace | generator |" in md
