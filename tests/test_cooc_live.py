@@ -82,3 +82,16 @@ def test_a_request_never_reads_its_own_pair() -> None:
     assert live.window_scores(np.array([[-1, -1, -1, 2]]), np.array([at], "datetime64[ns]"))[0, 5] == 0
     later = np.array([at + np.timedelta64(86400, "s")], "datetime64[ns]")
     assert live.window_scores(np.array([[-1, -1, -1, 2]]), later)[0, 5] == pytest.approx(1.0)
+
+
+def test_the_summed_tables_kept_stay_within_the_byte_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cooc_live, "BLOCK_ROWS", 1)
+    monkeypatch.setattr(cooc_live, "KEPT_BYTES", 1)  # less than one table: keep only the last one
+    rng = np.random.default_rng(5)
+    base = _base(rng)
+    events = [_events(rng, 30)]
+    live = LiveCounts.from_events(base, events, CUT, 1.0, False)
+    hist, _, ts = _events(rng, 40)
+    np.testing.assert_allclose(live.window_scores(hist, ts), _expected(base, events, 1.0, False, hist, ts),
+                               rtol=1e-5, atol=1e-6)
+    assert len(live._cache) == 1

@@ -29,7 +29,8 @@ from scipy import sparse
 from edge_nodes.learning.cooc_table import CoocTable, window_pairs
 
 BLOCK_ROWS = 256  # rows of one refresh in a call from which one sparse product beats expanding pairs
-BLOCKS_KEPT = 8  # summed tables kept (calls mostly come in time order; dense ones are n_items² float64)
+BLOCKS_KEPT = 8  # summed tables kept (calls mostly come in time order) ...
+KEPT_BYTES = 512 * 2**20  # ... within this many bytes (a dense one is n_items² float64: 72 MB at 3,000)
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,8 @@ class LiveCounts:
         key = (refresh, dense and isinstance(self.table.dense_matrix, np.ndarray))
         cache = self._cache
         if key not in cache:
-            if len(cache) >= BLOCKS_KEPT:
+            one = self.n_items ** 2 * 8 if key[1] else max(1, self.table.counts.size + self.src.size) * 12
+            while cache and len(cache) >= max(1, min(BLOCKS_KEPT, KEPT_BYTES // one)):
                 cache.pop(next(iter(cache)))
             keep = self.visible <= refresh
             delta = sparse.csr_matrix((self.val[keep], (self.src[keep], self.dst[keep])),
