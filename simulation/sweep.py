@@ -142,7 +142,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepSpe
 
 def plan_stages(key: str, reuse: bool, stages: tuple[str, ...] = STAGE_ORDER) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(stages run once and shared, stages run per point) for a sweep over `key`."""
-    first = first_stage_reading(key.split(".", 1)[0])
+    first = first_stage_reading(key)
     cut = stages.index(first) if reuse and first in stages else 0
     return stages[:cut], stages[cut:]
 

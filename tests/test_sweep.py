@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from simulation.errors import ConfigError
 from simulation.sweep import load_sweep, plan_stages
-from tests.conftest import EXPERIMENTS
+from tests.conftest import EXPERIMENTS, ROOT
 
 
 def sweep_file(tmp_path: Path, key: str, values: str, extra: str = "") -> Path:
@@ -32,6 +32,26 @@ def test_every_sweep_file_validates(path: Path) -> None:
     expected = {"cache": ("generate", "features", "train"), "federated": ("generate", "features"),
                 "workload": ()}
     assert shared == expected[spec.section]
+
+
+def test_a_sweep_over_the_refresh_period_reruns_only_the_replay() -> None:
+    from simulation.config import load_config
+    from simulation.pipeline import KEY_STAGES
+
+    assert plan_stages("federated.analytics_refresh_days", True) == (("generate", "features", "train"),
+                                                                      ("replay", "report"))
+    assert plan_stages("federated.rounds", True)[0] == ("generate", "features")
+    readers = {}
+    for key, stage in KEY_STAGES.items():
+        section, name = key.split(".")
+        assert getattr(getattr(load_config(None, [f"{key}=2"]), section), name) == 2, key  # a real key
+        # no module of an earlier stage reads the key (its section's stage reads the rest)
+        for folder in ("simulation/training", "aggregator", "spark_features", "simulation/workload"):
+            for py in (ROOT / folder).rglob("*.py"):
+                if name in py.read_text():
+                    readers.setdefault(key, []).append(str(py.relative_to(ROOT)))
+        assert stage == "replay"
+    assert not readers, readers
 
 
 def test_all_five_sweeps_exist() -> None:
