@@ -142,3 +142,32 @@ def test_the_held_out_view_takes_the_slice_out_of_the_transitions(synthetic_run:
     np.testing.assert_array_equal(view.table, part.ranked(4)[0])
     assert not np.array_equal(view.table, markov.table)  # the slice's transitions had moved the ranking
     assert held_out_view(MarkovPredictor(markov.table, pop, markov.probs), held.hist, held.label, False).counts is None
+
+
+def test_the_count_weights_scale_is_the_one_with_most_held_out_hits(synthetic_run: SyntheticRun) -> None:
+    """A model whose learned count weights are far too small next to a random embedding part: the
+    held-out view's hits pick the largest factor; the served copy carries it, the original does not."""
+    from edge_nodes.learning import model as m
+    from simulation.replay.calibration import SIDE_SCALES, fit_side_scale, with_side_scale
+
+    ex = load_examples(synthetic_run.examples, "edge-00", synthetic_run.history_len)
+    n = synthetic_run.n_items
+    table = CoocTable.from_coo([coo_of(ex, n)], n, synthetic_run.history_len, 0.6)
+    spec = ModelSpec(n_items=n, dim=4, history_len=synthetic_run.history_len)
+    params = init_params(spec, np.random.default_rng(0))
+    m.named(params, spec)["side_w"][...] = [0.0, 0.05, 0.05]
+    model = ModelPredictor(params, spec, top_k, "federated", top_k_with_probs, SideInfo(None, table))
+    served, scale = fit_side_scale(model, synthetic_run.examples, "edge-00", synthetic_run.history_len, 0.25, 10)
+    assert scale == max(SIDE_SCALES)
+    assert isinstance(served, ModelPredictor) and served is not model
+    np.testing.assert_allclose(m.named(served.params, spec)["side_w"], [0.0, 0.05 * scale, 0.05 * scale])
+    np.testing.assert_allclose(m.named(model.params, spec)["side_w"], [0.0, 0.05, 0.05])  # untouched
+    np.testing.assert_allclose(m.named(with_side_scale(model, 0.5).params, spec)["side_w"], [0.0, 0.025, 0.025])
+    popularity = PopularityPredictor(np.arange(n, dtype=np.float64))
+    assert fit_side_scale(popularity, synthetic_run.examples, "edge-00", synthetic_run.history_len, 0.25, 10) == \
+        (popularity, None)
+
+
+def coo_of(e: Examples, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    t = cooc_table(pa.table({"hist": pa.array(e.hist.tolist(), pa.list_(pa.int32())), "label": e.label}), n)
+    return tuple(t[c].to_numpy() for c in ("prev_idx", "next_idx", "count"))  # type: ignore[return-value]

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_nodes.learning import model
 from edge_nodes.learning.cooc_live import LiveCounts
 from edge_nodes.learning.cooc_predictor import CoocPredictor
 from edge_nodes.learning.cooc_table import CoocTable
@@ -199,6 +200,39 @@ def test_pairs(stream: EdgeStream, predictor: Predictor, k: int) -> tuple[np.nda
     idx = cand[:: max(1, -(-cand.size // MAX_TEST_SAMPLES))]
     return _pairs(predictor, stream.hist[idx], stream.device_idx[idx], stream.hour[idx], stream.item[nxt[idx]], k,
                   stream.user[idx], None if stream.at is None else stream.at[idx], stream.ts[idx])
+
+
+SIDE_SCALES = (0.5, 1.0, 2.0, 4.0)  # factors tried on the learned co-occurrence weights
+
+
+def with_side_scale(predictor: ModelPredictor, scale: float) -> ModelPredictor:
+    """A copy of the model whose co-occurrence weights (side_w[1:]) are multiplied by `scale`."""
+    view = copy.copy(predictor)
+    view.params = [np.array(a, copy=True) for a in predictor.params]
+    model.named(view.params, view.spec)["side_w"][1:] *= scale
+    return view
+
+
+def fit_side_scale(predictor: Predictor, examples_dir: Path, edge: str, history_len: int, eval_fraction: float,
+                   k: int, symmetric: bool = False) -> tuple[Predictor, float | None]:
+    """For a model that weighs the co-occurrence counts: the factor on those weights (SIDE_SCALES)
+    with the most top-k hits on the edge's held-out view, and the model with it; (predictor,
+    None) for any other predictor. The weights were learned beside an embedding part fitted on
+    the same years; on the held-out slice, as in the test period, that part knows less and the
+    counts (re-summed when `LiveCounts`) more. Ties keep the smaller change (1.0 first)."""
+    if not isinstance(predictor, ModelPredictor) or predictor.side is None or predictor.side.table is None \
+            or not predictor.trained_with_side:
+        return predictor, None
+    (hist, device, hour, label, users, pos, ts), (all_hist, all_label, all_ts) = _held_out(
+        examples_dir, edge, history_len, eval_fraction)
+    best, best_hits = 1.0, -1
+    for scale in sorted(SIDE_SCALES, key=lambda a: abs(np.log(a))):
+        view = held_out_view(with_side_scale(predictor, scale), all_hist, all_label, symmetric, all_ts)
+        ids = view.predict(hist, device, hour, k, users=users, at=pos, ts=ts)
+        hits = int((ids == label[:, None]).any(axis=1).sum())
+        if hits > best_hits:
+            best, best_hits = scale, hits
+    return (predictor if best == 1.0 else with_side_scale(predictor, best)), best
 
 
 @dataclass

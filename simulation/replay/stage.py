@@ -30,6 +30,7 @@ from simulation.replay.calibration import (
     CalibratedPredictor,
     EdgeCalibration,
     calibrate_edge,
+    fit_side_scale,
     summarize_calibration,
 )
 from simulation.replay.policies import (
@@ -80,12 +81,16 @@ class Found:
     timeline: Timeline = field(default_factory=Timeline)
     calibration: dict[str, dict[str, EdgeCalibration]] = field(default_factory=dict)
     refresh: dict[str, Any] = field(default_factory=dict)  # the counts' refresh in the test period
+    side_scale: dict[str, dict[str, float]] = field(default_factory=dict)  # policy -> edge -> factor
 
     def sections(self, cfg: ExperimentConfig, settings: ReplaySettings) -> dict[str, Any]:
         policies = summarize(self.runs, settings.latency)
         for name, per_edge in self.calibration.items():
             if name in policies:
                 policies[name]["calibration"] = summarize_calibration(per_edge)
+        for name, per_edge_scale in self.side_scale.items():
+            if name in policies:
+                policies[name]["side_scale"] = dict(sorted(per_edge_scale.items()))
         return {"policies": policies, "static_efficiency": _static_summary(self.static),
                 "degraded": degraded(self.runs), "policies_skipped": self.skipped,
                 "prediction_quality": summarize_quality(self.quality, cfg.model.top_k),
@@ -157,6 +162,12 @@ def _replay_predictive_edge(cfg: ExperimentConfig, run: RunDir, stream: EdgeStre
             log.warning("policy %s skipped on %s: %s", policy, stream.edge_id, e)
             continue
         # fitted on the held-out training slice only; measured on the test period
+        if cfg.cache.fit_side_scale:
+            predictor, scale = fit_side_scale(predictor, run.features / "examples", stream.edge_id,
+                                              cfg.features.history_len, cfg.model.eval_fraction, cfg.model.top_k,
+                                              cfg.features.cooc_symmetric)
+            if scale is not None:
+                found.side_scale.setdefault(policy, {})[stream.edge_id] = scale
         cal = calibrate_edge(predictor, stream, run.features / "examples", cfg.features.history_len,
                              cfg.model.eval_fraction, settings.top_k, cfg.cache.calibrate, cfg.features.cooc_symmetric)
         found.calibration.setdefault(policy, {})[stream.edge_id] = cal
