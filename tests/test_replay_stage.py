@@ -107,3 +107,13 @@ def test_replay_is_deterministic(tmp_path: Path, redis_url: str) -> None:
     a = replay_stage(_ctx(tmp_path, redis_url))
     b = replay_stage(_ctx(tmp_path, redis_url))
     assert a == b
+
+
+@pytest.mark.slow
+def test_an_unreadable_itemcf_table_skips_its_readers_and_the_refresh(tmp_path: Path, redis_url: str) -> None:
+    write_run(tmp_path, edges=1, train=400, test=600)
+    (tmp_path / "models").mkdir(exist_ok=True)
+    (tmp_path / "models" / "itemcf.npz").write_bytes(b"not an npz")
+    out = replay_stage(_ctx(tmp_path, redis_url, policies=["lru", "itemcf", "markov_sql"]))
+    assert out["analytics_refresh"]["status"].startswith("unreadable: "), out["analytics_refresh"]
+    assert "itemcf" in out["policies_skipped"] and {"lru", "markov_sql"} <= set(out["policies"])

@@ -161,12 +161,16 @@ class CoocTable:
         if not path.is_file():
             raise ModelFileError(f"co-occurrence table {path} is missing; run `edgecache train` "
                                  "(its analytics round writes it)")
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in KEYS if k not in z.files]
-            if missing:
-                raise ModelFileError(f"{path} is not an itemcf table: it lacks {missing}")
-            t = cls(z["indptr"].astype(np.int64), z["indices"].astype(np.int32), z["counts"].astype(np.float32),
-                    int(z["n_items"]), int(z["window"]), float(z["decay"]), int(z["edges"]))
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                missing = [k for k in KEYS if k not in z.files]
+                if missing:
+                    raise ModelFileError(f"{path} is not an itemcf table: it lacks {missing}")
+                t = cls(z["indptr"].astype(np.int64), z["indices"].astype(np.int32), z["counts"].astype(np.float32),
+                        int(z["n_items"]), int(z["window"]), float(z["decay"]), int(z["edges"]))
+        except (ValueError, OSError, EOFError) as e:  # not an .npz at all, truncated, or holding pickles
+            raise ModelFileError(f"{path} is not a readable itemcf table ({e}); rerun `edgecache train` "
+                                 "(its analytics round writes it)") from e
         if t.indptr.size != t.n_items + 1 or t.indptr[-1] != t.indices.size or t.indices.size != t.counts.size:
             raise ModelFileError(f"{path}: CSR arrays disagree (indptr {t.indptr.size}, indices "
                                  f"{t.indices.size}, counts {t.counts.size}, n_items {t.n_items})")

@@ -140,9 +140,14 @@ def live_counts(cfg: ExperimentConfig, run: RunDir, streams: list[EdgeStream], i
     if every <= 0 or not path.is_file():
         found.refresh = {"every_days": every, "status": "off" if every <= 0 else f"no {ITEMCF_FILE}"}
         return None
+    try:
+        table = CoocTable.load(path, items)
+    except EdgeError as e:  # the policies that read it report it when they load it themselves
+        found.refresh = {"every_days": every, "status": f"unreadable: {e}"}
+        return None
     cut = np.datetime64(time_cut(cfg, run))
-    live = LiveCounts.from_events(CoocTable.load(path, items), [(s.hist, s.item, s.ts) for s in streams], cut,
-                                  every, cfg.features.cooc_symmetric)
+    live = LiveCounts.from_events(table, [(s.hist, s.item, s.ts) for s in streams], cut, every,
+                                  cfg.features.cooc_symmetric)
     last = max((int(live.refresh_of(s.ts).max()) for s in streams if len(s)), default=0)
     found.refresh = {"every_days": every, "status": "ok", "entries": int(live.src.size), "refreshes": last}
     log.info("itemcf counts re-summed every %g days of the test period: %d refreshes, %d (item, refresh, "
