@@ -157,6 +157,12 @@ class LiveCounts:
         return cache[key]
 
     @cached_property
+    def _keys(self) -> tuple[int, np.ndarray]:
+        """(span, src * span + visible): ascending, as the entries are sorted by (src, visible)."""
+        span = int(self.visible.max()) + 2 if self.visible.size else 2
+        return span, self.src * span + self.visible
+
+    @cached_property
     def _cache(self) -> dict[tuple[int, bool], np.ndarray | sparse.csr_matrix]:
         return {}
 
@@ -168,8 +174,7 @@ class LiveCounts:
         if self.src.size == 0 or weights.nnz == 0:
             return sparse.csr_matrix(weights.shape)
         refresh = refresh_of_row[weights.row]
-        span = int(self.visible.max()) + 2
-        keys = self.src * span + self.visible  # ascending: pairs are sorted by (src, visible)
+        span, keys = self._keys
         item = weights.col.astype(np.int64)
         start = np.searchsorted(keys, item * span, side="left")
         stop = np.searchsorted(keys, item * span + np.minimum(refresh, span - 1), side="right")
