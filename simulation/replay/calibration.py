@@ -225,10 +225,11 @@ def fit_side_scale(predictor: Predictor, examples_dir: Path, edge: str, history_
         return predictor, None
     (hist, device, hour, label, users, pos, ts), (all_hist, all_label, all_ts) = _held_out(
         examples_dir, edge, history_len, eval_fraction)
+    view = held_out_view(predictor, all_hist, all_label, symmetric, all_ts)  # built once, scaled below
+    assert isinstance(view, ModelPredictor)
     best, best_hits = 1.0, -1
     for scale in sorted(SIDE_SCALES, key=lambda a: abs(np.log(a))):
-        view = held_out_view(with_side_scale(predictor, scale), all_hist, all_label, symmetric, all_ts)
-        ids = view.predict(hist, device, hour, k, users=users, at=pos, ts=ts)
+        ids = with_side_scale(view, scale).predict(hist, device, hour, k, users=users, at=pos, ts=ts)
         hits = int((ids == label[:, None]).any(axis=1).sum())
         if hits > best_hits:
             best, best_hits = scale, hits
