@@ -64,7 +64,8 @@ def screen(replies: list[Message], n_items: int) -> tuple[list[tuple[int, COO]],
 
 def sum_cooc(parts: list[tuple[int, COO]], s: ServerSettings) -> CoocTable:
     """The edges' counts summed (in edge order) into the table the itemcf policy reads."""
-    return CoocTable.from_coo([coo for _, coo in parts], s.n_items, s.cooc_window, s.cooc_decay)
+    return CoocTable.from_coo([coo for _, coo in parts], s.n_items, s.cooc_window, s.cooc_decay,
+                              s.cooc_half_life_days, s.cooc_ref_s)
 
 
 def run_cooc_round(grid: Grid, s: ServerSettings) -> dict[str, Any]:

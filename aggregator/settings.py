@@ -49,6 +49,8 @@ class ServerSettings:
     side_info: bool = False
     cooc_window: int = 5        # how the edges counted co-occurrences (stored in models/itemcf.npz)
     cooc_decay: float = 0.6
+    cooc_half_life_days: float = 0.0  # > 0: the edges aged their counts to the cut ...
+    cooc_ref_s: int = 0               # ... this one, in Unix seconds (stored with the table)
     catalog_path: str = ""
     eval_fraction: float = 0.1
     top_k: int = 10

@@ -96,6 +96,9 @@ class FeaturesConfig:
                            "(1 = adjacent) is decay**(L-1); itemcf weighs its history the same way")
     cooc_symmetric: bool = _f(False, doc="also count next -> prev (order-free 'watched together'); "
                               "false suits binge series (synthetic default), true suited MovieLens")
+    cooc_half_life_days: float = _f(0.0, lo=0.0, doc="> 0: a co-occurrence counts 2^-(its age in days / "
+                                    "this), aged to the cut and, with federated.analytics_refresh_days, re-aged "
+                                    "at every refresh (tastes drift over a long trace); 0 = plain counts")
     max_duration_min: float = _f(1440.0, lo=0.0, lo_open=True,
                                  doc="watch durations above this (minutes) are quarantined as absurd")
     pooled_tables: bool = _f(False, doc="also write every feature table pooled over every edge under "

@@ -36,6 +36,7 @@ def settings_for(ctx: StageContext) -> FeatureSettings:
         history_len=f.history_len, session_gap_min=f.session_gap_min,
         half_life_days=f.recency_half_life_days, markov_top_n=f.markov_top_n,
         cooc_window=f.cooc_window, cooc_decay=f.cooc_decay, cooc_symmetric=f.cooc_symmetric,
+        cooc_half_life_days=f.cooc_half_life_days,
         max_duration_min=f.max_duration_min, centralized=f.pooled_tables)
 
 

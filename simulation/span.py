@@ -64,3 +64,8 @@ def time_cut(cfg: ExperimentConfig, run: RunDir) -> str:
     check_test_days(cfg.split.test_days, span)
     day = datetime.date.fromisoformat(span.start_date) + datetime.timedelta(days=span.days - cfg.split.test_days)
     return f"{day.isoformat()} 00:00:00"
+
+
+def cut_seconds(cut: str) -> int:
+    """A cut 'YYYY-MM-DD HH:MM:SS' as Unix seconds, read as UTC (the feature job's session time zone)."""
+    return int(datetime.datetime.fromisoformat(cut).replace(tzinfo=datetime.UTC).timestamp())

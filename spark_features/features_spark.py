@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cooc-window", type=int, default=5, help="W: previous items each event co-occurs with")
     p.add_argument("--cooc-decay", type=float, default=0.6, help="weight of lag L is decay**(L-1)")
     p.add_argument("--cooc-symmetric", action="store_true", help="also count next -> prev pairs")
+    p.add_argument("--cooc-half-life-days", type=float, default=0.0,
+                   help="> 0: a co-occurrence counts 2^-(days before the cut / this); 0 = plain counts")
     p.add_argument("--max-duration-min", type=float, default=1440.0)
     p.add_argument("--no-centralized", action="store_true", help="skip the pooled (centralized) tables")
     return p.parse_args(argv)
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             input_format=a.format, history_len=a.history_len, session_gap_min=a.session_gap_min,
             half_life_days=a.half_life_days, markov_top_n=a.markov_top_n,
             cooc_window=a.cooc_window, cooc_decay=a.cooc_decay, cooc_symmetric=a.cooc_symmetric,
+            cooc_half_life_days=a.cooc_half_life_days,
             max_duration_min=a.max_duration_min, centralized=not a.no_centralized)
         spark = get_spark(a.master, a.shuffle_partitions, a.driver_memory)
         report = run_features(spark, settings)

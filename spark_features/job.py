@@ -46,6 +46,7 @@ class FeatureSettings:
     cooc_window: int = 5
     cooc_decay: float = 0.6
     cooc_symmetric: bool = False
+    cooc_half_life_days: float = 0.0          # > 0: co-occurrences aged to the cut (spark_features/cooc.py)
     max_duration_min: float = 1440.0
     centralized: bool = True
 
@@ -108,7 +109,7 @@ def write_tables(spark: SparkSession, seqd: DataFrame, s: FeatureSettings, out: 
         "transitions": (trans, ["prev_idx", "next_idx"]),
         "markov": (markov_sql(spark, trans, pop, s.markov_top_n, "pooled" if pooled else "edge"),
                    ["prev_idx", "rank"]),
-        "cooc": (cooc(seqd, s.cooc_window, s.cooc_decay, s.cooc_symmetric), ["prev_idx", "next_idx"]),
+        "cooc": (cooc(seqd, s.cooc_window, s.cooc_decay, s.cooc_symmetric, s.cut, s.cooc_half_life_days), ["prev_idx", "next_idx"]),
     }
     write = write_pooled if pooled else write_per_edge
     for name, (df, order) in tables.items():

@@ -95,3 +95,61 @@ def test_the_summed_tables_kept_stay_within_the_byte_bound(monkeypatch: pytest.M
     np.testing.assert_allclose(live.window_scores(hist, ts), _expected(base, events, 1.0, False, hist, ts),
                                rtol=1e-5, atol=1e-6)
     assert len(live._cache) == 1
+
+
+@pytest.mark.parametrize("block_rows", [10**9, 3])
+def test_aged_counts_weigh_every_pair_by_its_age_at_the_start_of_the_rows_refresh(
+        block_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Brute force from timed pairs: at a row of refresh b (start S), a pair counted at t weighs
+    2^-((S - t) / half-life), whether it was in the cut's table (aged to the cut) or counted after."""
+    monkeypatch.setattr(cooc_live, "BLOCK_ROWS", block_rows)
+    half_life, every_days = 3.0, 1.0
+    cut_s = CUT.astype("datetime64[s]").astype(np.int64)
+    rng = np.random.default_rng(6)
+    before = _events(rng, 30)
+    before = (before[0], before[1], before[2] - np.timedelta64(20 * 86400, "s"))  # the training period
+    r, c, v = window_pairs(before[0][:, :-1], before[1], 3, 0.6, False)
+    t_before = np.concatenate(cooc_live._times(before[0][:, :-1], before[1], before[2], 3))
+    base = CoocTable.from_coo([(r, c, v * age(t_before, cut_s, half_life))], N, 3, 0.6, half_life, int(cut_s))
+    events = [_events(rng, 30), _events(rng, 25)]
+    live = LiveCounts.from_events(base, events, CUT, every_days, False)
+    hist, _, ts = _events(rng, 40)
+    every = np.timedelta64(int(every_days * 86400e9), "ns")
+    expected = np.empty((hist.shape[0], N))
+    for i in range(hist.shape[0]):
+        start = CUT + max(0, (ts[i] - CUT) // every) * every
+        start_s = start.astype("datetime64[s]").astype(np.int64)
+        parts = [(r, c, v * age(t_before, start_s, half_life))]
+        for h, item, t in events:
+            ok = t < start
+            pr, pc, pv = window_pairs(h[ok, :-1], item[ok], 3, 0.6, False)
+            pt = np.concatenate(cooc_live._times(h[ok, :-1], item[ok], t[ok], 3))
+            parts.append((pr, pc, pv * age(pt, start_s, half_life)))
+        table = CoocTable.from_coo([tuple(np.concatenate([p[j] for p in parts]) for j in range(3))], N, 3, 0.6)
+        expected[i] = table.window_scores(hist[i:i + 1])[0]
+    np.testing.assert_allclose(live.window_scores(hist, ts), expected, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(live.window_scores_sparse(hist, ts).toarray(), expected, rtol=1e-5, atol=1e-9)
+
+
+def age(t: np.ndarray, at_s: float, half_life_days: float) -> np.ndarray:
+    """2^-((at - t) / half-life) for datetime64 t, written out (not CoocTable.aged)."""
+    t_s = np.asarray(t, "datetime64[s]").astype(np.int64)
+    return 0.5 ** ((at_s - t_s) / (half_life_days * 86400.0))
+
+
+def test_an_aged_table_round_trips_and_removes_events_at_their_weight(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(7)
+    cut_s = int(CUT.astype("datetime64[s]").astype(np.int64))
+    hist, item, ts = _events(rng, 20)
+    ts = ts - np.timedelta64(15 * 86400, "s")
+    r, c, v = window_pairs(hist[:, :-1], item, 3, 0.6, False)
+    t = np.concatenate(cooc_live._times(hist[:, :-1], item, ts, 3))
+    table = CoocTable.from_coo([(r, c, v * age(t, cut_s, 5.0))], N, 3, 0.6, 5.0, cut_s)
+    table.save(tmp_path / "t.npz")
+    again = CoocTable.load(tmp_path / "t.npz", N)
+    assert (again.half_life_days, again.ref_s) == (5.0, cut_s)
+    ts_s = ts.astype("datetime64[s]").astype(np.int64)
+    emptied = again.without(hist[:, :-1], item, ts_s=ts_s)
+    assert emptied.counts.size == 0  # every pair was made by these events, at these weights
+    with pytest.raises(ValueError, match="times"):
+        again.without(hist[:, :-1], item)

@@ -167,6 +167,18 @@ def test_symmetric_cooc_adds_the_reverse_pairs(spark: Any) -> None:
     assert got[(2, 2)] == 1.0 and got[(1, 2)] == got[(2, 1)] == 3.5
 
 
+def test_aged_cooc_weighs_each_pair_by_its_later_events_age_at_the_cut(spark: Any) -> None:
+    from spark_features.cooc import cooc
+
+    # U1 watches 1, 2, 3 on days 1, 2, 3 before the cut (day 4): 1>2 at 2 days, 2>3 and 1>3 at 1 day.
+    seqd = spark.createDataFrame(
+        [(E0, "U1", ts(f"2025-04-0{d} 00:00:00"), d, E0, i) for d, i in ((1, 1), (2, 2), (3, 3))],
+        "edge_id string, user_id string, ts timestamp, seq long, origin string, item_idx int")
+    got = {(r.prev_idx, r.next_idx): r["count"]
+           for r in cooc(seqd, 2, 0.5, False, "2025-04-04 00:00:00", half_life_days=1.0).collect()}
+    assert got == pytest.approx({(1, 2): 0.25, (2, 3): 0.5, (1, 3): 0.5 * 0.5})
+
+
 def test_examples_and_user_state_match_the_hand_log(job: tuple[TinyRun, dict[str, Any]]) -> None:
     run, _ = job
     got = [(r["user_id"], r["hist"], r["device_idx"], r["hour"], r["dow"], r["label"])

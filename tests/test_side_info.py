@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from edge_nodes.learning.cooc_app import cooc_partition, load_cooc
-from edge_nodes.learning.cooc_table import CoocTable
+from edge_nodes.learning.cooc_table import CoocTable, window_pairs
 from edge_nodes.learning.history import UserHistory
 from edge_nodes.learning.model import ModelSpec, init_params, load_params, save_params, top_k
 from edge_nodes.learning.side import SideInfo, at_columns, features_at, own_share
@@ -43,6 +43,20 @@ def test_own_share_is_exactly_what_the_row_added_to_its_label(synthetic_run: Syn
     rows = np.arange(len(ex))
     assert np.all(own_out[rows, ex.label] >= 0)
     assert np.all(own_out[rows, ex.label] <= with_own[rows, ex.label])
+
+
+def test_own_share_in_an_aged_table_is_the_rows_count_at_its_age() -> None:
+    """Counts aged to the cut (features.cooc_half_life_days): a row two half-lives before the cut
+    added a quarter of its plain share, and that is what leaving it out takes away."""
+    hist, label = np.array([[3, 7, 3]]), np.array([9])
+    ref_s, ts_s = 10 * 86400, np.array([6 * 86400])
+    plain = CoocTable.from_coo([window_pairs(hist, label, 3, 0.6, False)], 10, 3, 0.6)
+    aged = CoocTable.from_coo([window_pairs(hist, label, 3, 0.6, False, np.array([0.25]))], 10, 3, 0.6,
+                              half_life_days=2.0, ref_s=ref_s)
+    assert np.isclose(own_share(hist, aged, ts_s)[0], 0.25 * own_share(hist, plain)[0])
+    assert np.isclose(own_share(hist, aged, ts_s)[0], aged.window_scores(hist)[0, 9])
+    _, cooc = SideInfo(None, aged).dense(hist, None, None, label, ts_s=ts_s)
+    assert cooc[0, 9] == 0.0
 
 
 def test_seen_covers_the_whole_history_before_the_row_and_the_window(synthetic_run: SyntheticRun, tmp_path) -> None:

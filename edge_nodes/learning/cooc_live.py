@@ -7,6 +7,11 @@ analytics as at the cut: counts leave the edge, logs do not). `LiveCounts` is wh
 reads at its time t: the table at the cut plus every pair counted before the start of t's
 refresh period, never a pair of that period (its own request included) or a later one.
 
+Aged counts (the table's half_life_days > 0) are re-aged at every refresh, as the server would:
+each test-period pair is stored at its weight relative to the table's reference time (ref_s, the
+cut; above 1 for pairs after it), and a row's scores are multiplied by the age of its refresh's
+start, so every count in the sum weighs 2^-((refresh start - its time) / half-life).
+
 The test stream's pairs are counted from each request's history window (`EdgeStream.hist`,
 oldest first, ending at the request): lags up to min(W, history_len - 1), so with
 features.history_len <= W the last lag is not counted.
@@ -56,8 +61,9 @@ class LiveCounts:
         parts = []
         for hist, item, ts in events:
             hist = np.asarray(hist, np.int64)
-            r, c, v = window_pairs(hist[:, :-1], item, table.window, table.decay, False)
-            when = np.concatenate(_times(hist[:, :-1], item, np.asarray(ts, "datetime64[ns]"), table.window))
+            ts = np.asarray(ts, "datetime64[ns]")
+            r, c, v = window_pairs(hist[:, :-1], item, table.window, table.decay, False, table.aged(_seconds(ts)))
+            when = np.concatenate(_times(hist[:, :-1], item, ts, table.window))
             parts.append((r, c, v, when))
             if symmetric:
                 parts.append((c, r, v, when))
@@ -96,9 +102,18 @@ class LiveCounts:
         """(n,) the refresh number a row at each time reads (0 = the table at the cut)."""
         return np.maximum((np.asarray(ts, "datetime64[ns]") - self.cut) // self.every, 0).astype(np.int64)
 
-    def without(self, hist: np.ndarray, label: np.ndarray, symmetric: bool = False) -> CoocTable:
+    def without(self, hist: np.ndarray, label: np.ndarray, symmetric: bool = False,
+                ts_s: np.ndarray | None = None) -> CoocTable:
         """The cut's table minus these training events (held-out views are in the training period)."""
-        return self.table.without(hist, label, symmetric)
+        return self.table.without(hist, label, symmetric, ts_s)
+
+    def _age(self, refresh: np.ndarray) -> np.ndarray | None:
+        """(n,) what the counts stored at the table's reference weigh at the start of each row's
+        refresh period (aged tables; None for plain counts)."""
+        if self.table.half_life_days <= 0:
+            return None
+        start = self.cut + refresh * self.every
+        return 1.0 / self.table.aged(_seconds(start))
 
     def window_scores(self, hist: np.ndarray, ts: np.ndarray | None = None) -> np.ndarray:
         """CoocTable.window_scores at each row's time (`ts` None: at the cut)."""
@@ -115,6 +130,9 @@ class LiveCounts:
             at = np.flatnonzero(refresh == b)
             part = weights[at] @ self._summed(b, dense=True)
             out[at] = part if isinstance(part, np.ndarray) else part.toarray()
+        age = self._age(refresh)
+        if age is not None:
+            out *= age[:, None]
         return out
 
     def window_scores_sparse(self, hist: np.ndarray, ts: np.ndarray | None = None) -> sparse.csr_matrix:
@@ -131,8 +149,10 @@ class LiveCounts:
             rows.append(at[part.row])
             cols.append(part.col)
             vals.append(part.data)
-        return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                                 shape=(hist.shape[0], self.n_items))
+        age = self._age(refresh)
+        rows_all = np.concatenate(rows)
+        vals_all = np.concatenate(vals) if age is None else np.concatenate(vals) * age[rows_all]
+        return sparse.csr_matrix((vals_all, (rows_all, np.concatenate(cols))), shape=(hist.shape[0], self.n_items))
 
     def _split(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each row's refresh, and which rows are scored by one product with their refresh's table:
@@ -187,6 +207,11 @@ class LiveCounts:
         pair = start[owner] + offset
         data = weights.data[owner] * self.val[pair]
         return sparse.csr_matrix((data, (weights.row[owner], self.dst[pair])), shape=(n, self.n_items))
+
+
+def _seconds(ts: np.ndarray) -> np.ndarray:
+    """datetime64 -> float Unix seconds."""
+    return np.asarray(ts, "datetime64[ns]").astype(np.int64) / 1e9
 
 
 def _times(hist: np.ndarray, item: np.ndarray, ts: np.ndarray, window: int) -> list[np.ndarray]:

@@ -4,7 +4,9 @@ File contract (docs/internals.md; a model kind may read it as an input): CSR ove
 next_idx - `indptr` int64 (n_items + 1), `indices` int32 (next_idx, ascending within a row),
 `counts` float32 (the decay-weighted counts summed over every edge) - plus scalars `n_items`,
 `window`, `decay` (how the edges counted, so the file alone predicts) and `edges` (how many
-edges' counts are in it). Loaded with `allow_pickle=False`.
+edges' counts are in it), and, when the counts are aged (features.cooc_half_life_days > 0),
+`half_life_days` and `ref_s`: a pair counted at time t weighs 2^-((ref_s - t) / half-life), ref_s
+being the cut in Unix seconds (files without them hold plain counts). Loaded with `allow_pickle=False`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,17 @@ ITEMCF_FILE = "itemcf.npz"  # in the run's models/: the server writes it, itemcf
 ROWS_PER_CHUNK = 256  # rows scored at once: bounds the dense (rows, n_items) working set
 DENSE_MAX_BYTES = 128 * 2**20  # window_scores keeps the table dense up to this (4,096 items in float64)
 KEYS = ("indptr", "indices", "counts", "n_items", "window", "decay", "edges")
+AGE_KEYS = ("half_life_days", "ref_s")  # optional: plain counts without them
+DAY_S = 86400.0
+
+
+def age_weight(ts_s: np.ndarray | float, ref_s: float, half_life_days: float) -> np.ndarray:
+    """2^-((ref_s - ts_s) / half-life): what a pair counted at ts_s (Unix seconds) weighs at ref_s;
+    1 everywhere when half_life_days is 0 (plain counts)."""
+    ts = np.asarray(ts_s, np.float64)
+    if half_life_days <= 0:
+        return np.ones(ts.shape)
+    return np.exp2(-(ref_s - ts) / (half_life_days * DAY_S))
 
 
 def local_table_path(model_path: Path) -> Path:
@@ -42,10 +55,14 @@ class CoocTable:
     window: int
     decay: float
     edges: int
+    half_life_days: float = 0.0  # > 0: counts aged to ref_s (age_weight); 0: plain counts
+    ref_s: int = 0
 
     @classmethod
-    def from_coo(cls, parts: Sequence[COO], n_items: int, window: int, decay: float) -> CoocTable:
-        """Sum COO parts (one per edge, summed in the given order) into one CSR table."""
+    def from_coo(cls, parts: Sequence[COO], n_items: int, window: int, decay: float,
+                 half_life_days: float = 0.0, ref_s: int = 0) -> CoocTable:
+        """Sum COO parts (one per edge, summed in the given order) into one CSR table; the parts
+        were aged as `half_life_days` and `ref_s` say (the edges' rule, stored with the table)."""
         rows = np.concatenate([np.asarray(p[0], np.int64) for p in parts]) if parts else np.empty(0, np.int64)
         cols = np.concatenate([np.asarray(p[1], np.int64) for p in parts]) if parts else np.empty(0, np.int64)
         vals = np.concatenate([np.asarray(p[2], np.float64) for p in parts]) if parts else np.empty(0)
@@ -53,19 +70,28 @@ class CoocTable:
         sums = np.bincount(inv, weights=vals, minlength=keys.size)
         indptr = np.r_[0, np.cumsum(np.bincount(keys // n_items, minlength=n_items))].astype(np.int64)
         return cls(indptr, (keys % n_items).astype(np.int32), sums.astype(np.float32), int(n_items),
-                   int(window), float(decay), len(parts))
+                   int(window), float(decay), len(parts), float(half_life_days), int(ref_s))
 
-    def without(self, hist: np.ndarray, label: np.ndarray, symmetric: bool = False) -> CoocTable:
+    def aged(self, ts_s: np.ndarray | float) -> np.ndarray:
+        """What a pair counted at `ts_s` (Unix seconds) weighs in this table (1 for plain counts)."""
+        return age_weight(ts_s, self.ref_s, self.half_life_days)
+
+    def without(self, hist: np.ndarray, label: np.ndarray, symmetric: bool = False,
+                ts_s: np.ndarray | None = None) -> CoocTable:
         """The table minus what training events (`label` after the window `hist`, oldest first,
-        -1 padded) added to it (`window_pairs`). Exact when k >= window (a lag past the window was
-        counted by no one); counts are clipped at 0 against float32 rounding. For fitting on a
-        slice the table also counted."""
-        r, c, v = window_pairs(hist, label, self.window, self.decay, symmetric)
+        -1 padded; at `ts_s`, Unix seconds, which aged counts need) added to it (`window_pairs`).
+        Exact when k >= window (a lag past the window was counted by no one); counts are clipped
+        at 0 against float32 rounding. For fitting on a slice the table also counted."""
+        if self.half_life_days > 0 and ts_s is None:
+            raise ValueError("an aged co-occurrence table needs the removed events' times (ts_s)")
+        weight = None if ts_s is None else self.aged(ts_s)
+        r, c, v = window_pairs(hist, label, self.window, self.decay, symmetric, weight)
         t = CoocTable.from_coo([(np.r_[self._rows, r], np.r_[self.indices.astype(np.int64), c],
                                  np.r_[self.counts.astype(np.float64), -v])], self.n_items, self.window, self.decay)
         keep = t.counts > 1e-4  # what is left of a count made only by the removed events is rounding
         indptr = np.r_[0, np.cumsum(np.bincount(t._rows[keep], minlength=self.n_items))].astype(np.int64)
-        return CoocTable(indptr, t.indices[keep], t.counts[keep], self.n_items, self.window, self.decay, self.edges)
+        return CoocTable(indptr, t.indices[keep], t.counts[keep], self.n_items, self.window, self.decay, self.edges,
+                         self.half_life_days, self.ref_s)
 
     def window_scores(self, hist: np.ndarray, ts: np.ndarray | None = None) -> np.ndarray:
         """(n, n_items) float64: sum over the last min(window, k) items h of each history (oldest
@@ -153,7 +179,7 @@ class CoocTable:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, indptr=self.indptr, indices=self.indices, counts=self.counts,
                  n_items=np.int64(self.n_items), window=np.int64(self.window), decay=np.float64(self.decay),
-                 edges=np.int64(self.edges))
+                 edges=np.int64(self.edges), half_life_days=np.float64(self.half_life_days), ref_s=np.int64(self.ref_s))
 
     @classmethod
     def load(cls, path: Path, n_items: int | None = None) -> CoocTable:
@@ -166,8 +192,10 @@ class CoocTable:
                 missing = [k for k in KEYS if k not in z.files]
                 if missing:
                     raise ModelFileError(f"{path} is not an itemcf table: it lacks {missing}")
+                aged = all(k in z.files for k in AGE_KEYS)
                 t = cls(z["indptr"].astype(np.int64), z["indices"].astype(np.int32), z["counts"].astype(np.float32),
-                        int(z["n_items"]), int(z["window"]), float(z["decay"]), int(z["edges"]))
+                        int(z["n_items"]), int(z["window"]), float(z["decay"]), int(z["edges"]),
+                        float(z["half_life_days"]) if aged else 0.0, int(z["ref_s"]) if aged else 0)
         except (ValueError, OSError, EOFError) as e:  # not an .npz at all, truncated, or holding pickles
             raise ModelFileError(f"{path} is not a readable itemcf table ({e}); rerun `edgecache train` "
                                  "(its analytics round writes it)") from e
@@ -180,11 +208,14 @@ class CoocTable:
         return t
 
 
-def window_pairs(hist: np.ndarray, label: np.ndarray, window: int, decay: float, symmetric: bool) -> COO:
+def window_pairs(hist: np.ndarray, label: np.ndarray, window: int, decay: float, symmetric: bool,
+                 weight: np.ndarray | None = None) -> COO:
     """What events (`label` after the window `hist`, oldest first, -1 padded) add to a table: each
     of the last min(window, k) items h at lag l counts decay^(l-1) for (h, label), and for
-    (label, h) too when the edges count symmetrically (spark_features/cooc.py)."""
+    (label, h) too when the edges count symmetrically (spark_features/cooc.py); times the event's
+    `weight` (n,) when given (its age in an aged table)."""
     hist, label = np.asarray(hist, np.int64), np.asarray(label, np.int64)
+    weight = None if weight is None else np.broadcast_to(np.asarray(weight, np.float64), label.shape)
     rows, cols, vals = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty(0)]
     for lag in range(1, min(window, hist.shape[1]) + 1):
         prev = hist[:, -lag]
@@ -192,5 +223,5 @@ def window_pairs(hist: np.ndarray, label: np.ndarray, window: int, decay: float,
         for r, c in [(prev[ok], label[ok])] + ([(label[ok], prev[ok])] if symmetric else []):
             rows.append(r)
             cols.append(c)
-            vals.append(np.full(r.size, decay ** (lag - 1)))
+            vals.append(decay ** (lag - 1) * (np.ones(r.size) if weight is None else weight[ok]))
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)

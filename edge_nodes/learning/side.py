@@ -58,8 +58,10 @@ class SideInfo:
         return cls(history, table)
 
     def dense(self, hist: np.ndarray, users: np.ndarray | None, pos: np.ndarray | None,
-              label: np.ndarray | None = None, n_items: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(seen, cooc): two (n, n_items) float32 arrays for the rows; `label` = training rows (own out).
+              label: np.ndarray | None = None, n_items: int | None = None,
+              ts_s: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(seen, cooc): two (n, n_items) float32 arrays for the rows; `label` = training rows (own
+        out; at `ts_s`, Unix seconds, which an aged table needs to know what the row added).
 
         `pos` None = each user's whole known history (a live request after the training period).
         """
@@ -81,7 +83,7 @@ class SideInfo:
         if label is not None:
             lab = np.asarray(label, np.int64)
             rows = np.arange(n)
-            cooc[rows, lab] = _own_out(cooc[rows, lab], own_share(hist, self.table.base))
+            cooc[rows, lab] = _own_out(cooc[rows, lab], own_share(hist, self.table.base, ts_s))
         return seen, cooc
 
 
@@ -104,7 +106,8 @@ class SideInfo:
 
 
 def at_columns(side: SideInfo, hist: np.ndarray, users: np.ndarray | None, pos: np.ndarray | None,
-               label: np.ndarray, cols: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+               label: np.ndarray, cols: np.ndarray, n_items: int,
+               ts_s: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Training rows' features of their labels (n, N_SIDE) and of the candidates `cols` (n, C, N_SIDE),
     own event left out: what `dense` + `features_at` give, without the (n, n_items) arrays.
 
@@ -136,7 +139,7 @@ def at_columns(side: SideInfo, hist: np.ndarray, users: np.ndarray | None, pos: 
         sub = t.columns(slot, cols.size)  # (n_items + 1, C), last row zero: the -1 padding
         for j in range(w):
             cooc_c += np.float32(lag_w[j]) * sub[recent[:, j]]
-        cooc_t = _own_out((t.lookup(recent, label[:, None]) * lag_w).sum(axis=1), own_share(hist, t))
+        cooc_t = _own_out((t.lookup(recent, label[:, None]) * lag_w).sum(axis=1), own_share(hist, t, ts_s))
     mine = slot[label]  # a candidate that is the row's own label gets the label's (own-out) values
     hit = np.flatnonzero(mine >= 0)
     seen_c[hit, mine[hit]], cooc_c[hit, mine[hit]] = seen_t[hit], cooc_t[hit]
@@ -158,9 +161,10 @@ def _stack(seen: np.ndarray, cooc: np.ndarray) -> np.ndarray:
     return np.stack([seen, np.log1p(cooc), (cooc > 0).astype(np.float32)], axis=-1).astype(np.float32)
 
 
-def own_share(hist: np.ndarray, table: CoocTable) -> np.ndarray:
-    """(n,) what a training row's own event added to its label's window score.
+def own_share(hist: np.ndarray, table: CoocTable, ts_s: np.ndarray | None = None) -> np.ndarray:
+    """(n,) what a training row's own event (at `ts_s`, Unix seconds) added to its label's window score.
 
+    In an aged table (half_life_days > 0) the event counted its age weight, so ts_s is required.
     The event counted 1 * decay^(lag'-1) for each of its previous W items (spark_features/cooc.py);
     the window score weighs item h at lag l by decay^(l-1), so the row's share is the sum over the
     scored lags l of decay^(l-1) * sum over lags l' with the same item of decay^(l'-1).
@@ -170,7 +174,12 @@ def own_share(hist: np.ndarray, table: CoocTable) -> np.ndarray:
     lag_w = table.decay ** np.arange(w, dtype=np.float64)
     valid = recent >= 0
     same = (recent[:, :, None] == recent[:, None, :]) & valid[:, :, None] & valid[:, None, :]
-    return ((same * lag_w[None, None, :]).sum(axis=2) * lag_w[None, :] * valid).sum(axis=1)
+    share = ((same * lag_w[None, None, :]).sum(axis=2) * lag_w[None, :] * valid).sum(axis=1)
+    if table.half_life_days > 0:
+        if ts_s is None:
+            raise ValueError("an aged co-occurrence table needs the training rows' times (ts_s)")
+        share = share * table.aged(ts_s)
+    return share
 
 
 def features_at(seen: np.ndarray, cooc: np.ndarray, cols: np.ndarray) -> np.ndarray:

@@ -47,7 +47,8 @@ class Examples:
         """Model inputs of rows `idx`; with `side`, their side features (own counts out when training)."""
         b = Batch(self.hist[idx], self.device[idx], self.hour[idx], self.label[idx])
         if side is not None:
-            b.side = side.dense(b.hist, self.user[idx], self.pos[idx], b.label if training else None)
+            b.side = side.dense(b.hist, self.user[idx], self.pos[idx], b.label if training else None,
+                                ts_s=self.ts[idx])
         return b
 
     @staticmethod
@@ -150,7 +151,8 @@ def train(params: Params, spec: ModelSpec, ex: Examples, settings: TrainSettings
             feats = None
             if side is not None:  # the labels' and candidates' side features only, not the whole catalog
                 cols = np.arange(spec.n_items) if neg is None else neg.items
-                feats = at_columns(side, batch.hist, ex.user[idx], ex.pos[idx], ex.label[idx], cols, spec.n_items)
+                feats = at_columns(side, batch.hist, ex.user[idx], ex.pos[idx], ex.label[idx], cols, spec.n_items,
+                                   ex.ts[idx])
             rows = objective.padded_rows(batch, spec, settings.batch_size,  # one shape: compiled once
                                          None if neg is None else neg.items,
                                          None if weight is None else weight[idx], feats)

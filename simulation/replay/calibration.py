@@ -155,7 +155,8 @@ def _view_table(table: CoocTable | LiveCounts, hist: np.ndarray, label: np.ndarr
                 symmetric: bool) -> CoocTable | LiveCounts:
     """The table without the slice's events; for counts refreshed after the cut, the slice's
     events are then counted back in as the test period's are, refresh by refresh from its start."""
-    view = table.without(hist, label, symmetric)
+    ts_s = None if ts is None else np.asarray(ts, "datetime64[ns]").astype(np.int64) / 1e9
+    view = table.without(hist, label, symmetric, ts_s)
     if not isinstance(table, LiveCounts) or ts is None or ts.size == 0:
         return view
     return LiveCounts.from_events(view, [(np.c_[hist, label], label, ts)], ts.min(), table.every_days, symmetric)

@@ -73,7 +73,8 @@ def local_side(edge: EdgeIdentity, s: ServerSettings) -> SideInfo:
     federation's: the summed table holds other edges' counts)."""
     history = UserHistory.from_table(history_path(edge), s.n_items) if history_path(edge).exists() else None
     part = cooc_partition(edge.examples_dir, edge.edge_id)
-    table = (CoocTable.from_coo([load_cooc(part, s.n_items)], s.n_items, s.cooc_window, s.cooc_decay)
+    table = (CoocTable.from_coo([load_cooc(part, s.n_items)], s.n_items, s.cooc_window, s.cooc_decay,
+                                s.cooc_half_life_days, s.cooc_ref_s)
              if part.exists() else None)
     return SideInfo(history, table)
 

@@ -17,6 +17,7 @@ from simulation.config import ExperimentConfig
 from simulation.errors import RunDirError, TrainingFailed
 from simulation.mirrors import mirror
 from simulation.rundir import RunDir
+from simulation.span import cut_seconds, time_cut
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ def server_settings(cfg: ExperimentConfig, run: RunDir, n_items: int, num_edges:
                   model_dir=str(run.models.resolve()), n_items=n_items, history_len=cfg.features.history_len,
                   num_edges=num_edges, min_nodes=min(cfg.federated.min_nodes, num_edges),
                   catalog_path=str(run.catalog.resolve()) if run.catalog.is_file() else "",
-                  local_layers=",".join(cfg.federated.local_layers), seed=cfg.run.seed)
+                  local_layers=",".join(cfg.federated.local_layers), seed=cfg.run.seed,
+                  cooc_ref_s=cut_seconds(time_cut(cfg, run)) if cfg.features.cooc_half_life_days > 0 else 0)
 
 
 def plan_federation(cfg: ExperimentConfig, run: RunDir, n_items: int | None = None) -> FederationPlan:
