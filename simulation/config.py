@@ -190,8 +190,8 @@ class CacheConfig:
                          doc="belady_prefetch (offline bound): a request may be prefetched only after the same "
                          "user's previous request at the edge (user: when the live cache predicts it) or at any "
                          "time (none: just in time, every miss becomes a prefetched hit)")
-    fit_side_scale: bool = _f(True, doc="per edge, scale a side-information model's learned co-occurrence "
-                              "weights by the factor (0.5, 1, 2 or 4) with the most top-k hits on its held-out "
+    fit_side_scale: bool = _f(True, doc="per edge, scale a side-information model's learned side weights "
+                              "(seen and co-occurrence) by the factor (0.5, 1, 2 or 4) with the most top-k hits on its held-out "
                               "slice (results.json policies.<name>.side_scale)")
     calibrate: bool = _f(True, doc="map predicted probabilities through an isotonic calibrator fitted on each "
                          "edge's held-out training slice (never the test period)")

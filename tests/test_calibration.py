@@ -155,14 +155,15 @@ def test_the_count_weights_scale_is_the_one_with_most_held_out_hits(synthetic_ru
     table = CoocTable.from_coo([coo_of(ex, n)], n, synthetic_run.history_len, 0.6)
     spec = ModelSpec(n_items=n, dim=4, history_len=synthetic_run.history_len)
     params = init_params(spec, np.random.default_rng(0))
-    m.named(params, spec)["side_w"][...] = [0.0, 0.05, 0.05]
+    m.named(params, spec)["side_w"][...] = [-0.01, 0.05, 0.05]
     model = ModelPredictor(params, spec, top_k, "federated", top_k_with_probs, SideInfo(None, table))
     served, scale = fit_side_scale(model, synthetic_run.examples, "edge-00", synthetic_run.history_len, 0.25, 10)
     assert scale == max(SIDE_SCALES)
     assert isinstance(served, ModelPredictor) and served is not model
-    np.testing.assert_allclose(m.named(served.params, spec)["side_w"], [0.0, 0.05 * scale, 0.05 * scale])
-    np.testing.assert_allclose(m.named(model.params, spec)["side_w"], [0.0, 0.05, 0.05])  # untouched
-    np.testing.assert_allclose(m.named(with_side_scale(model, 0.5).params, spec)["side_w"], [0.0, 0.025, 0.025])
+    np.testing.assert_allclose(m.named(served.params, spec)["side_w"], np.array([-0.01, 0.05, 0.05]) * scale)
+    np.testing.assert_allclose(m.named(model.params, spec)["side_w"], [-0.01, 0.05, 0.05])  # untouched
+    # the whole side part scales, the seen weight with the counts
+    np.testing.assert_allclose(m.named(with_side_scale(model, 0.5).params, spec)["side_w"], [-0.005, 0.025, 0.025])
     popularity = PopularityPredictor(np.arange(n, dtype=np.float64))
     assert fit_side_scale(popularity, synthetic_run.examples, "edge-00", synthetic_run.history_len, 0.25, 10) == \
         (popularity, None)

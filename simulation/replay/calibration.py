@@ -203,20 +203,24 @@ def test_pairs(stream: EdgeStream, predictor: Predictor, k: int) -> tuple[np.nda
                   stream.user[idx], None if stream.at is None else stream.at[idx], stream.ts[idx])
 
 
-SIDE_SCALES = (0.5, 1.0, 2.0, 4.0)  # factors tried on the learned co-occurrence weights
+SIDE_SCALES = (0.5, 1.0, 2.0, 4.0)  # factors tried on the learned side weights
 
 
 def with_side_scale(predictor: ModelPredictor, scale: float) -> ModelPredictor:
-    """A copy of the model whose co-occurrence weights (side_w[1:]) are multiplied by `scale`."""
+    """A copy of the model whose side part (every side_w: the seen weight and the co-occurrence
+    weights) is multiplied by `scale`: one mix of what the edge knows against the embedding part.
+    The seen weight scales with the counts, or a larger count weight would lift items the user
+    has seen (and on a trace where people do not return, waste slots): on MovieLens, scaling the
+    counts alone peaked at hit@10 0.115, the whole side part at 0.119 (itemcf: 0.118)."""
     view = copy.copy(predictor)
     view.params = [np.array(a, copy=True) for a in predictor.params]
-    model.named(view.params, view.spec)["side_w"][1:] *= scale
+    model.named(view.params, view.spec)["side_w"][...] *= scale
     return view
 
 
 def fit_side_scale(predictor: Predictor, examples_dir: Path, edge: str, history_len: int, eval_fraction: float,
                    k: int, symmetric: bool = False) -> tuple[Predictor, float | None]:
-    """For a model that weighs the co-occurrence counts: the factor on those weights (SIDE_SCALES)
+    """For a model that weighs the co-occurrence counts: the factor on its side weights (SIDE_SCALES)
     with the most top-k hits on the edge's held-out view, and the model with it; (predictor,
     None) for any other predictor. The weights were learned beside an embedding part fitted on
     the same years; on the held-out slice, as in the test period, that part knows less and the
