@@ -148,3 +148,23 @@ def test_no_counts_are_asked_for_under_dp(tmp_path: Path) -> None:
     s = ServerSettings(model_dir=str(tmp_path), n_items=N, history_len=2, num_edges=2, dp_noise=1.0, dp_clip=1.0)
     assert run_cooc_round(NoGrid(), s)["status"] == "skipped"  # type: ignore[arg-type]
     assert not stale.exists()
+
+
+def test_aged_counts_carry_their_half_life_and_the_cut_into_the_table(tmp_path: Path) -> None:
+    """features.cooc_half_life_days reaches the server with the cut (its reference), and the summed
+    table records both; plain counts record neither."""
+    from aggregator.analytics import sum_cooc
+    from simulation.config import load_config
+    from simulation.rundir import RunDir
+    from simulation.span import cut_seconds, time_cut
+    from simulation.training.plan import server_settings
+
+    run, smoke = RunDir(tmp_path), Path(__file__).resolve().parent.parent / "experiments" / "smoke.toml"
+    cfg = load_config(smoke, ["features.cooc_half_life_days=10"])
+    s = server_settings(cfg, run, N, 2)
+    assert s.cooc_half_life_days == 10.0 and s.cooc_ref_s == cut_seconds(time_cut(cfg, run)) > 0
+    summed = sum_cooc([(0, PARTS[0]), (1, PARTS[1])], s)
+    assert (summed.half_life_days, summed.ref_s) == (10.0, s.cooc_ref_s)
+    plain = server_settings(load_config(smoke), run, N, 2)
+    assert (plain.cooc_half_life_days, plain.cooc_ref_s) == (0.0, 0)
+    assert sum_cooc([(0, PARTS[0])], plain).half_life_days == 0.0
