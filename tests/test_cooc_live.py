@@ -48,6 +48,7 @@ def _expected(base: CoocTable, events: list[tuple[np.ndarray, np.ndarray, np.nda
 def test_each_row_reads_the_pairs_counted_before_its_refresh_and_none_after(
         every_days: float, symmetric: bool, block_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cooc_live, "BLOCK_ROWS", block_rows)
+    monkeypatch.setattr(cooc_live, "DENSE_BLOCK_ROWS", block_rows)
     rng = np.random.default_rng(3)
     base = _base(rng)
     events = [_events(rng, 30), _events(rng, 25)]  # two edges, summed
@@ -56,6 +57,9 @@ def test_each_row_reads_the_pairs_counted_before_its_refresh_and_none_after(
     expected = _expected(base, events, every_days, symmetric, hist, ts)
     np.testing.assert_allclose(live.window_scores(hist, ts), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(live.window_scores_sparse(hist, ts).toarray(), expected, rtol=1e-5, atol=1e-6)
+    # summed tables are built from the latest kept earlier one: any call order reads the same
+    for part in (slice(None, None, -1), slice(20, None), slice(0, 20)):
+        np.testing.assert_allclose(live.window_scores(hist[part], ts[part]), expected[part], rtol=1e-5, atol=1e-6)
 
 
 def test_at_the_cut_and_without_times_it_is_the_base_table() -> None:
@@ -86,6 +90,7 @@ def test_a_request_never_reads_its_own_pair() -> None:
 
 def test_the_summed_tables_kept_stay_within_the_byte_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cooc_live, "BLOCK_ROWS", 1)
+    monkeypatch.setattr(cooc_live, "DENSE_BLOCK_ROWS", 1)
     monkeypatch.setattr(cooc_live, "KEPT_BYTES", 1)  # less than one table: keep only the last one
     rng = np.random.default_rng(5)
     base = _base(rng)
@@ -103,6 +108,7 @@ def test_aged_counts_weigh_every_pair_by_its_age_at_the_start_of_the_rows_refres
     """Brute force from timed pairs: at a row of refresh b (start S), a pair counted at t weighs
     2^-((S - t) / half-life), whether it was in the cut's table (aged to the cut) or counted after."""
     monkeypatch.setattr(cooc_live, "BLOCK_ROWS", block_rows)
+    monkeypatch.setattr(cooc_live, "DENSE_BLOCK_ROWS", block_rows)
     half_life, every_days = 3.0, 1.0
     cut_s = CUT.astype("datetime64[s]").astype(np.int64)
     rng = np.random.default_rng(6)

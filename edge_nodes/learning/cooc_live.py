@@ -34,6 +34,7 @@ from scipy import sparse
 from edge_nodes.learning.cooc_table import CoocTable, window_pairs
 
 BLOCK_ROWS = 256  # rows of one refresh in a call from which one sparse product beats expanding pairs
+DENSE_BLOCK_ROWS = 16  # ... and with a dense table (a small catalog: each summed table built once, kept)
 BLOCKS_KEPT = 8  # summed tables kept (calls mostly come in time order) ...
 KEPT_BYTES = 512 * 2**20  # ... within this many bytes (a dense one is n_items² float64: 72 MB at 3,000)
 
@@ -119,7 +120,8 @@ class LiveCounts:
         """CoocTable.window_scores at each row's time (`ts` None: at the cut)."""
         if ts is None:
             return self.table.window_scores(hist)
-        refresh, big = self._split(ts)
+        refresh, big = self._split(ts, DENSE_BLOCK_ROWS if isinstance(self.table.dense_matrix, np.ndarray)
+                                   else BLOCK_ROWS)
         out = np.empty((refresh.size, self.n_items)) if big.all() else self.table.window_scores(hist)
         rest = np.flatnonzero(~big)
         if rest.size:
@@ -154,12 +156,12 @@ class LiveCounts:
         vals_all = np.concatenate(vals) if age is None else np.concatenate(vals) * age[rows_all]
         return sparse.csr_matrix((vals_all, (rows_all, np.concatenate(cols))), shape=(hist.shape[0], self.n_items))
 
-    def _split(self, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _split(self, ts: np.ndarray, min_rows: int = BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
         """Each row's refresh, and which rows are scored by one product with their refresh's table:
-        refreshes after the cut with at least BLOCK_ROWS rows in the call (the rest expand pairs)."""
+        refreshes after the cut with at least `min_rows` rows in the call (the rest expand pairs)."""
         refresh = self.refresh_of(ts)
         ids, inv, counts = np.unique(refresh, return_inverse=True, return_counts=True)
-        return refresh, ((counts >= BLOCK_ROWS) & (ids > 0))[inv.ravel()]
+        return refresh, ((counts >= min_rows) & (ids > 0))[inv.ravel()]
 
     def _summed(self, refresh: int, dense: bool) -> np.ndarray | sparse.csr_matrix:
         """The cut's table plus the pairs visible at `refresh` (the last few kept); dense where the
@@ -170,10 +172,17 @@ class LiveCounts:
             one = self.n_items ** 2 * 8 if key[1] else max(1, self.table.counts.size + self.src.size) * 12
             while cache and len(cache) >= max(1, min(BLOCKS_KEPT, KEPT_BYTES // one)):
                 cache.pop(next(iter(cache)))
-            keep = self.visible <= refresh
-            delta = sparse.csr_matrix((self.val[keep], (self.src[keep], self.dst[keep])),
-                                      shape=(self.n_items, self.n_items))
-            cache[key] = self.table.dense_matrix + delta.toarray() if key[1] else (self.table.csr + delta).tocsr()
+            if key[1]:  # from the latest kept earlier dense table, adding only the refreshes since
+                since = max((r for r, d in cache if d and r < refresh), default=0)
+                table = cache[(since, True)].copy() if since else np.array(self.table.dense_matrix, copy=True)
+                keep = (self.visible > since) & (self.visible <= refresh)
+                np.add.at(table, (self.src[keep], self.dst[keep]), self.val[keep])
+                cache[key] = table
+            else:
+                keep = self.visible <= refresh
+                delta = sparse.csr_matrix((self.val[keep], (self.src[keep], self.dst[keep])),
+                                          shape=(self.n_items, self.n_items))
+                cache[key] = (self.table.csr + delta).tocsr()
         return cache[key]
 
     @cached_property
