@@ -159,3 +159,17 @@ def test_an_aged_table_round_trips_and_removes_events_at_their_weight(tmp_path) 
     assert emptied.counts.size == 0  # every pair was made by these events, at these weights
     with pytest.raises(ValueError, match="times"):
         again.without(hist[:, :-1], item)
+
+
+@pytest.mark.parametrize("cells", [2**23, 1])  # the dense bincount, and scipy's COO -> CSR past the bound
+def test_summed_csr_sums_repeats_in_csr_order(cells: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cooc_live, "SUM_DENSE_CELLS", cells)
+    rng = np.random.default_rng(8)
+    rows, cols, vals = rng.integers(0, 5, 60), rng.integers(0, 7, 60), rng.random(60)
+    got = cooc_live.summed_csr(rows, cols, vals, (5, 7))
+    expected = np.zeros((5, 7))
+    np.add.at(expected, (rows, cols), vals)
+    np.testing.assert_allclose(got.toarray(), expected)
+    assert got.nnz == np.count_nonzero(expected)  # no repeats left
+    for i in range(5):  # each row's columns strictly ascending: canonical CSR
+        assert np.all(np.diff(got.indices[got.indptr[i]:got.indptr[i + 1]]) > 0)

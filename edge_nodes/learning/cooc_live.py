@@ -36,6 +36,7 @@ from edge_nodes.learning.cooc_table import CoocTable, window_pairs
 BLOCK_ROWS = 256  # rows of one refresh in a call from which one sparse product beats expanding pairs
 DENSE_BLOCK_ROWS = 16  # ... and with a dense table (a small catalog: each summed table built once, kept)
 BLOCKS_KEPT = 8  # summed tables kept (calls mostly come in time order) ...
+SUM_DENSE_CELLS = 2**23  # summed_csr: a dense (rows x items) float64 scratch up to 64 MB
 KEPT_BYTES = 512 * 2**20  # ... within this many bytes (a dense one is n_items² float64: 72 MB at 3,000)
 
 
@@ -141,9 +142,14 @@ class LiveCounts:
         if ts is None:
             return self.table.window_scores_sparse(hist)
         refresh, big = self._split(ts)
-        rest = np.where(big, 0, refresh)
-        out = (self.table.window_scores_sparse(hist).multiply((~big)[:, None]) + self._expand(hist, rest)).tocoo()
-        rows, cols, vals = [out.row], [out.col], [out.data]
+        small = np.flatnonzero(~big)
+        rows, cols, vals = [], [], []
+        if small.size:  # the cut's table, plus the pairs each row's refresh added, expanded
+            base = self.table.window_scores_sparse(hist[small]).tocoo()
+            r, c, v = self._expand_coo(hist[small], refresh[small])
+            rows += [small[base.row], small[r]]
+            cols += [base.col, c]
+            vals += [base.data, v]
         weights = self.table.window_weights(hist)
         for b in np.unique(refresh[big]).tolist():
             at = np.flatnonzero(refresh == b)
@@ -152,9 +158,12 @@ class LiveCounts:
             cols.append(part.col)
             vals.append(part.data)
         age = self._age(refresh)
-        rows_all = np.concatenate(rows)
-        vals_all = np.concatenate(vals) if age is None else np.concatenate(vals) * age[rows_all]
-        return sparse.csr_matrix((vals_all, (rows_all, np.concatenate(cols))), shape=(hist.shape[0], self.n_items))
+        rows_all = np.concatenate(rows) if rows else np.empty(0, np.int64)
+        vals_all = np.concatenate(vals) if rows else np.empty(0)
+        if age is not None:
+            vals_all = vals_all * age[rows_all]
+        return summed_csr(rows_all, np.concatenate(cols) if rows else np.empty(0, np.int64), vals_all,
+                          (hist.shape[0], self.n_items))
 
     def _split(self, ts: np.ndarray, min_rows: int = BLOCK_ROWS) -> tuple[np.ndarray, np.ndarray]:
         """Each row's refresh, and which rows are scored by one product with their refresh's table:
@@ -198,10 +207,15 @@ class LiveCounts:
     def _expand(self, hist: np.ndarray, refresh_of_row: np.ndarray) -> sparse.csr_matrix:
         """(n, n_items): each row's window weights times the pairs visible at its refresh, through
         the pair lists (refresh 0 rows add nothing)."""
+        r, c, v = self._expand_coo(hist, refresh_of_row)
+        return summed_csr(r, c, v, (hist.shape[0], self.n_items))
+
+    def _expand_coo(self, hist: np.ndarray, refresh_of_row: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`_expand` as (row, col, value) triplets, a (row, col) possibly repeated."""
         weights = self.table.window_weights(hist).tocoo()
-        n = weights.shape[0]
+        empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
         if self.src.size == 0 or weights.nnz == 0:
-            return sparse.csr_matrix(weights.shape)
+            return empty
         refresh = refresh_of_row[weights.row]
         span, keys = self._keys
         item = weights.col.astype(np.int64)
@@ -210,12 +224,24 @@ class LiveCounts:
         count = stop - start
         total = int(count.sum())
         if total == 0:
-            return sparse.csr_matrix(weights.shape)
+            return empty
         owner = np.repeat(np.arange(count.size), count)
         offset = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
         pair = start[owner] + offset
-        data = weights.data[owner] * self.val[pair]
-        return sparse.csr_matrix((data, (weights.row[owner], self.dst[pair])), shape=(n, self.n_items))
+        return weights.row[owner].astype(np.int64), self.dst[pair], weights.data[owner] * self.val[pair]
+
+
+def summed_csr(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, shape: tuple[int, int]) -> sparse.csr_matrix:
+    """Triplets with repeats summed into a CSR matrix (indices sorted). Up to SUM_DENSE_CELLS cells
+    a dense bincount does it (row-major order is CSR order: no sort); larger, scipy's COO -> CSR
+    (which sorts each row: 13 of the MovieLens replay's 88 s)."""
+    n, m = shape
+    if n * m > SUM_DENSE_CELLS:
+        return sparse.csr_matrix((vals, (rows, cols)), shape=shape)
+    dense = np.bincount(rows * m + cols, weights=vals, minlength=n * m)
+    flat = np.flatnonzero(dense)
+    indptr = np.r_[0, np.cumsum(np.bincount(flat // m, minlength=n))].astype(np.int64)
+    return sparse.csr_matrix((dense[flat], (flat % m).astype(np.int32), indptr), shape=shape)
 
 
 def _seconds(ts: np.ndarray) -> np.ndarray:
