@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edge_nodes.errors import ModelFileError
 from edge_nodes.learning import cooc_live
 from edge_nodes.learning.cooc_live import LiveCounts
 from edge_nodes.learning.cooc_table import CoocTable, window_pairs
@@ -159,6 +160,11 @@ def test_an_aged_table_round_trips_and_removes_events_at_their_weight(tmp_path) 
     assert emptied.counts.size == 0  # every pair was made by these events, at these weights
     with pytest.raises(ValueError, match="times"):
         again.without(hist[:, :-1], item)
+    with np.load(tmp_path / "t.npz") as z:
+        half = {k: z[k] for k in z.files if k != "ref_s"}
+    np.savez(tmp_path / "half.npz", **half)
+    with pytest.raises(ModelFileError, match="ref_s"):
+        CoocTable.load(tmp_path / "half.npz", N)
 
 
 @pytest.mark.parametrize("cells", [2**23, 1])  # the dense bincount, and scipy's COO -> CSR past the bound

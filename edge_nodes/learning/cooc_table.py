@@ -193,6 +193,9 @@ class CoocTable:
                 if missing:
                     raise ModelFileError(f"{path} is not an itemcf table: it lacks {missing}")
                 aged = all(k in z.files for k in AGE_KEYS)
+                if not aged and any(k in z.files for k in AGE_KEYS):
+                    raise ModelFileError(f"{path} holds aged counts without both {AGE_KEYS}; rerun "
+                                         "`edgecache train` (its analytics round writes them together)")
                 t = cls(z["indptr"].astype(np.int64), z["indices"].astype(np.int32), z["counts"].astype(np.float32),
                         int(z["n_items"]), int(z["window"]), float(z["decay"]), int(z["edges"]),
                         float(z["half_life_days"]) if aged else 0.0, int(z["ref_s"]) if aged else 0)
