@@ -223,6 +223,17 @@ def test_quality_section_says_how_the_counts_were_kept(refresh: dict[str, Any], 
     assert says in render_report(results)[1]
 
 
+def test_quality_section_says_when_the_counts_were_aged() -> None:
+    results = {"prediction_quality": {"k": 10, "note": "n", "itemcf": {"overall": {"hit_at_k": 0.1}}},
+               "analytics_refresh": {"every_days": 1.0, "status": "ok", "refreshes": 5, "entries": 9},
+               "config": {"features": {"cooc_half_life_days": 1000.0}}}
+    assert "aged with a half-life of 1000 days, re-aged at every refresh." in render_report(results)[1]
+    results["analytics_refresh"] = {"every_days": 0.0, "status": "off"}
+    assert "stayed as at the cut (off). Each count was aged with a half-life of 1000 days." in render_report(results)[1]
+    results["config"]["features"]["cooc_half_life_days"] = 0.0
+    assert "half-life" not in render_report(results)[1]
+
+
 def test_generated_runs_are_labelled_generator(report_results: dict[str, Any]) -> None:
     page, md = render_report(report_results)
     assert "| trace | generator |" in md

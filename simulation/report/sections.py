@@ -156,13 +156,18 @@ def _refresh_note(results: Mapping[str, Any]) -> str:
     r = results.get("analytics_refresh")
     if not isinstance(r, Mapping) or not r:
         return ""
+    features = results.get("config", {}).get("features", {})
+    half_life = features.get("cooc_half_life_days", 0.0) if isinstance(features, Mapping) else 0.0
+    aged = (f" Each count was aged with a half-life of {half_life:g} days"
+            if is_number(half_life) and float(half_life) > 0 else "")
     every = r.get("every_days")
     if r.get("status") == "ok" and is_number(every):
         days = "day" if every == 1 else f"{every:g} days"
         return (f"The co-occurrence counts were re-summed every {days} of the test "
                 f"period ({fmt_int(r.get('refreshes'))} refreshes; each request read only refreshes before it); "
-                f"the models' weights stayed those trained before the cut.")
-    return f"The co-occurrence counts stayed as at the cut ({fmt_value(r.get('status'))})."
+                f"the models' weights stayed those trained before the cut."
+                + (f"{aged}, re-aged at every refresh." if aged else ""))
+    return f"The co-occurrence counts stayed as at the cut ({fmt_value(r.get('status'))}).{aged and aged + '.'}"
 
 
 def _hit_of(v: Any) -> Any:
