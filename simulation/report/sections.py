@@ -156,7 +156,8 @@ def _refresh_note(results: Mapping[str, Any]) -> str:
     r = results.get("analytics_refresh")
     if not isinstance(r, Mapping) or not r:
         return ""
-    features = results.get("config", {}).get("features", {})
+    cfg = results.get("config")
+    features = cfg.get("features", {}) if isinstance(cfg, Mapping) else {}
     half_life = features.get("cooc_half_life_days", 0.0) if isinstance(features, Mapping) else 0.0
     aged = (f" Each count was aged with a half-life of {half_life:g} days"
             if is_number(half_life) and float(half_life) > 0 else "")
