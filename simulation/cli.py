@@ -124,9 +124,10 @@ def ingest(
 
     jsonl/csv: fields user_id, content_id, timestamp (required), device, duration, edge_id
     (optional; no edge_id -> edge-NN = crc32(user_id) mod workload.edges). MovieLens latest
-    (ratings.csv [+ movies.csv]): edge-NN = crc32(str(userId)) mod workload.edges. MovieLens 100K
-    (u.data + u.user [+ u.item]): a US zip goes to edge-0<first digit> (ZIP region), any
-    non-US or non-numeric code to edge-10. A rating is a "web" watch event of rating/5 x 100
+    and 20M/25M/32M (ratings.csv [+ movies.csv]) and 10M (ratings.dat [+ movies.dat]):
+    edge-NN = crc32(str(userId)) mod workload.edges. MovieLens 100K (u.data + u.user [+ u.item])
+    and 1M (ratings.dat + users.dat [+ movies.dat]): a US zip goes to edge-0<first digit> (ZIP
+    region), any non-US or non-numeric code to edge-10. A rating is a "web" watch event of rating/5 x 100
     min. Malformed lines go to DIR/quarantine/ingest/ with a reason.
     """
     extra = ["workload.source=ingest", f"workload.ingest_path={json.dumps(str(path))}",

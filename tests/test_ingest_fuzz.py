@@ -119,6 +119,29 @@ def test_movielens_reader_accounts_for_every_line(tmp_path_factory: pytest.TempP
     check_accounting(trace, "u.user", input_lines(users))
 
 
+DAT_USERS = b"1::F::1::10::48067\n2::M::56::16::70072\n3::M::25::15::T8H1N\n"
+
+
+@FUZZ
+@given(ratings=st.one_of(nasty_file(NASTY + [b"1::5::3::978300760", b"2::7::4.5::978302109", b"1::5::3:978300760"]),
+                         st.binary(max_size=300)),
+       users=st.one_of(st.none(), st.just(DAT_USERS), nasty_file(NASTY + DAT_USERS.splitlines())),
+       movies=st.one_of(st.none(), nasty_file(NASTY + [b"5::Toy Story (1995)::Animation", b"7::Cit\xe9::Drama"])))
+def test_movielens_dat_reader_accounts_for_every_line(tmp_path_factory: pytest.TempPathFactory, ratings: bytes,
+                                                      users: bytes | None, movies: bytes | None) -> None:
+    folder = tmp_path_factory.mktemp("ml1m")
+    (folder / "ratings.dat").write_bytes(ratings)
+    for name, data in (("users.dat", users), ("movies.dat", movies)):
+        if data is not None:
+            (folder / name).write_bytes(data)
+    trace = Trace()
+    read_movielens(folder, trace, n_edges=4)
+    check_accounting(trace, "ratings.dat", input_lines(ratings))
+    for name, data in (("users.dat", users), ("movies.dat", movies)):
+        if data is not None:
+            check_accounting(trace, name, input_lines(data))
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=nasty_file(GOOD_JSON + NASTY))
 def test_ingest_writes_one_log_line_per_ingested_event(tmp_path_factory: pytest.TempPathFactory,

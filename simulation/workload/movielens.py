@@ -1,7 +1,8 @@
-"""MovieLens as a trace: the 100K folder here, the latest releases in movielens_latest.py.
+"""MovieLens as a trace: the 100K folder here, the other releases in movielens_latest.py and movielens_dat.py.
 
-A folder with `ratings.csv` is a latest release (ml-latest-small, ml-latest, ml-32m: edges by a
-hash of the user id, see movielens_latest.py); otherwise it must be the 100K folder.
+A folder with `ratings.csv` is a latest release or 20M/25M/32M (edges by a hash of the user id,
+see movielens_latest.py); one with `ratings.dat` is 1M or 10M (zip-code regions when users.dat is
+there, else the hash: movielens_dat.py); otherwise it must be the 100K folder.
 Download from https://grouplens.org/datasets/movielens/ and unzip.
 
 100K files (a folder): u.data `user<TAB>item<TAB>rating<TAB>timestamp` (required), u.user
@@ -28,24 +29,17 @@ import numpy as np
 import pyarrow as pa
 
 from simulation.errors import EdgecacheError
-from simulation.workload.movielens_latest import MAX_TS, read_latest
+from simulation.workload.movielens_dat import read_dat
+from simulation.workload.movielens_latest import MAX_TS, read_latest, zip_edge
 from simulation.workload.trace import DEFAULT_RUNTIME_MIN, MB_PER_MIN, Trace, check_epoch
 
 ML_GENRES = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
              "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
              "Romance", "Sci-Fi", "Thriller", "War", "Western")
-OTHER_EDGE = "edge-10"
-US_ZIP = re.compile(r"\d{5}(-\d{4})?")
 INT = re.compile(r"\s*[0-9]{1,18}\s*", re.ASCII)  # str.isdigit() also takes digits int() refuses
 DOWNLOAD = ("download ml-latest-small.zip from https://grouplens.org/datasets/movielens/latest/ (other "
             "releases: https://grouplens.org/datasets/movielens/) and unzip it there, or point "
             "workload.ingest_path at the unzipped folder")
-
-
-def zip_edge(zip_code: str) -> str:
-    """The documented rule: US zip -> edge-0<first digit>; anything else -> edge-10."""
-    z = zip_code.strip()
-    return f"edge-0{z[0]}" if US_ZIP.fullmatch(z) else OTHER_EDGE
 
 
 def _lines(path: Path, encoding: str = "utf-8-sig") -> list[tuple[int, str]]:
@@ -111,15 +105,19 @@ def _read_ratings(path: Path, users: dict[int, tuple[int, str]], items: dict | N
 
 
 def read_movielens(folder: Path, trace: Trace, n_edges: int) -> tuple[pa.Table, pa.Table | None]:
-    """Read a MovieLens folder (latest or 100K) into `trace`; return (catalog, users or None)."""
+    """Read a MovieLens folder (latest, 1M/10M or 100K) into `trace`; return (catalog, users or None)."""
     if not folder.is_dir():
         raise EdgecacheError(f"MovieLens folder {folder} not found: {DOWNLOAD}")
     if (folder / "ratings.csv").is_file():
         return ml_catalog(read_latest(folder, n_edges, trace), None), None
+    if (folder / "ratings.dat").is_file():
+        movies, dat_users = read_dat(folder, n_edges, trace)
+        return ml_catalog(movies, None), None if dat_users is None else _users(dat_users)
     need = [name for name in ("u.data", "u.user") if not (folder / name).is_file()]
     if need:
-        raise EdgecacheError(f"{folder}: no ratings.csv (a latest release) and missing {', '.join(need)} "
-                             f"(the 100K folder has u.data, u.user and u.item); {DOWNLOAD}")
+        raise EdgecacheError(f"{folder}: no ratings.csv (a latest release, 20M, 25M, 32M), no ratings.dat (1M, "
+                             f"10M) and missing {', '.join(need)} (the 100K folder has u.data, u.user and u.item); "
+                             f"{DOWNLOAD}")
     users = _read_users(folder / "u.user", trace)
     items = _read_items(folder / "u.item", trace) if (folder / "u.item").is_file() else None
     _read_ratings(folder / "u.data", users, items, trace)

@@ -20,6 +20,7 @@ import csv
 import datetime
 import re
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,17 @@ MOVIE_ID = re.compile(r"\s*[0-9]{1,18}\s*", re.ASCII)
 NO_GENRE = "(no genres listed)"
 
 Items = dict[int, tuple[str, str, datetime.date | None]]
+
+
+OTHER_EDGE = "edge-10"
+US_ZIP = re.compile(r"\d{5}(-\d{4})?")
+
+
+def zip_edge(zip_code: str) -> str:
+    """The documented rule for traces with demographics: US zip -> edge-0<first digit> (the
+    national ZIP region); anything else -> edge-10."""
+    z = zip_code.strip()
+    return f"edge-0{z[0]}" if US_ZIP.fullmatch(z) else OTHER_EDGE
 
 
 def hash_edge(user_id: int, n_edges: int) -> str:
@@ -77,36 +89,49 @@ def read_movies(path: Path, trace: Trace) -> Items:
 
 def read_ratings(path: Path, movies: Items | None, n_edges: int, trace: Trace) -> None:
     """Add every rating of ratings.csv to the trace (file order) or to its quarantine."""
+    add_ratings(trace, path.name, _body(path, RATINGS_HEADER), RATING_LINE,
+                "malformed ratings.csv line (want userId,movieId,rating,timestamp)", movies, "movies.csv",
+                lambda users: np.array([hash_edge(int(u), n_edges) for u in users], dtype=object))
+
+
+def add_ratings(trace: Trace, file: str, lines: list[tuple[int, str]], line: re.Pattern[str], malformed: str,
+                movies: Items | None, movies_file: str, edges: Callable[[np.ndarray], np.ndarray],
+                users_file: str = "") -> None:
+    """Add the rating lines (`line` captures user, movie, rating, Unix seconds) to the trace in
+    file order, or quarantine each with its reason. `edges(user ids)` gives each user's edge, or
+    None for a user `users_file` does not know."""
     rejects: list[tuple[int, str, str]] = []
     kept: list[tuple[int, str]] = []
     groups: list[tuple[str, ...]] = []
-    for n, raw in _body(path, RATINGS_HEADER):
-        m = RATING_LINE.fullmatch(raw)
+    for n, raw in lines:
+        m = line.fullmatch(raw)
         if m is None:
-            rejects.append((n, raw, "malformed ratings.csv line (want userId,movieId,rating,timestamp)"))
+            rejects.append((n, raw, malformed))
         else:
             kept.append((n, raw))
             groups.append(m.groups())
     cols = np.array(groups, dtype=str).reshape(-1, 4).T
     uid, iid, ts = (c.astype(np.int64) for c in cols[[0, 1, 3]])
     rating = cols[2].astype(np.float64)
+    users, inverse = np.unique(uid, return_inverse=True)
+    edge_of = edges(users)[inverse] if users.size else np.zeros(0, dtype=object)
     bad_rating = ~((rating >= 0.5) & (rating <= 5.0))
     bad_ts = ts >= MAX_TS
     known = np.fromiter(movies, np.int64, len(movies)) if movies is not None else None
     unknown = ~np.isin(iid, known) if known is not None else np.zeros(ts.size, dtype=bool)
-    for j in np.flatnonzero(bad_rating | bad_ts | unknown):
+    stranger = np.array([e is None for e in edge_of], dtype=bool)
+    for j in np.flatnonzero(bad_rating | bad_ts | unknown | stranger):
         why = (f"rating out of range ({cols[2][j]}, want 0.5..5)" if bad_rating[j] else
                f"timestamp out of range ({ts[j]}, want Unix seconds before 2100)" if bad_ts[j] else
-               f"unknown movie {iid[j]} (not in movies.csv)")
+               f"unknown user {uid[j]} (not in {users_file})" if stranger[j] else
+               f"unknown movie {iid[j]} (not in {movies_file})")
         rejects.append((*kept[j], why))
     for n, raw, why in sorted(rejects):
-        trace.reject(path.name, n, raw, why)
-    ok = ~(bad_rating | bad_ts | unknown)
-    users, inverse = np.unique(uid[ok], return_inverse=True)
-    edge_of = np.array([hash_edge(int(u), n_edges) for u in users], dtype=object)
-    trace.extend(path.name, [f"U{u:06d}" for u in uid[ok].tolist()], [f"C{i:05d}" for i in iid[ok].tolist()],
+        trace.reject(file, n, raw, why)
+    ok = ~(bad_rating | bad_ts | unknown | stranger)
+    trace.extend(file, [f"U{u:06d}" for u in uid[ok].tolist()], [f"C{i:05d}" for i in iid[ok].tolist()],
                  "web", np.rint(DEFAULT_RUNTIME_MIN * rating[ok] / 5).astype(np.int64).tolist(),
-                 ts[ok].tolist(), edge_of[inverse].tolist())
+                 ts[ok].tolist(), edge_of[ok].tolist())
 
 
 def read_latest(folder: Path, n_edges: int, trace: Trace) -> Items:
