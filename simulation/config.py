@@ -182,10 +182,12 @@ class CacheConfig:
     evict_sample: int = _f(8, lo=1, doc="demand: lowest-key entries whose exact value is compared per eviction")
     admission: bool = _f(True, doc="demand: cache a miss only if it beats the eviction victim")
     history_entries: int = _f(20000, lo=1, doc="demand: items whose decayed request count is remembered")
-    prefetch_price: float = _f(0.9, lo=0.0, doc="demand: value-per-byte prefetching; a prediction is fetched only "
+    prefetch_price: float = _f(0.8, lo=0.0, doc="demand: value-per-byte prefetching; a prediction is fetched only "
                                "when its expected requests before eviction (the edge's demand: the users' "
                                "calibrated probabilities) x its size exceed price x its fetch bytes; 0 = off "
-                               "(0.9: federated's origin bytes <= W-TinyLFU's on the default experiment)")
+                               "(0.8: the lowest price at which federated's origin bytes stayed <= W-TinyLFU's on "
+                               "a validation draw of the default workload, run.seed 7: "
+                               "experiments/sweep_prefetch_price.toml; never the scored seed's test period)")
     bound_lead: str = _f("user", choices=("user", "none"),
                          doc="belady_prefetch (offline bound): a request may be prefetched only after the same "
                          "user's previous request at the edge (user: when the live cache predicts it) or at any "

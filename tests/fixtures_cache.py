@@ -27,7 +27,7 @@ def zipf_trace(n: int, items: int, seed: int, s: float = 0.9) -> tuple[np.ndarra
 
 
 # The cache tests' base: plain LRU, no prefetch price (CacheSettings' own defaults are the
-# config's demand mode at price 0.9; a test asks for those explicitly).
+# config's demand mode at price 0.8; a test asks for those explicitly).
 TEST_BASE: dict[str, object] = {"eviction": "lru", "prefetch_price": 0.0}
 
 

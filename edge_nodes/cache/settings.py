@@ -31,7 +31,7 @@ class CacheSettings:
     evict_sample: int = 8            # demand: lowest-key entries compared exactly per eviction
     admission: bool = True           # demand: a miss is cached only if it beats the eviction victim
     history_entries: int = 20000     # demand: items whose decayed frequency is remembered
-    prefetch_price: float = 0.9      # demand: fetch only if expected requests (demand) x size > price x size
+    prefetch_price: float = 0.8      # demand: fetch only if expected requests (demand) x size > price x size
 
     def __post_init__(self) -> None:
         if self.unit not in ("items", "bytes"):
