@@ -106,7 +106,7 @@ def main() -> None:
 
             cfg = load_config(args.config, [f"workload.events={n}"])
             print("hit@10:", evaluate_run(Path(tmp), cfg.workload.start_date,
-                                          cfg.workload.days - cfg.split.test_days))
+                                          cfg.workload.days - cfg.split.days_in(cfg.workload.days)))
 
 
 if __name__ == "__main__":

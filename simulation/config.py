@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -76,7 +77,22 @@ class WorkloadConfig:
 
 @dataclass(frozen=True)
 class SplitConfig:
-    test_days: int = _f(7, lo=1)
+    test_days: int = _f(7, lo=1, doc="the test period: the span's last N days (the cut at 00:00)")
+    test_fraction: float = _f(0.0, lo=0.0, hi=1.0, doc="> 0: the test period is the span's last "
+                              "floor(fraction x span days) days (at least 1) in place of test_days, so one "
+                              "experiment fits every release of a trace (0.2 = the last 20%)")
+
+    def days_in(self, span_days: int) -> int:
+        """Days of the test period in a span of `span_days` days."""
+        if self.test_fraction > 0:
+            return max(1, math.floor(span_days * self.test_fraction + 1e-9))
+        return self.test_days
+
+    def key_for(self, span_days: int) -> str:
+        """The key that sets the test period, as error messages name it."""
+        if self.test_fraction > 0:
+            return f"split.test_fraction = {self.test_fraction:g} ({self.days_in(span_days)} days)"
+        return f"split.test_days = {self.test_days}"
 
 
 @dataclass(frozen=True)
@@ -319,8 +335,8 @@ def _check_value(key: str, hint: Any, value: Any, rule: Any) -> Any:
 def _check_cross(cfg: ExperimentConfig) -> None:
     """Checks that involve more than one key."""
     w = cfg.workload
-    if w.source == "generate" and cfg.split.test_days >= w.days:  # an ingested trace is checked on its span
-        raise ConfigError(f"split.test_days = {cfg.split.test_days} leaves no training period: it "
+    if w.source == "generate" and cfg.split.days_in(w.days) >= w.days:  # an ingested trace: on its span
+        raise ConfigError(f"{cfg.split.key_for(w.days)} leaves no training period: it "
                           f"must be < workload.days = {w.days}")
     if cfg.cache.capacity_unit == "items" and w.source == "generate" and cfg.cache.capacity >= w.items:
         raise ConfigError(f"cache.capacity = {cfg.cache.capacity} items holds the whole catalog "

@@ -4,7 +4,8 @@ A generated run spans `workload.start_date` + `workload.days` (the generator wri
 that). An ingested trace's span is the trace's, whatever its length (MovieLens latest-small:
 22 years): the ingest writes it to `span.json` in the run directory, and the cut is taken from
 there. There is no fallback to the configured days: a run directory without `span.json` is
-re-ingested, and a `split.test_days` that does not fit the trace's span is an error.
+re-ingested, and a test period (`split.test_days`, or `split.test_fraction` of the span) that
+leaves no training day is an error.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import datetime
 import json
 from dataclasses import asdict, dataclass
 
-from simulation.config import ExperimentConfig
+from simulation.config import ExperimentConfig, SplitConfig
 from simulation.errors import ConfigError, RunDirError
 from simulation.rundir import RunDir
 
@@ -50,19 +51,22 @@ def run_span(cfg: ExperimentConfig, run: RunDir) -> Span:
         raise RunDirError(f"{run.span} is unreadable ({e}); re-run the ingest on {run.root}") from e
 
 
-def check_test_days(test_days: int, span: Span) -> None:
-    """split.test_days must leave at least one training day inside the span."""
+def check_test_days(split: SplitConfig, span: Span) -> int:
+    """The test period's days, which must leave at least one training day inside the span."""
+    test_days = split.days_in(span.days)
     if test_days >= span.days:
-        raise ConfigError(f"split.test_days = {test_days} does not fit the {span.trace} span of {span.days} days "
-                          f"from {span.start_date}: it must be < {span.days} (e.g. the last 20%: "
-                          f"--set split.test_days={max(1, span.days // 5)})")
+        raise ConfigError(f"{split.key_for(span.days)} does not fit the {span.trace} span of "
+                          f"{span.days} days from {span.start_date}: it must leave a training day (e.g. the "
+                          f"last 20%: --set split.test_days={max(1, span.days // 5)} or --set split.test_fraction=0.2)")
+    return test_days
 
 
 def time_cut(cfg: ExperimentConfig, run: RunDir) -> str:
-    """The train/test cut, 'YYYY-MM-DD HH:MM:SS': span start + (span days - split.test_days) days."""
+    """The train/test cut, 'YYYY-MM-DD HH:MM:SS': span start + (span days - test days) days, the
+    test days being split.test_days or split.test_fraction of the span."""
     span = run_span(cfg, run)
-    check_test_days(cfg.split.test_days, span)
-    day = datetime.date.fromisoformat(span.start_date) + datetime.timedelta(days=span.days - cfg.split.test_days)
+    test_days = check_test_days(cfg.split, span)
+    day = datetime.date.fromisoformat(span.start_date) + datetime.timedelta(days=span.days - test_days)
     return f"{day.isoformat()} 00:00:00"
 
 

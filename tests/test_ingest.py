@@ -260,7 +260,7 @@ def test_movielens_small_experiment_without_the_download_says_where_to_get_it(
 
     cfg = load_config(ROOT / "experiments" / "movielens_small.toml")
     assert (cfg.workload.ingest_path, cfg.workload.edges, cfg.cache.capacity) == ("data/ml-latest-small", 4, 100)
-    assert cfg.split.test_days == 8215 // 5  # the last 20% of latest-small's 8,215 days
+    assert cfg.split.days_in(8215) == 8215 // 5 == 1643  # the last 20% of latest-small's 8,215 days
     monkeypatch.chdir(tmp_path)  # no data/ml-latest-small here
     ctx = StageContext(cfg=cfg, run=RunDir(tmp_path / "run"), console=Console(quiet=True))
     with pytest.raises(EdgecacheError, match=r"data/ml-latest-small not found: download ml-latest-small.zip from "

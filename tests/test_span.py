@@ -51,6 +51,21 @@ def test_test_days_that_do_not_fit_the_trace_name_the_key_and_the_span(tmp_path:
         time_cut(ctx.cfg, run)
 
 
+def test_a_test_fraction_is_a_share_of_the_trace_span_and_names_itself_when_it_does_not_fit(tmp_path: Path) -> None:
+    ctx, run = _ingest(tmp_path, 1)
+    fraction = {**_ingest_config(tmp_path / "long.jsonl", 1), "split": {"test_fraction": 0.2}}
+    out = run_stage("generate", StageContext(cfg=build_config(fraction), run=run, console=Console(quiet=True)))
+    assert (out["workload"]["train_events"], out["workload"]["test_events"]) == (2, 1)
+    assert time_cut(build_config(fraction), run) == "2014-03-27 00:00:00"  # floor(8215 x 0.2) = 1643 days
+    tiny = {**fraction, "split": {"test_fraction": 1e-6}}
+    assert time_cut(build_config(tiny), run) == "2018-09-24 00:00:00"  # at least one test day
+    whole = {**fraction, "split": {"test_fraction": 1.0}}
+    with pytest.raises(ConfigError, match=r"split.test_fraction = 1 \(8215 days\) does not fit the long.jsonl span"):
+        time_cut(build_config(whole), run)
+    with pytest.raises(ConfigError, match=r"split.test_fraction = 1 \(7 days\) leaves no training period"):
+        build_config({"workload": {"days": 7}, "split": {"test_fraction": 1.0}})
+
+
 def test_an_ingested_run_without_span_json_is_refused_not_cut_on_workload_days(tmp_path: Path) -> None:
     ctx, run = _ingest(tmp_path, 7)
     with pytest.raises(RunDirError, match="span.json is missing"):

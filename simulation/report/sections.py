@@ -28,7 +28,7 @@ KEY_SETTINGS = (
     ("run", "name"), ("run", "seed"), ("workload", "source"), ("workload", "edges"),
     ("workload", "users"), ("workload", "items"), ("workload", "events"), ("workload", "days"),
     ("workload", "noniid_alpha"), ("workload", "dirty_fraction"), ("workload", "ingest_path"),
-    ("workload", "ingest_format"), ("split", "test_days"),
+    ("workload", "ingest_format"), ("split", "test_days"), ("split", "test_fraction"),
     ("features", "history_len"), ("features", "cooc_window"), ("features", "cooc_half_life_days"),
     ("federated", "engine"), ("federated", "strategy"), ("federated", "rounds"),
     ("federated", "local_epochs"), ("federated", "dp_noise"), ("cache", "capacity"),

@@ -53,7 +53,7 @@ def generate(cfg: ExperimentConfig, run: RunDir) -> dict[str, Any]:
 
     start = datetime.date.fromisoformat(w.start_date)
     kinds = JSONL_KINDS if w.format == "jsonl" else PARQUET_KINDS
-    stats = WorkloadStats(edges, len(catalog), (w.days - cfg.split.test_days) * 86400, kinds)
+    stats = WorkloadStats(edges, len(catalog), (w.days - cfg.split.days_in(w.days)) * 86400, kinds)
     sink = _Sink(Lookups(pop.user_id, catalog.content_id, DEVICES, edges, w.start_date, w.days),
                  PartWriter(run.logs, edges, w.format), stats, kinds, len(catalog), s_dirty)
     gen = EventGenerator(catalog, pop, binge_prob=w.binge_prob, days=w.days, rng=s_ev)

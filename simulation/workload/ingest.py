@@ -29,7 +29,14 @@ from typing import Any
 
 from edge_nodes.devices import DEVICES
 from simulation.errors import ConfigError, EdgecacheError
-from simulation.workload.trace import DEFAULT_RUNTIME_MIN, Trace, check_epoch, check_text, write_trace
+from simulation.workload.trace import (
+    DEFAULT_RUNTIME_MIN,
+    TestDays,
+    Trace,
+    check_epoch,
+    check_text,
+    write_trace,
+)
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +177,7 @@ def _files(path: Path, suffixes: tuple[str, ...]) -> list[Path]:
 
 
 def ingest(path: Path, trace_format: str, out: Path, *, mapping: dict[str, str] | None = None,
-           n_edges: int = 8, fmt: str = "jsonl", test_days: int = 0) -> dict[str, Any]:
+           n_edges: int = 8, fmt: str = "jsonl", test_days: TestDays = 0) -> dict[str, Any]:
     """Read a jsonl/csv/movielens trace and write logs, catalog, users and quarantine under `out`."""
     trace = Trace()
     if trace_format == "movielens":

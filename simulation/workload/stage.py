@@ -32,12 +32,12 @@ def ingest_stage(ctx: StageContext) -> dict[str, Any]:
     """Pipeline stage for workload.source = 'ingest': read the trace, write the run layout."""
     w = ctx.cfg.workload
     summary = ingest(Path(w.ingest_path), w.ingest_format, ctx.run.root, mapping=parse_mapping(w.ingest_map),
-                     n_edges=w.edges, fmt=w.format, test_days=ctx.cfg.split.test_days)
+                     n_edges=w.edges, fmt=w.format, test_days=ctx.cfg.split.days_in)
     ctx.console.print(summary_table(summary, f"ingested {w.ingest_format}: {w.ingest_path}"))
     span = Span(summary["start_date"], summary["days"], summary["trace"])
     write_span(ctx.run, span)  # the trace's span, whatever its length: the split is cut from it
     ctx.console.print(f"span: {span.days:,} days from {span.start_date} (span.json)")
-    check_test_days(ctx.cfg.split.test_days, span)
+    check_test_days(ctx.cfg.split, span)
     return {"workload": summary}
 
 

@@ -14,6 +14,7 @@ import datetime
 import json
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ import pyarrow.parquet as pq
 from edge_nodes.devices import DEVICES
 from simulation.workload.logwriter import Lookups, PartWriter, render_jsonl
 from simulation.workload.stats import WorkloadStats
+
+TestDays = int | Callable[[int], int]  # the test period's days, or the rule giving them for a span
 
 DEFAULT_RUNTIME_MIN = 100
 MB_PER_MIN = 25.0
@@ -125,8 +128,9 @@ def _codes(values: list[str], vocabulary: list[str]) -> np.ndarray:
 
 
 def write_trace(trace: Trace, out: Path, *, fmt: str, catalog: pa.Table | None, users: pa.Table | None,
-                test_days: int = 0) -> dict[str, Any]:
-    """Write logs, catalog.parquet, users.parquet and quarantine/ingest/; return the summary."""
+                test_days: TestDays = 0) -> dict[str, Any]:
+    """Write logs, catalog.parquet, users.parquet and quarantine/ingest/; return the summary
+    (with train and test events when `test_days`, a count or a function of the span's days)."""
     out.mkdir(parents=True, exist_ok=True)
     if (out / "logs").exists():
         shutil.rmtree(out / "logs")  # stale parts of an earlier run would mix with this trace
@@ -163,7 +167,8 @@ def write_trace(trace: Trace, out: Path, *, fmt: str, catalog: pa.Table | None, 
         writer.write_table(edge[order], pa.table(cols))
     pq.write_table(catalog, out / "catalog.parquet")
     pq.write_table(_users_table(users, user_vocab, user, edge, device, item, edges, catalog), out / "users.parquet")
-    return _summary(trace, edges, edge_map, user, item, edge, ts, catalog, start, days, test_days)
+    tdays = min(days, test_days(days) if callable(test_days) else test_days)
+    return _summary(trace, edges, edge_map, user, item, edge, ts, catalog, start, days, tdays)
 
 
 def _empty(trace: Trace) -> Exception:
