@@ -100,6 +100,17 @@ def test_verdict_says_where_federated_wins_and_loses(report_results: dict[str, A
     assert ("edge-02", "0.370", "s3fifo", "0.390", "-2.0 pp", "loses", "0.480", "-11.0 pp") in table.rows
 
 
+@pytest.mark.parametrize(("ratio", "says"), [(1.004, "fetching 0.4% more bytes from the origin than arc"),
+                                             (0.9, "fetching 10.0% fewer bytes"),
+                                             (1.0002, "fetching the same bytes from the origin as arc (within 0.05%")])
+def test_verdict_gives_the_origin_cost_to_a_tenth_of_a_percent(report_results: dict[str, Any], ratio: float,
+                                                                says: str) -> None:
+    policies = json.loads(json.dumps(report_results["policies"]))
+    policies["arc"]["overall"]["origin_bytes"] = 1_000_000
+    policies["federated"]["overall"]["origin_bytes"] = round(1_000_000 * ratio)
+    assert says in overall_verdict(policies)
+
+
 def test_markdown_has_the_tables(report_run: Path) -> None:
     md = write_report(report_run)[1].read_text()
     assert "| policy | all edges | edge-00 | edge-01 | edge-02 | edge-03 |" in md

@@ -156,7 +156,9 @@ def _origin_cost(policies: Mapping[str, Any], best: str) -> str:
     if not (is_number(fed_b) and is_number(best_b)) or best_b <= 0:
         return ""
     change = fed_b / best_b - 1
-    return (f", while fetching {abs(change):.0%} {'more' if change > 0 else 'fewer'} bytes from the "
+    if abs(change) < 5e-4:
+        return f", while fetching the same bytes from the origin as {best} (within 0.05%, prefetches included)"
+    return (f", while fetching {abs(change):.1%} {'more' if change > 0 else 'fewer'} bytes from the "
             f"origin than {best} (prefetches included)")
 
 

@@ -40,7 +40,7 @@ def run_sentence(policies: Mapping[str, Any], best: str, ref: float) -> str:
     fed_o = origin_of(policies, PREDICTIVE)
     if not is_number(hit(policies, PREDICTIVE)) or not is_number(fed_o):
         return f"The best reactive policy is {best} ({hit(policies, best):.1%} at {fmt_bytes(ref)} from the origin)."
-    return (f"In this run, federated hits {hit(policies, PREDICTIVE):.1%} at {fed_o / ref:.2f}x the origin bytes "
+    return (f"In this run, federated hits {hit(policies, PREDICTIVE):.1%} at {fed_o / ref:.3f}x the origin bytes "
             f"of the best reactive policy ({best}: {hit(policies, best):.1%}, {fmt_bytes(ref)}); the curve over "
             "prefetch budgets comes from `edgecache sweep --config experiments/sweep_prefetch_budget.toml`.")
 
@@ -57,7 +57,7 @@ def tradeoff_section(results: Mapping[str, Any]) -> Section:
     png = plots.frontier(pts, {}, f"origin bytes (x {best}'s, prefetches included)",
                          "Hit ratio against origin traffic, this run", ref_x=1.0,
                          labelled=(best, PREDICTIVE, *plots.BOUNDS))
-    rows = tuple((n, fmt_ratio(y), f"{x:.2f}x", fmt_bytes(origin_of(policies, n))) for n, (x, y) in pts.items())
+    rows = tuple((n, fmt_ratio(y), f"{x:.3f}x", fmt_bytes(origin_of(policies, n))) for n, (x, y) in pts.items())
     blocks: list[Block] = [run_sentence(policies, best, float(ref)),
                            Figure("origin_tradeoff", png, "Hit ratio against origin bytes, one point per policy"),
                            Table(("policy", "hit ratio", f"origin bytes vs {best}", "origin bytes"), rows,
