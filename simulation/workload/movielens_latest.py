@@ -114,12 +114,13 @@ def add_ratings(trace: Trace, file: str, lines: list[tuple[int, str]], line: re.
     uid, iid, ts = (c.astype(np.int64) for c in cols[[0, 1, 3]])
     rating = cols[2].astype(np.float64)
     users, inverse = np.unique(uid, return_inverse=True)
-    edge_of = edges(users)[inverse] if users.size else np.zeros(0, dtype=object)
+    user_edge = edges(users) if users.size else np.zeros(0, dtype=object)
+    edge_of = user_edge[inverse]
+    stranger = np.array([e is None for e in user_edge], dtype=bool)[inverse]  # per user, then per rating
     bad_rating = ~((rating >= 0.5) & (rating <= 5.0))
     bad_ts = ts >= MAX_TS
     known = np.fromiter(movies, np.int64, len(movies)) if movies is not None else None
     unknown = ~np.isin(iid, known) if known is not None else np.zeros(ts.size, dtype=bool)
-    stranger = np.array([e is None for e in edge_of], dtype=bool)
     for j in np.flatnonzero(bad_rating | bad_ts | unknown | stranger):
         why = (f"rating out of range ({cols[2][j]}, want 0.5..5)" if bad_rating[j] else
                f"timestamp out of range ({ts[j]}, want Unix seconds before 2100)" if bad_ts[j] else
