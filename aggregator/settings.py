@@ -41,6 +41,7 @@ class ServerSettings:
     dp_clip: float = 0.0
     dp_noise: float = 0.0
     local_epochs: int = 1
+    min_local_steps: int = 16
     lr: float = 0.01
     batch_size: int = 512
     l2: float = 1e-6
@@ -63,7 +64,8 @@ class ServerSettings:
 
     def train_config(self) -> dict[str, Any]:
         """The hyperparameters every edge receives with the global model."""
-        return {"model-kind": self.kind, "history-len": self.history_len, "local-epochs": self.local_epochs, "lr": self.lr, "batch-size": self.batch_size,
+        return {"model-kind": self.kind, "history-len": self.history_len, "local-epochs": self.local_epochs,
+                "min-local-steps": self.min_local_steps, "lr": self.lr, "batch-size": self.batch_size,
                 "l2": self.l2, "negatives": self.negatives, "eval-fraction": self.eval_fraction,
                 "recency-half-life-days": self.recency_half_life_days, "side-info": self.side_info,
                 "top-k": self.top_k, "seed": self.seed, "local-layers": self.local_layers}

@@ -151,6 +151,12 @@ class FederatedConfig:
     strategy: str = _f("fedavg", choices=STRATEGIES)
     rounds: int = _f(10, lo=1, hi=10_000)
     local_epochs: int = _f(1, lo=1)
+    min_local_steps: int = _f(16, lo=0, doc="an edge's local epoch takes at least this many optimizer steps: an "
+                              "edge with fewer than min_local_steps x model.batch_size examples trains with "
+                              "batches of ceil(examples / min_local_steps) (at least 32); 0 = model.batch_size "
+                              "everywhere. Small edges otherwise make a handful of steps per round and FedAvg "
+                              "trails the centralized model (docs/federated.md 'Small edges'). The local-only "
+                              "and centralized baselines keep model.batch_size")
     fraction_train: float = _f(1.0, lo=0.0, hi=1.0, lo_open=True)
     min_nodes: int = _f(2, lo=1)
     proximal_mu: float = _f(0.01, lo=0.0)

@@ -179,6 +179,14 @@ def test_run_config_round_trip_and_pyproject_declares_every_key(synthetic_run: S
     assert set(declared) == set(s.to_run_config())
 
 
+def test_edges_train_with_the_servers_min_local_steps(synthetic_run: SyntheticRun, tmp_path: Path) -> None:
+    from edge_nodes.learning.client_app import _settings as edge_settings
+
+    s = _settings(synthetic_run, tmp_path, min_local_steps=24, batch_size=1024)
+    local = edge_settings(dict(s.train_config()), epochs=1)
+    assert (local.min_steps, local.batch_size, local.batch_for(2400)) == (24, 1024, 100)
+
+
 def test_edges_receive_the_catalog_successor_map(synthetic_run: SyntheticRun, tmp_path: Path,
                                                  task_identity: None) -> None:
     from edge_nodes.learning.model import load_params

@@ -171,6 +171,26 @@ def _settings(**kw: float) -> TrainSettings:
     return TrainSettings(**{**base, **kw})  # type: ignore[arg-type]
 
 
+def test_min_steps_shrinks_the_batch_of_a_small_edge_only() -> None:
+    s = _settings(batch_size=512, min_steps=32)
+    assert s.batch_for(100_000) == 512          # 195 steps already
+    assert s.batch_for(32 * 512) == 512
+    assert s.batch_for(5_000) == 157            # ceil(5000 / 32): 32 steps
+    assert s.batch_for(500) == 32               # never below MIN_BATCH
+    assert _settings(batch_size=512).batch_for(500) == 512  # min_steps 0: off
+
+
+def test_a_small_edge_learns_more_per_epoch_with_min_steps(synthetic_run: SyntheticRun) -> None:
+    """One epoch at a batch larger than the edge is one step; min_steps makes it several."""
+    ex = load_examples(synthetic_run.examples, "edge-00", synthetic_run.history_len)
+    spec = ModelSpec(synthetic_run.n_items, 8, synthetic_run.history_len)
+    start = init_params(spec, np.random.default_rng(0))
+    big = len(ex) * 2
+    one = train(start, spec, ex, _settings(epochs=1, batch_size=big), np.random.default_rng(1))[0]
+    many = train(start, spec, ex, _settings(epochs=1, batch_size=big, min_steps=8), np.random.default_rng(1))[0]
+    assert evaluate(many, spec, ex, k=5)["loss"] < evaluate(one, spec, ex, k=5)["loss"]
+
+
 def test_same_seed_same_params_and_the_step_compiles_once(synthetic_run: SyntheticRun) -> None:
     """Deterministic for a seed; a short last batch and a second call reuse the compiled step."""
     ex = load_examples(synthetic_run.examples, "edge-00", synthetic_run.history_len)

@@ -135,7 +135,8 @@ def _settings(cfg: dict[str, Any], epochs: int) -> TrainSettings:
     return TrainSettings(epochs=epochs, lr=float(cfg["lr"]), batch_size=int(cfg["batch-size"]),
                          l2=float(cfg["l2"]), proximal_mu=float(cfg.get("proximal-mu", 0.0)),
                          negatives=int(cfg.get("negatives", 0)),
-                         recency_half_life_days=float(cfg.get("recency-half-life-days", 0.0)))
+                         recency_half_life_days=float(cfg.get("recency-half-life-days", 0.0)),
+                         min_steps=int(cfg.get("min-local-steps", 0)))
 
 
 def _rng(cfg: dict[str, Any], who: EdgeIdentity) -> np.random.Generator:

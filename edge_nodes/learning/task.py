@@ -59,6 +59,7 @@ class Examples:
 
 
 FIELDS = ("hist", "device", "hour", "label", "ts", "user", "pos")
+MIN_BATCH = 32  # TrainSettings.min_steps never shrinks a batch below this
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,14 @@ class TrainSettings:
     proximal_mu: float  # 0 = no proximal term (FedProx only)
     negatives: int      # draws per batch for the sampled softmax; 0 = full softmax
     recency_half_life_days: float  # example weight 0.5 ** (age / half-life); 0 = all equal
+    min_steps: int = 0  # an epoch takes at least this many steps: the batch shrinks on a small edge
+
+    def batch_for(self, examples: int) -> int:
+        """The batch an epoch over `examples` uses: batch_size, or smaller when that would make
+        fewer than min_steps steps (ceil(examples / min_steps), at least MIN_BATCH)."""
+        if self.min_steps <= 0 or examples >= self.min_steps * self.batch_size:
+            return self.batch_size
+        return min(self.batch_size, max(MIN_BATCH, -(-examples // self.min_steps)))
 
 
 def edge_partition(examples_dir: str | Path, edge_id: str) -> Path:
@@ -142,18 +151,19 @@ def train(params: Params, spec: ModelSpec, ex: Examples, settings: TrainSettings
                if 0 < settings.negatives < spec.n_items else None)
     trainer = objective.Trainer(params, spec, settings.lr, settings.l2, settings.proximal_mu,
                                 None if sampler is None else sampler.log_q)
+    batch_size = settings.batch_for(len(ex))
     for _ in range(settings.epochs):
         order = rng.permutation(len(ex))
-        for start in range(0, len(ex), settings.batch_size):
+        for start in range(0, len(ex), batch_size):
             neg = None if sampler is None else sampler.draw(rng)
-            idx = order[start:start + settings.batch_size]
+            idx = order[start:start + batch_size]
             batch = ex.batch(idx)
             feats = None
             if side is not None:  # the labels' and candidates' side features only, not the whole catalog
                 cols = np.arange(spec.n_items) if neg is None else neg.items
                 feats = at_columns(side, batch.hist, ex.user[idx], ex.pos[idx], ex.label[idx], cols, spec.n_items,
                                    ex.ts[idx])
-            rows = objective.padded_rows(batch, spec, settings.batch_size,  # one shape: compiled once
+            rows = objective.padded_rows(batch, spec, batch_size,  # one shape per edge: compiled once
                                          None if neg is None else neg.items,
                                          None if weight is None else weight[idx], feats)
             trainer.step(rows, neg)
