@@ -167,7 +167,7 @@ def test_learns_series_continuation_through_the_catalog_link(synthetic_run: Synt
 
 def _settings(**kw: float) -> TrainSettings:
     base = {"epochs": 2, "lr": 0.05, "batch_size": 48, "l2": 1e-6, "proximal_mu": 0.0, "negatives": 16,
-            "recency_half_life_days": 0.0}
+            "recency_half_life_days": 0.0, "min_steps": 0}
     return TrainSettings(**{**base, **kw})  # type: ignore[arg-type]
 
 

@@ -59,7 +59,7 @@ def _jax(params: list[np.ndarray]) -> tuple[jax.Array, ...]:
 
 def _settings_for(**kw: float) -> TrainSettings:
     base = {"epochs": 4, "lr": 0.02, "batch_size": 48, "l2": 1e-6, "proximal_mu": 0.0, "negatives": 16,
-            "recency_half_life_days": 0.0}
+            "recency_half_life_days": 0.0, "min_steps": 0}
     return TrainSettings(**{**base, **kw})  # type: ignore[arg-type]
 
 

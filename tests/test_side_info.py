@@ -89,7 +89,7 @@ def test_merged_histories_keep_each_edge_apart(tmp_path) -> None:
 
 def _settings(**kw: float) -> TrainSettings:
     base = {"epochs": 4, "lr": 0.05, "batch_size": 64, "l2": 1e-6, "proximal_mu": 0.0, "negatives": 16,
-            "recency_half_life_days": 0.0}
+            "recency_half_life_days": 0.0, "min_steps": 0}
     return TrainSettings(**{**base, **kw})  # type: ignore[arg-type]
 
 

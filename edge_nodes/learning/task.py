@@ -73,7 +73,7 @@ class TrainSettings:
     proximal_mu: float  # 0 = no proximal term (FedProx only)
     negatives: int      # draws per batch for the sampled softmax; 0 = full softmax
     recency_half_life_days: float  # example weight 0.5 ** (age / half-life); 0 = all equal
-    min_steps: int = 0  # an epoch takes at least this many steps: the batch shrinks on a small edge
+    min_steps: int      # an epoch takes at least this many steps (the batch shrinks); 0 = batch_size always
 
     def batch_for(self, examples: int) -> int:
         """The batch an epoch over `examples` uses: batch_size, or smaller when that would make

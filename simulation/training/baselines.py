@@ -45,7 +45,8 @@ def load_splits(edges: tuple[EdgeIdentity, ...], s: ServerSettings) -> Splits:
 
 def _budget(s: ServerSettings) -> TrainSettings:
     return TrainSettings(epochs=s.rounds * s.local_epochs, lr=s.lr, batch_size=s.batch_size, l2=s.l2,
-                         proximal_mu=0.0, negatives=s.negatives, recency_half_life_days=s.recency_half_life_days)
+                         proximal_mu=0.0, negatives=s.negatives, recency_half_life_days=s.recency_half_life_days,
+                         min_steps=0)  # federated.min_local_steps shapes the federated rounds only
 
 
 def weighted_quality(per_edge: dict[str, dict[str, float]], sizes: dict[str, int]) -> dict[str, float]:
