@@ -217,28 +217,34 @@ class ModelPredictor:
         """Nonzero side weights: the model was trained with side information (model.side_info)."""
         return bool(np.any(model.named(self.params, self.spec)["side_w"]))
 
-    def _side(self, hist: np.ndarray, users: np.ndarray | None, at: np.ndarray | None,
-              ts: np.ndarray | None) -> SparseSide | None:
+    def side_of(self, hist: np.ndarray, users: np.ndarray | None, at: np.ndarray | None,
+                ts: np.ndarray | None) -> SparseSide | None:
+        """The rows' side features as this model reads them (None: it reads none). Models that share
+        a SideInfo get the same features: the replay computes them once and passes them as `side`."""
         if self.side is None or not self.trained_with_side:
             return None
         return self.side.sparse(hist, users, at, ts)
 
     def predict(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
                 users: np.ndarray | None = None, at: np.ndarray | None = None,
-                ts: np.ndarray | None = None) -> np.ndarray:
+                ts: np.ndarray | None = None, side: SparseSide | None = None) -> np.ndarray:
+        """`side`: the rows' side_of(...) when already computed (else computed here)."""
+        if side is None:
+            side = self.side_of(hist, users, at, ts)
         # one more than asked: the item just requested is dropped from the candidates
-        out = np.asarray(self._top_k(self.params, self.spec, hist, device_idx, hour, k + 1, self._side(hist, users, at, ts)),
-                         dtype=np.int64)
+        out = np.asarray(self._top_k(self.params, self.spec, hist, device_idx, hour, k + 1, side), dtype=np.int64)
         return first_k_unique(out, k, hist[:, -1:])
 
     def predict_scored(self, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray, k: int, *,
                        users: np.ndarray | None = None, at: np.ndarray | None = None,
-                       ts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The model's softmax probabilities (a model without them: 1/rank)."""
+                       ts: np.ndarray | None = None, side: SparseSide | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The model's softmax probabilities (a model without them: 1/rank); `side` as in predict."""
         if self._top_k_probs is None:
-            ids = self.predict(hist, device_idx, hour, k, users=users, at=at, ts=ts)
+            ids = self.predict(hist, device_idx, hour, k, users=users, at=at, ts=ts, side=side)
             return ids, np.where(ids >= 0, 1.0 / (1 + np.arange(k)), 0.0)
-        ids, probs = self._top_k_probs(self.params, self.spec, hist, device_idx, hour, k + 1, self._side(hist, users, at, ts))
+        if side is None:
+            side = self.side_of(hist, users, at, ts)
+        ids, probs = self._top_k_probs(self.params, self.spec, hist, device_idx, hour, k + 1, side)
         return first_k_unique_scored(np.asarray(ids, dtype=np.int64), np.asarray(probs), k, hist[:, -1:])
 
 

@@ -41,6 +41,15 @@ class SparseSide:
     seen_items: np.ndarray
     cooc: sparse.csr_matrix | None
 
+    def rows(self, idx: np.ndarray, n: int) -> SparseSide:
+        """The features of rows `idx` (distinct, of the n rows), renumbered 0..len(idx)-1."""
+        idx = np.asarray(idx, np.int64)
+        new = np.full(n, -1, dtype=np.int64)
+        new[idx] = np.arange(idx.size)
+        keep = new[self.seen_rows] >= 0
+        return SparseSide(new[self.seen_rows[keep]], self.seen_items[keep],
+                          None if self.cooc is None else self.cooc[idx])
+
 
 @dataclass(frozen=True)
 class SideInfo:

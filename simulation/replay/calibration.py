@@ -25,7 +25,7 @@ from edge_nodes.learning.predictors import MarkovPredictor, ModelPredictor
 from edge_nodes.learning.side import SideInfo
 from edge_nodes.learning.task import load_examples, split_by_time
 from edge_nodes.predictor import Predictor
-from simulation.replay.prediction_quality import next_request_index
+from simulation.replay.prediction_quality import sampled_rows
 from simulation.replay.streams import EdgeStream
 
 # Reliability bins: fine where top-k probabilities mostly fall (a softmax over thousands of items).
@@ -194,12 +194,15 @@ def held_out_pairs(predictor: Predictor, examples_dir: Path, edge: str, history_
     return _pairs(view, hist, device, hour, label, k, users, pos, ts)  # each row sees its user's past only
 
 
+def test_rows(stream: EdgeStream) -> tuple[np.ndarray, np.ndarray]:
+    """The test-period requests calibration is measured on (strided) and their user's next request."""
+    return sampled_rows(stream, MAX_TEST_SAMPLES)
+
+
 def test_pairs(stream: EdgeStream, predictor: Predictor, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(probability, came true) of the top-k predictions on a strided sample of the test stream."""
-    nxt = next_request_index(stream.user)
-    cand = np.flatnonzero(nxt >= 0)
-    idx = cand[:: max(1, -(-cand.size // MAX_TEST_SAMPLES))]
-    return _pairs(predictor, stream.hist[idx], stream.device_idx[idx], stream.hour[idx], stream.item[nxt[idx]], k,
+    idx, nxt = test_rows(stream)
+    return _pairs(predictor, stream.hist[idx], stream.device_idx[idx], stream.hour[idx], stream.item[nxt], k,
                   stream.user[idx], None if stream.at is None else stream.at[idx], stream.ts[idx])
 
 
@@ -250,16 +253,28 @@ class EdgeCalibration:
     calibrated: Reliability
 
 
+def fit_calibrator(predictor: Predictor, edge: str, examples_dir: Path, history_len: int, eval_fraction: float,
+                   k: int, symmetric: bool = False) -> Isotonic | None:
+    """The isotonic calibrator of `predictor` on the edge's held-out training slice (None: no slice,
+    k = 0, or too few predictions). `symmetric`: the co-occurrence counts were made both ways
+    (features.cooc_symmetric)."""
+    if k <= 0 or eval_fraction <= 0 or not (examples_dir / f"edge_id={edge}").is_dir():
+        return None
+    return fit_isotonic(*held_out_pairs(predictor, examples_dir, edge, history_len, eval_fraction, k, symmetric))
+
+
+def measured(cal: Isotonic | None, p: np.ndarray, hit: np.ndarray) -> EdgeCalibration:
+    """The calibrator with its test-period reliability before and after, from (probability, came true)."""
+    return EdgeCalibration(cal, Reliability().add(p, hit), Reliability().add(cal(p) if cal else p, hit))
+
+
 def calibrate_edge(predictor: Predictor, stream: EdgeStream, examples_dir: Path, history_len: int,
                    eval_fraction: float, k: int, fit: bool, symmetric: bool = False) -> EdgeCalibration:
-    """Fit on the held-out training slice (when `fit`), measure on the test period. `symmetric`:
-    the co-occurrence counts were made both ways (features.cooc_symmetric)."""
-    cal = None
-    if fit and k > 0 and eval_fraction > 0 and (examples_dir / f"edge_id={stream.edge_id}").is_dir():
-        cal = fit_isotonic(*held_out_pairs(predictor, examples_dir, stream.edge_id, history_len, eval_fraction, k,
-                                           symmetric))
+    """Fit on the held-out training slice (when `fit`), measure on the test period (test_pairs)."""
+    cal = fit_calibrator(predictor, stream.edge_id, examples_dir, history_len, eval_fraction, k, symmetric) \
+        if fit else None
     p, hit = test_pairs(stream, predictor, k) if k > 0 else (np.zeros(0), np.zeros(0, dtype=bool))
-    return EdgeCalibration(cal, Reliability().add(p, hit), Reliability().add(cal(p) if cal else p, hit))
+    return measured(cal, p, hit)
 
 
 def summarize_calibration(per_edge: dict[str, EdgeCalibration]) -> dict[str, Any]:

@@ -28,20 +28,31 @@ def next_request_index(user: np.ndarray) -> np.ndarray:
     return nxt
 
 
+def sampled_rows(stream: EdgeStream, max_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, their user's next row): a fixed-stride sample of the requests that have a next one."""
+    nxt = next_request_index(stream.user)
+    candidates = np.flatnonzero(nxt >= 0)
+    idx = candidates[:: max(1, -(-candidates.size // max_samples))] if candidates.size else candidates
+    return idx, nxt[idx]
+
+
 def ranking_quality(stream: EdgeStream, predictor: Predictor, k: int,
                     max_samples: int = MAX_SAMPLES_PER_EDGE) -> tuple[int, float, int]:
     """(hits, summed NDCG, requests evaluated) of `predictor` on a strided sample of one edge's stream."""
-    nxt = next_request_index(stream.user)
-    candidates = np.flatnonzero(nxt >= 0)
-    if candidates.size == 0:
+    idx, nxt = sampled_rows(stream, max_samples)
+    if idx.size == 0:
         return 0, 0.0, 0
-    idx = candidates[:: max(1, -(-candidates.size // max_samples))]
     preds = predictor.predict(stream.hist[idx], stream.device_idx[idx], stream.hour[idx], k, users=stream.user[idx],
                               at=None if stream.at is None else stream.at[idx], ts=stream.ts[idx])
-    match = preds == stream.item[nxt[idx]][:, None]
+    return score_ranking(preds, stream.item[nxt])
+
+
+def score_ranking(preds: np.ndarray, target: np.ndarray) -> tuple[int, float, int]:
+    """(hits, summed NDCG, rows) of ranked predictions (n, K) against each row's next request."""
+    match = preds == target[:, None]
     hit = match.any(axis=1)
     gain = 1.0 / np.log2(np.argmax(match, axis=1) + 2.0)  # first matching position, 0-based
-    return int(hit.sum()), float(gain[hit].sum()), int(idx.size)
+    return int(hit.sum()), float(gain[hit].sum()), int(preds.shape[0])
 
 
 def _rates(hits: int, dcg: float, n: int) -> dict[str, Any]:

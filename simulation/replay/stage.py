@@ -21,29 +21,31 @@ from edge_nodes.learning.cooc_live import LiveCounts
 from edge_nodes.learning.cooc_table import ITEMCF_FILE, CoocTable
 from edge_nodes.learning.history import UserHistory
 from edge_nodes.learning.predictors import PopularityPredictor
+from edge_nodes.predictor import Predictor
 from monitoring import metrics
 from simulation.config import ExperimentConfig
 from simulation.errors import RunDirError
 from simulation.mirrors import mirror
 from simulation.pipeline import StageContext
 from simulation.replay.calibration import (
-    CalibratedPredictor,
     EdgeCalibration,
-    calibrate_edge,
+    Isotonic,
+    fit_calibrator,
     fit_side_scale,
+    measured,
     summarize_calibration,
 )
+from simulation.replay.lockstep import serve_lockstep
 from simulation.replay.policies import (
     PolicyRun,
     ReplaySettings,
     degraded,
     oracle_ranking,
-    replay_predictive,
     replay_reactive,
     static_efficiency,
     summarize,
 )
-from simulation.replay.prediction_quality import ranking_quality, summarize_quality
+from simulation.replay.prediction_quality import summarize_quality
 from simulation.replay.predictors import build_predictor
 from simulation.replay.reactive import OFFLINE, REACTIVE
 from simulation.replay.streams import EdgeStream, load_catalog, load_stream, test_edges, with_history
@@ -158,7 +160,13 @@ def live_counts(cfg: ExperimentConfig, run: RunDir, streams: list[EdgeStream], i
 def _replay_predictive_edge(cfg: ExperimentConfig, run: RunDir, stream: EdgeStream, history: UserHistory | None,
                             live: LiveCounts | None, catalog: ItemLookup, cache: EdgeCache, settings: ReplaySettings,
                             found: Found) -> None:
+    """Every predictive policy on one edge: its predictor built, its side scale and calibrator
+    fitted on the held-out training slice (never the test period), then all served in lockstep
+    (lockstep.py), each on its own cache; calibration and quality measured on the test period."""
     items = catalog.sizes.size - 1
+    predictors: dict[str, Predictor] = {}
+    calibrators: dict[str, Isotonic | None] = {}
+    examples = run.features / "examples"
     for policy in predictive_policies(cfg, run):
         try:
             predictor = build_predictor(policy, run, stream.edge_id, items, history, live)
@@ -166,21 +174,23 @@ def _replay_predictive_edge(cfg: ExperimentConfig, run: RunDir, stream: EdgeStre
             found.skipped[policy] = str(e)
             log.warning("policy %s skipped on %s: %s", policy, stream.edge_id, e)
             continue
-        # fitted on the held-out training slice only; measured on the test period
         if cfg.cache.fit_side_scale:
-            predictor, scale = fit_side_scale(predictor, run.features / "examples", stream.edge_id,
-                                              cfg.features.history_len, cfg.model.eval_fraction, cfg.model.top_k,
-                                              cfg.features.cooc_symmetric)
+            predictor, scale = fit_side_scale(predictor, examples, stream.edge_id, cfg.features.history_len,
+                                              cfg.model.eval_fraction, cfg.model.top_k, cfg.features.cooc_symmetric)
             if scale is not None:
                 found.side_scale.setdefault(policy, {})[stream.edge_id] = scale
-        cal = calibrate_edge(predictor, stream, run.features / "examples", cfg.features.history_len,
-                             cfg.model.eval_fraction, settings.top_k, cfg.cache.calibrate, cfg.features.cooc_symmetric)
-        found.calibration.setdefault(policy, {})[stream.edge_id] = cal
-        served = predictor if cal.calibrator is None else CalibratedPredictor(predictor, cal.calibrator)
-        pr = found.runs.setdefault(policy, PolicyRun("predictive"))
-        pr.per_edge[stream.edge_id] = replay_predictive(stream, catalog, cache, served, policy, settings,
-                                                        timeline=found.timeline)
-        found.quality.setdefault(policy, {})[stream.edge_id] = ranking_quality(stream, predictor, cfg.model.top_k)
+        predictors[policy] = predictor
+        calibrators[policy] = fit_calibrator(predictor, stream.edge_id, examples, cfg.features.history_len,
+                                             cfg.model.eval_fraction, settings.top_k,
+                                             cfg.features.cooc_symmetric) if cfg.cache.calibrate else None
+    if not predictors:
+        return
+    served = serve_lockstep(stream, catalog, cache.ns, settings, predictors, calibrators, cfg.model.top_k,
+                            found.timeline)
+    for policy, out in served.items():
+        found.calibration.setdefault(policy, {})[stream.edge_id] = measured(calibrators[policy], *out.test_pairs)
+        found.runs.setdefault(policy, PolicyRun("predictive")).per_edge[stream.edge_id] = out.stats
+        found.quality.setdefault(policy, {})[stream.edge_id] = out.quality
 
 
 def _static(run: RunDir, stream: EdgeStream, catalog: ItemLookup, settings: ReplaySettings,
