@@ -172,3 +172,31 @@ def test_the_count_weights_scale_is_the_one_with_most_held_out_hits(synthetic_ru
 def coo_of(e: Examples, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     t = cooc_table(pa.table({"hist": pa.array(e.hist.tolist(), pa.list_(pa.int32())), "label": e.label}), n)
     return tuple(t[c].to_numpy() for c in ("prev_idx", "next_idx", "count"))  # type: ignore[return-value]
+
+
+def test_models_reading_one_table_share_its_held_out_view(synthetic_run: SyntheticRun) -> None:
+    """Two models on the same counts (federated and centralized in a replay) get one held-out view
+    and one computation of the sample's features, equal to what each would compute alone."""
+    from edge_nodes.learning import model as m
+    from simulation.replay.calibration import _held_out, held_out_features, held_out_pairs
+
+    ex = load_examples(synthetic_run.examples, "edge-00", synthetic_run.history_len)
+    n = synthetic_run.n_items
+    table = CoocTable.from_coo([coo_of(ex, n)], n, synthetic_run.history_len, 0.6)
+    spec = ModelSpec(n_items=n, dim=4, history_len=synthetic_run.history_len)
+    models = []
+    for seed in (0, 1):
+        params = init_params(spec, np.random.default_rng(seed))
+        m.named(params, spec)["side_w"][...] = [-0.5, 0.4, 0.2]
+        models.append(ModelPredictor(params, spec, top_k, f"m{seed}", top_k_with_probs, SideInfo(None, table)))
+    args = (synthetic_run.examples, "edge-00", synthetic_run.history_len, 0.25)
+    (va, fa), (vb, fb) = (held_out_features(p, *args) for p in models)
+    assert fa is not None and fa is fb and va.side is vb.side and va.side is not None
+    (hist, device, hour, label, users, pos, ts), (all_hist, all_label, all_ts) = _held_out(*args)
+    alone = held_out_view(models[1], all_hist, all_label, False, all_ts)
+    assert isinstance(alone, ModelPredictor) and alone.side is not None and fa.cooc is not None
+    np.testing.assert_array_equal(fa.cooc.toarray(), alone.side.sparse(hist, users, pos, ts).cooc.toarray())
+    ids, probs = alone.predict_scored(hist, device, hour, 3, users=users, at=pos, ts=ts)
+    got = held_out_pairs(models[1], *args, 3)
+    np.testing.assert_array_equal(got[0], probs.ravel())
+    np.testing.assert_array_equal(got[1], (ids == label[:, None]).ravel())

@@ -22,7 +22,7 @@ from edge_nodes.learning.cooc_live import LiveCounts
 from edge_nodes.learning.cooc_predictor import CoocPredictor
 from edge_nodes.learning.cooc_table import CoocTable
 from edge_nodes.learning.predictors import MarkovPredictor, ModelPredictor
-from edge_nodes.learning.side import SideInfo
+from edge_nodes.learning.side import SideInfo, SparseSide
 from edge_nodes.learning.task import load_examples, split_by_time
 from edge_nodes.predictor import Predictor
 from simulation.replay.prediction_quality import sampled_rows
@@ -185,11 +185,43 @@ def held_out_view(predictor: Predictor, hist: np.ndarray, label: np.ndarray, sym
     return predictor
 
 
+# The last edge's held-out side view: (the model's SideInfo, its view, the sample's features)
+_HELD_OUT_SIDE: dict[tuple[Any, ...], tuple[SideInfo, SideInfo, SparseSide]] = {}
+
+
+def held_out_features(predictor: ModelPredictor, examples_dir: Path, edge: str, history_len: int,
+                      eval_fraction: float, symmetric: bool = False) -> tuple[ModelPredictor, SparseSide | None]:
+    """A side-information model's held-out view (held_out_view) and the held-out sample's side
+    features in it (None: the model reads none). Models reading the same histories and table
+    (federated, centralized, personalized) share both: the view's table (the counts minus the
+    slice) and the features are made once per edge, not once per model and side scale."""
+    side = predictor.side
+    if side is None or side.table is None or not predictor.trained_with_side:
+        return predictor, None
+    (hist, _, _, _, users, pos, ts), (all_hist, all_label, all_ts) = _held_out(examples_dir, edge, history_len,
+                                                                             eval_fraction)
+    key = (id(side.history), id(side.table), examples_dir, edge, history_len, eval_fraction, symmetric)
+    made = _HELD_OUT_SIDE.get(key)
+    if made is None:
+        view_side = SideInfo(side.history, _view_table(side.table, all_hist, all_label, all_ts, symmetric))
+        made = (side, view_side, view_side.sparse(hist, users, pos, ts))  # `side` kept: its ids stay valid
+        _HELD_OUT_SIDE.clear()
+        _HELD_OUT_SIDE[key] = made
+    view = copy.copy(predictor)
+    view.side = made[1]
+    return view, made[2]
+
+
 def held_out_pairs(predictor: Predictor, examples_dir: Path, edge: str, history_len: int, eval_fraction: float,
                    k: int, symmetric: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(probability, came true) of the top-k predictions on the edge's held-out training slice."""
     (hist, device, hour, label, users, pos, ts), (all_hist, all_label, all_ts) = _held_out(
         examples_dir, edge, history_len, eval_fraction)
+    if isinstance(predictor, ModelPredictor):
+        model, feats = held_out_features(predictor, examples_dir, edge, history_len, eval_fraction, symmetric)
+        if feats is not None:
+            ids, probs = model.predict_scored(hist, device, hour, k, users=users, at=pos, ts=ts, side=feats)
+            return probs.ravel(), (ids == label[:, None]).ravel()
     view = held_out_view(predictor, all_hist, all_label, symmetric, all_ts)
     return _pairs(view, hist, device, hour, label, k, users, pos, ts)  # each row sees its user's past only
 
@@ -231,13 +263,11 @@ def fit_side_scale(predictor: Predictor, examples_dir: Path, edge: str, history_
     if not isinstance(predictor, ModelPredictor) or predictor.side is None or predictor.side.table is None \
             or not predictor.trained_with_side:
         return predictor, None
-    (hist, device, hour, label, users, pos, ts), (all_hist, all_label, all_ts) = _held_out(
-        examples_dir, edge, history_len, eval_fraction)
-    view = held_out_view(predictor, all_hist, all_label, symmetric, all_ts)  # built once, scaled below
-    assert isinstance(view, ModelPredictor)
+    (hist, device, hour, label, users, pos, ts), _ = _held_out(examples_dir, edge, history_len, eval_fraction)
+    view, feats = held_out_features(predictor, examples_dir, edge, history_len, eval_fraction, symmetric)
     best, best_hits = 1.0, -1
-    for scale in sorted(SIDE_SCALES, key=lambda a: abs(np.log(a))):
-        ids = with_side_scale(view, scale).predict(hist, device, hour, k, users=users, at=pos, ts=ts)
+    for scale in sorted(SIDE_SCALES, key=lambda a: abs(np.log(a))):  # the features are the same at every scale
+        ids = with_side_scale(view, scale).predict(hist, device, hour, k, users=users, at=pos, ts=ts, side=feats)
         hits = int((ids == label[:, None]).any(axis=1).sum())
         if hits > best_hits:
             best, best_hits = scale, hits
