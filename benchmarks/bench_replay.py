@@ -6,7 +6,9 @@ Prints requests/s of: the predictive replay (Markov predictions + prefetch throu
 demand-aware Redis function), the same with LRU eviction, prefetching off (plain LRU), raw
 pipelined GETs on the same server, and libCacheSim LRU on the same trace; then the ratios of
 the predictive replay to raw GETs and to libCacheSim LRU, each taken within one round (the
-machine may be shared: best and range over the rounds).
+machine may be shared: best and range over the rounds). Also: three models sharing side
+information served in lockstep against the same served one after the other (with their
+prediction-quality and calibration samples, as the replay stage does).
 """
 
 from __future__ import annotations
@@ -30,8 +32,16 @@ from edge_nodes.cache.flow import DeliveryFlow, ItemLookup  # noqa: E402
 from edge_nodes.cache.redis_conn import edge_namespace  # noqa: E402
 from edge_nodes.cache.redis_server import EmbeddedRedis  # noqa: E402
 from edge_nodes.cache.settings import CacheSettings  # noqa: E402
-from edge_nodes.learning.predictors import MarkovPredictor, PopularityPredictor  # noqa: E402
+from edge_nodes.learning.cooc_live import LiveCounts  # noqa: E402
+from edge_nodes.learning.cooc_table import CoocTable, window_pairs  # noqa: E402
+from edge_nodes.learning.model import ModelSpec, init_params, named, top_k, top_k_with_probs  # noqa: E402
+from edge_nodes.learning.predictors import MarkovPredictor, ModelPredictor, PopularityPredictor  # noqa: E402
+from edge_nodes.learning.side import SideInfo  # noqa: E402
 from edge_nodes.predictor import Predictor  # noqa: E402
+from simulation.replay import calibration  # noqa: E402
+from simulation.replay.lockstep import serve_lockstep  # noqa: E402
+from simulation.replay.policies import ReplaySettings, replay_predictive  # noqa: E402
+from simulation.replay.prediction_quality import ranking_quality  # noqa: E402
 from simulation.replay.reactive import RequestTrace, run_policy  # noqa: E402
 from simulation.replay.streams import EdgeStream, build_hist  # noqa: E402
 
@@ -98,8 +108,8 @@ def raw_gets(url: str, stream: EdgeStream, catalog: ItemLookup, batch: int) -> f
     return secs
 
 
-def measure(args: argparse.Namespace, stream: EdgeStream, catalog: ItemLookup,
-            pred: Predictor) -> tuple[dict[str, float], dict[str, float]]:
+def measure(args: argparse.Namespace, stream: EdgeStream, catalog: ItemLookup, pred: Predictor,
+            models: dict[str, Predictor]) -> tuple[dict[str, float], dict[str, float]]:
     """One round of every contender on the same trace and server: (seconds, hit ratios)."""
     trace = RequestTrace(stream.item, catalog.sizes[stream.item])
     secs: dict[str, float] = {LCS: timed(lambda: run_policy("lru", trace, args.capacity, "items"))}
@@ -109,16 +119,70 @@ def measure(args: argparse.Namespace, stream: EdgeStream, catalog: ItemLookup,
                             ("Redis LRU, prefetch off", None, "lru")):
             secs[name], hr[name] = redis_replay(server.url, stream, catalog, p, args.capacity, args.batch, ev)
         secs[GETS] = raw_gets(server.url, stream, catalog, args.batch)
+        secs |= lockstep_vs_alone(server.url, head(stream, args.lockstep_requests), catalog, models, args.batch,
+                                  args.capacity)
     return secs, hr
 
 
-def figures(rounds: list[tuple[dict[str, float], dict[str, float]]], n: int) -> dict[str, Any]:
+LOCKSTEP, ALONE = "3 side-info models served in lockstep", "the same served one after the other"
+
+
+def side_models(stream: EdgeStream, items: int) -> dict[str, Predictor]:
+    """Three models (federated, centralized, personalized in a replay) reading one SideInfo: the
+    co-occurrence counts of the stream's first tenth (window 5, decay 0.6), re-summed every 15
+    minutes of the rest (federated.analytics_refresh_days, as the replay stage serves them)."""
+    head = len(stream) // 10
+    table = CoocTable.from_coo([window_pairs(stream.hist[:head, :-1], stream.item[:head], 5, 0.6, False)],
+                               items, 5, 0.6)
+    rest = slice(head, None)
+    live = LiveCounts.from_events(table, [(stream.hist[rest], stream.item[rest], stream.ts[rest])],
+                                  stream.ts[head], 15 / 1440, False)
+    side = SideInfo(None, live)
+    out: dict[str, Predictor] = {}
+    for seed, name in enumerate(("federated", "centralized", "federated_personalized")):
+        spec = ModelSpec(n_items=items, dim=32, history_len=stream.hist.shape[1])
+        params = init_params(spec, np.random.default_rng(seed))
+        named(params, spec)["side_w"][...] = [-1.0, 0.5, 0.3]
+        out[name] = ModelPredictor(params, spec, top_k, name, top_k_with_probs, side)
+    return out
+
+
+def lockstep_vs_alone(url: str, stream: EdgeStream, catalog: ItemLookup, models: dict[str, Predictor],
+                      batch: int, capacity: int) -> dict[str, float]:
+    """Seconds of serving the models in lockstep (simulation/replay/lockstep.py: serving, quality and
+    calibration's test sample from one side computation per batch) and of serving each alone with
+    its own quality and test-sample passes, as the replay did before."""
+    settings = ReplaySettings(CacheSettings(capacity=capacity, eviction="demand"), top_k=3, batch_size=batch)
+    ns = edge_namespace(url, "edge-00", 0)
+    cache = EdgeCache(ns, settings.cache)
+    cache.load()
+
+    def alone() -> None:
+        for name, p in models.items():
+            replay_predictive(stream, catalog, cache, p, name, settings)
+            ranking_quality(stream, p, 10)
+            calibration.test_pairs(stream, p, 3)
+
+    secs = {ALONE: timed(alone),
+            LOCKSTEP: timed(lambda: serve_lockstep(stream, catalog, ns, settings, models, {}, 10))}
+    cache.flush()
+    ns.client.close()
+    return secs
+
+
+def head(stream: EdgeStream, n: int) -> EdgeStream:
+    """The stream's first n requests."""
+    return EdgeStream(stream.edge_id, *(a[:n] for a in (stream.item, stream.user, stream.device_idx, stream.hour,
+                                                       stream.ts, stream.hist)))
+
+
+def figures(rounds: list[tuple[dict[str, float], dict[str, float]]], n: int, n_lockstep: int) -> dict[str, Any]:
     """bench.json's dict: every Redis path vs raw GETs and vs libCacheSim, ratios within one round."""
     secs = [r[0] for r in rounds]
-    rate = {name: max(n / s[name] for s in secs) for name in secs[0]}
+    rate = {name: max((n_lockstep if name in (LOCKSTEP, ALONE) else n) / s[name] for s in secs) for name in secs[0]}
     out = []
     for name in secs[0]:
-        if name in (GETS, LCS):
+        if name in (GETS, LCS, LOCKSTEP, ALONE):
             continue
         for base in (GETS, LCS):
             best = max(secs, key=lambda s, b=base, x=name: s[b] / s[x])
@@ -126,6 +190,9 @@ def figures(rounds: list[tuple[dict[str, float], dict[str, float]]], n: int) -> 
                               f"best of {len(secs)} rounds; range {_range(secs, name, base)}"))
     best = max(secs, key=lambda s: s[LCS] / s[GETS])
     out.append(figure(GETS, n / best[GETS], "req/s", LCS, n / best[LCS]))
+    best = max(secs, key=lambda s: s[ALONE] / s[LOCKSTEP])
+    out.append(figure(LOCKSTEP, n_lockstep / best[LOCKSTEP], "req/s", ALONE, n_lockstep / best[ALONE],
+                      f"best of {len(secs)} rounds; range {_range(secs, LOCKSTEP, ALONE)}"))
     return {"figures": out, "req_per_s": rate, "requests": n, "rounds": len(secs),
             "hit_ratio": rounds[0][1]}
 
@@ -140,15 +207,18 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200_000)
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--capacity", type=int, default=100)
+    ap.add_argument("--lockstep-requests", type=int, default=40_000,
+                    help="requests of the lockstep comparison (the stream's first n)")
     ap.add_argument("--repeats", type=int, default=3, help="rounds; each ratio is taken within one round")
     ap.add_argument("--json", type=Path, help="also write the figures (value, baseline, ratio) here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     stream, catalog, pred = make_stream(args.requests, 3000, 4000, seed=1)
-    n = len(stream)
-    rounds = [measure(args, stream, catalog, pred) for _ in range(args.repeats)]
+    n, n_lockstep = len(stream), min(args.lockstep_requests, len(stream))
+    models = side_models(head(stream, n_lockstep), 3000)
+    rounds = [measure(args, stream, catalog, pred, models) for _ in range(args.repeats)]
     for name in rounds[0][0]:
-        rates = sorted(n / r[0][name] for r in rounds)
+        rates = sorted((n_lockstep if name in (LOCKSTEP, ALONE) else n) / r[0][name] for r in rounds)
         log.info("%-44s %10.0f req/s (range %.0f-%.0f over %d rounds)", name, rates[-1], rates[0], rates[-1],
                  len(rates))
     log.info("hit ratio (capacity %d items): %s", args.capacity,
@@ -156,10 +226,13 @@ def main() -> None:
     for label, base in (("predictive / raw pipelined GETs", GETS), ("predictive / libCacheSim LRU", LCS)):
         ratios = sorted(r[0][base] / r[0][PRED] for r in rounds)
         log.info("ratio %-36s best %.2f (range %.2f-%.2f)", label, ratios[-1], ratios[0], ratios[-1])
+    ratios = sorted(r[0][ALONE] / r[0][LOCKSTEP] for r in rounds)
+    log.info("ratio %-36s best %.2f (range %.2f-%.2f)", "lockstep / one after the other", ratios[-1], ratios[0],
+             ratios[-1])
     ratios = sorted(r[0][LCS] / r[0]["Redis LRU, prefetch off"] for r in rounds)
     log.info("ratio %-36s best %.2f (range %.2f-%.2f)", "redis lru / libCacheSim LRU", ratios[-1], ratios[0], ratios[-1])
     if args.json:
-        args.json.write_text(json.dumps({"capacity": args.capacity, **figures(rounds, n)}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"capacity": args.capacity, **figures(rounds, n, n_lockstep)}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

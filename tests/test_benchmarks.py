@@ -52,14 +52,18 @@ def test_figure_ratio_is_value_over_baseline() -> None:
 def test_replay_figures_take_each_ratio_within_one_round() -> None:
     """Round 2 is faster overall but round 1 has the better predictive/raw ratio: each ratio keeps its round."""
     pred, raw, lcs = "predictive replay (Redis demand, prefetch)", "raw pipelined GETs", "libCacheSim LRU"
-    rounds = [({pred: 2.0, raw: 1.0, lcs: 0.1}, {pred: 0.4673}), ({pred: 1.5, raw: 0.5, lcs: 0.05}, {pred: 0.4673})]
-    res = replay_figures(rounds, 100_000)
+    lock, alone = "3 side-info models served in lockstep", "the same served one after the other"
+    rounds = [({pred: 2.0, raw: 1.0, lcs: 0.1, lock: 4.0, alone: 8.0}, {pred: 0.4673}),
+              ({pred: 1.5, raw: 0.5, lcs: 0.05, lock: 2.0, alone: 3.0}, {pred: 0.4673})]
+    res = replay_figures(rounds, 100_000, 40_000)
     rows = {(f["figure"], f["baseline"]): f for f in res["figures"]}
     assert rows[(pred, raw)]["ratio"] == 0.5 and rows[(pred, raw)]["value"] == 50_000
     assert rows[(pred, raw)]["note"] == "best of 2 rounds; range 0.333-0.5"
     assert rows[(pred, lcs)]["ratio"] == 0.05
     assert rows[(raw, lcs)]["ratio"] == 0.1
     assert res["req_per_s"][pred] == pytest.approx(100_000 / 1.5) and res["hit_ratio"][pred] == 0.4673
+    assert rows[(lock, alone)]["ratio"] == 2.0 and rows[(lock, alone)]["value"] == 10_000  # round 1, 40k requests
+    assert (lock, raw) not in rows and (alone, lcs) not in rows
 
 
 def test_kinds_figures_are_against_pooled_and_the_scoring_floor() -> None:
