@@ -215,7 +215,10 @@ def add_side_sparse(z: np.ndarray, side: SparseSide, side_w: np.ndarray) -> None
     if side_w[0]:
         flat[side.seen_rows * width + side.seen_items] += side_w[0]  # a repeated pair adds once, as seen = 1
     if side.cooc is not None and (side_w[1] or side_w[2]):
-        coo = side.cooc.tocoo()
-        keep = coo.data > 0
-        at = coo.row[keep].astype(np.int64) * width + coo.col[keep]
-        flat[at] += side_w[1] * np.log1p(coo.data[keep].astype(np.float32)) + side_w[2]
+        # straight from the CSR arrays: a score <= 0 adds exactly 0 rather than being compacted
+        # out (MovieLens: ~1,300 entries a row; tocoo plus the compaction took 4x the add)
+        csr = side.cooc
+        data = csr.data.astype(np.float32)
+        add = np.where(data > 0, side_w[1] * np.log1p(np.maximum(data, 0)) + side_w[2], 0).astype(z.dtype)
+        rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
+        flat[rows * width + csr.indices] += add
