@@ -67,11 +67,11 @@ def test_model_predictor_names_a_missing_file(tmp_path: Path) -> None:
         ModelPredictor.from_npz(tmp_path / "none.npz")
 
 
-def _ctx(root: Path, redis_url: str, **cache: Any) -> StageContext:
+def _ctx(root: Path, redis_url: str, isolation: str = "db", **cache: Any) -> StageContext:
     raw = {"run": {"name": "t"}, "workload": {"items": 80, "edges": 2},
            "cache": {"capacity": 10, "policies": ["lru", "lfu", "arc", "s3fifo", "wtinylfu", "belady",
                                                   "belady_prefetch", "popularity", "markov_sql", "federated"], **cache},
-           "redis": {"url": redis_url}}
+           "redis": {"url": redis_url, "isolation": isolation}}
     return StageContext(build_config(raw), RunDir(root), Console(quiet=True))
 
 
@@ -107,6 +107,24 @@ def test_replay_is_deterministic(tmp_path: Path, redis_url: str) -> None:
     a = replay_stage(_ctx(tmp_path, redis_url))
     b = replay_stage(_ctx(tmp_path, redis_url))
     assert a == b
+
+
+@pytest.mark.slow
+def test_prefix_isolation_replays_as_databases_do_and_leaves_no_keys(tmp_path: Path, redis_url: str) -> None:
+    """Lockstep serves each policy on its own key prefix inside the edge's namespace: with one
+    database and edge prefixes the outcome is the same, and every policy's keys are gone after."""
+    import redis
+
+    write_run(tmp_path, edges=2, train=400, test=600)
+    by_db = replay_stage(_ctx(tmp_path, redis_url))
+    by_prefix = replay_stage(_ctx(tmp_path, redis_url, "prefix"))
+    assert by_prefix["policies"] == by_db["policies"] and by_prefix["prediction_quality"] == by_db["prediction_quality"]
+    assert {"popularity", "markov_sql"} <= set(by_db["policies"])
+    client = redis.Redis.from_url(redis_url, db=0)
+    try:
+        assert not list(client.scan_iter(match="edge:*:policy:*"))
+    finally:
+        client.close()
 
 
 @pytest.mark.slow
