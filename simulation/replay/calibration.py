@@ -298,15 +298,6 @@ def measured(cal: Isotonic | None, p: np.ndarray, hit: np.ndarray) -> EdgeCalibr
     return EdgeCalibration(cal, Reliability().add(p, hit), Reliability().add(cal(p) if cal else p, hit))
 
 
-def calibrate_edge(predictor: Predictor, stream: EdgeStream, examples_dir: Path, history_len: int,
-                   eval_fraction: float, k: int, fit: bool, symmetric: bool = False) -> EdgeCalibration:
-    """Fit on the held-out training slice (when `fit`), measure on the test period (test_pairs)."""
-    cal = fit_calibrator(predictor, stream.edge_id, examples_dir, history_len, eval_fraction, k, symmetric) \
-        if fit else None
-    p, hit = test_pairs(stream, predictor, k) if k > 0 else (np.zeros(0), np.zeros(0, dtype=bool))
-    return measured(cal, p, hit)
-
-
 def summarize_calibration(per_edge: dict[str, EdgeCalibration]) -> dict[str, Any]:
     """results.json `policies.<p>.calibration`: ECE and bins (test period) before and after, the calibrator."""
     raw, cal = Reliability(), Reliability()
