@@ -189,6 +189,13 @@ def held_out_view(predictor: Predictor, hist: np.ndarray, label: np.ndarray, sym
 _HELD_OUT_SIDE: dict[tuple[Any, ...], tuple[SideInfo, SideInfo, SparseSide]] = {}
 
 
+def forget_held_out() -> None:
+    """Drop the cached held-out slice and view (the end of a replay: a sweep may rewrite the
+    examples under the same path, and the view holds a copy of the counts)."""
+    _held_out.cache_clear()
+    _HELD_OUT_SIDE.clear()
+
+
 def held_out_features(predictor: ModelPredictor, examples_dir: Path, edge: str, history_len: int,
                       eval_fraction: float, symmetric: bool = False) -> tuple[ModelPredictor, SparseSide | None]:
     """A side-information model's held-out view (held_out_view) and the held-out sample's side

@@ -32,6 +32,7 @@ from simulation.replay.calibration import (
     Isotonic,
     fit_calibrator,
     fit_side_scale,
+    forget_held_out,
     measured,
     summarize_calibration,
 )
@@ -130,6 +131,7 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
                 cache.flush()
                 cache.client.close()
             metrics.set_stage_progress("replay", (i + 1) / len(edges))
+    forget_held_out()
     return found.sections(cfg, settings)
 
 
