@@ -59,9 +59,19 @@ def run(config: ConfigOpt = None, out: OutOpt = None, overrides: SetOpt = None,
     console.print(f"results: {ctx.run.results}")
 
 
+def _stage_config(config: Path | None, out: Path | None) -> Path | None:
+    """One stage on an existing run directory reads, without --config, the config its earlier
+    stages ran with (its config.toml), not the base config: `edgecache replay -o runs/x` after a
+    MovieLens run must not replay with the default's history length."""
+    if config is not None or out is None or not RunDir(out).config_file.is_file():
+        return config
+    console.print(f"config: {RunDir(out).config_file} (the run's own; --config to choose another)")
+    return RunDir(out).config_file
+
+
 def _single(stage: str) -> Any:
     def command(config: ConfigOpt = None, out: OutOpt = None, overrides: SetOpt = None) -> None:
-        ctx = _context(config, out, overrides)
+        ctx = _context(_stage_config(config, out), out, overrides)
         ctx.run.save_config(ctx.cfg)
         run_stage(stage, ctx)
         console.print(f"{stage}: done -> {ctx.run.root}")

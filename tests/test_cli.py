@@ -57,3 +57,17 @@ def test_report_on_an_empty_dir_fails_cleanly(tmp_path: Path) -> None:
     out = edgecache("report", str(tmp_path))
     assert out.returncode != 0
     assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_a_stage_on_a_run_directory_reads_its_own_config(tmp_path: Path) -> None:
+    """Without --config a stage command takes the run's config.toml (what its earlier stages ran
+    with), with --set on top; --config still chooses."""
+    import json
+    first = edgecache("generate", "-c", str(EXPERIMENTS / "smoke.toml"), "-o", str(tmp_path))
+    assert first.returncode == 0, first.stdout + first.stderr
+    again = edgecache("generate", "-o", str(tmp_path), "--set", "workload.dirty_fraction=0.0")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "the run's own" in again.stdout
+    cfg = json.loads((tmp_path / "results.json").read_text())["config"]
+    assert cfg["run"]["name"] == "smoke" and cfg["workload"]["users"] == 60  # not the base config's
+    assert cfg["workload"]["dirty_fraction"] == 0.0
