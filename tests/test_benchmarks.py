@@ -70,14 +70,17 @@ def test_kinds_figures_are_against_pooled_and_the_scoring_floor() -> None:
     import argparse
     trained = {k: {"seconds_by_round": [9.0, s, s], "steady_s_per_round": s, "hit_at_k": 0.5}
                for k, s in (("pooled", 2.0), ("sasrec", 5.0))}
-    res = kinds_report(argparse.Namespace(rounds=3, items=3000, users=200, history_len=10), trained,
-                       {"pooled": 40_000.0, "sasrec": 10_000.0}, 80_000.0)
+    res = kinds_report(argparse.Namespace(rounds=3, items=3000, users=200, history_len=10, rows=20000), trained,
+                       {"pooled": 40_000.0, "sasrec": 10_000.0}, {"blocked": 80_000.0, "one_block": 20_000.0})
     rows = {f["figure"]: f for f in res["figures"]}
     assert rows["sasrec steady s/round, 4 edges"]["ratio"] == 2.5
     assert "pooled steady s/round, 4 edges" not in rows  # pooled is the baseline, not a figure
     assert rows["pooled inference, 3000 items, k=3"]["ratio"] == 0.5
     assert rows["sasrec inference, 3000 items, k=3"]["ratio"] == 0.125
     assert res["kinds"]["sasrec"]["inference_rows_per_s"] == 10_000
+    one = rows["pooled inference, 3000 items, k=3, vs one block"]
+    assert one["ratio"] == 2.0 and one["baseline"] == "bare scoring matmul + top-k, all 20000 rows in one block"
+    assert "sasrec inference, 3000 items, k=3, vs one block" not in rows
 
 
 def test_scale_slope_and_linear_extrapolation() -> None:

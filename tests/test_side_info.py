@@ -185,3 +185,31 @@ def test_sparse_side_scores_exactly_as_the_dense_features(synthetic_run: Synthet
         add_side_sparse(z_sparse, side.sparse(hist, users, at), w)
         np.testing.assert_array_equal(z_sparse, z_dense)
         assert (z_sparse != before).mean() > 0.05  # both signals were there to add
+
+
+def test_blocked_scoring_equals_one_block(synthetic_run: SyntheticRun, monkeypatch) -> None:
+    """top_k and top_k_with_probs score rows in blocks (model.row_blocks, logits kept in cache):
+    the same ids and probabilities as all rows in one block, with sparse and dense side features."""
+    from edge_nodes.learning import model
+
+    ex = load_examples(synthetic_run.examples, "edge-00", synthetic_run.history_len)
+    history = UserHistory.from_table(synthetic_run.root / "features" / "history" / "edge_id=edge-00",
+                                     synthetic_run.n_items)
+    side = SideInfo(history, _table_of(synthetic_run, "edge-00", 3))
+    n = min(301, ex.hist.shape[0])
+    hist, users, dev, hour = ex.hist[:n], ex.user[:n], ex.device[:n], ex.hour[:n]
+    spec = ModelSpec(n_items=synthetic_run.n_items, dim=8, history_len=synthetic_run.history_len)
+    params = init_params(spec, np.random.default_rng(3))
+    params[spec.param_names.index("side_w")][:] = [-1.5, 0.7, 0.3]
+    for feats in (side.sparse(hist, users, ex.pos[:n]), side.dense(hist, users, ex.pos[:n])):
+        monkeypatch.setattr(model, "BLOCK_LOGITS", 1 << 40)
+        whole = model.top_k_with_probs(params, spec, hist, dev, hour, 4, feats)
+        ids_whole = model.top_k(params, spec, hist, dev, hour, 4, feats)
+        monkeypatch.setattr(model, "BLOCK_LOGITS", 64 * spec.n_items)  # blocks of at most 64 rows
+        bounds = model.row_blocks(n, spec.n_items)
+        assert len(bounds) == -(-n // 64) > 2 and bounds[0][0] == 0 and bounds[-1][1] == n
+        assert all(b0[1] == b1[0] for b0, b1 in zip(bounds, bounds[1:], strict=False))
+        blocked = model.top_k_with_probs(params, spec, hist, dev, hour, 4, feats)
+        np.testing.assert_array_equal(blocked[0], whole[0])
+        np.testing.assert_array_equal(blocked[1], whole[1])
+        np.testing.assert_array_equal(model.top_k(params, spec, hist, dev, hour, 4, feats), ids_whole)

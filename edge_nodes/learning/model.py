@@ -155,14 +155,46 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
+# Logits are scored per block of rows: the k argmax passes of the top-k then read a block in
+# cache rather than every row's logits from memory. 20,000 rows of 3,000 items (the inference
+# benchmark): 1.6x the rows/s and 32 MB of logits instead of 240 MB. The replay's batches of
+# 2,000 rows of 3,000 items are one block; of MovieLens' 9,742 items, three.
+BLOCK_LOGITS = 1 << 23
+
+
+def row_blocks(n: int, n_items: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges of equal size (within a row), at most BLOCK_LOGITS // n_items rows
+    (at least 64) each, covering n rows in order."""
+    size = max(64, BLOCK_LOGITS // max(n_items, 1))
+    count = max(1, -(-n // size))
+    cuts = (np.arange(count + 1) * n) // count
+    return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+
+def _batches(spec: ModelSpec, hist: np.ndarray, device_idx: np.ndarray, hour: np.ndarray,
+             side: SideFeatures | None) -> list[Batch]:
+    """The rows as Batches of row_blocks, their side features sliced alike."""
+    device = np.asarray(device_idx, dtype=np.int64)
+    hist = np.asarray(hist, dtype=np.int64).reshape(len(device), -1)
+    hour = np.asarray(hour, dtype=np.int64)
+    bounds = row_blocks(len(device), spec.n_items)
+    if isinstance(side, SparseSide):
+        sides: list[SideFeatures | None] = list(side.blocks(bounds))
+    elif side is not None:
+        sides = [(side[0][a:b], side[1][a:b]) for a, b in bounds]
+    else:
+        sides = [None] * len(bounds)
+    return [Batch(hist[a:b], device[a:b], hour[a:b], side=sd) for (a, b), sd in zip(bounds, sides, strict=True)]
+
+
 def top_k(params: Params, spec: ModelSpec, hist: np.ndarray, device_idx: np.ndarray,
           hour: np.ndarray, k: int, side: SideFeatures | None = None) -> np.ndarray:
     """The k highest-scoring item_idx per row, best first: an (n, k) int array (no softmax: the
     normalizer is a pass of exp over every logit, a third of a prediction's time at 3,000 items)."""
     check_params(params, spec)
-    batch = Batch(np.asarray(hist, dtype=np.int64).reshape(len(device_idx), -1),
-                  np.asarray(device_idx, dtype=np.int64), np.asarray(hour, dtype=np.int64), side=side)
-    return pop_top_k(scores(params, spec, batch), min(k, spec.n_items))[0]
+    k = min(k, spec.n_items)
+    out = [pop_top_k(scores(params, spec, b), k)[0] for b in _batches(spec, hist, device_idx, hour, side)]
+    return np.concatenate(out) if out else np.empty((0, k), dtype=np.int64)
 
 
 def top_k_with_probs(params: Params, spec: ModelSpec, hist: np.ndarray, device_idx: np.ndarray,
@@ -173,17 +205,21 @@ def top_k_with_probs(params: Params, spec: ModelSpec, hist: np.ndarray, device_i
     `side`: the rows' side features (SideInfo.dense or .sparse), None = the history window only."""
     check_params(params, spec)
     k = min(k, spec.n_items)
-    batch = Batch(np.asarray(hist, dtype=np.int64).reshape(len(device_idx), -1),
-                  np.asarray(device_idx, dtype=np.int64), np.asarray(hour, dtype=np.int64), side=side)
-    z = scores(params, spec, batch)
-    best, top = pop_top_k(z, k)
-    # Softmax keeps the order, so only the normalizer needs every logit: one in-place pass
-    # over the rest (the popped best are -inf in z now) plus the best themselves.
-    zmax = top[:, :1].copy()  # the best logit is the row maximum
-    z -= zmax
-    np.exp(z, out=z)
-    e_top = np.exp(top - zmax)
-    return best, e_top / (z.sum(axis=1, keepdims=True) + e_top.sum(axis=1, keepdims=True))
+    ids, probs = [], []
+    for batch in _batches(spec, hist, device_idx, hour, side):
+        z = scores(params, spec, batch)
+        best, top = pop_top_k(z, k)
+        # Softmax keeps the order, so only the normalizer needs every logit: one in-place pass
+        # over the rest (the popped best are -inf in z now) plus the best themselves.
+        zmax = top[:, :1].copy()  # the best logit is the row maximum
+        z -= zmax
+        np.exp(z, out=z)
+        e_top = np.exp(top - zmax)
+        ids.append(best)
+        probs.append(e_top / (z.sum(axis=1, keepdims=True) + e_top.sum(axis=1, keepdims=True)))
+    if not ids:
+        return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
+    return np.concatenate(ids), np.concatenate(probs)
 
 
 def pop_top_k(z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
