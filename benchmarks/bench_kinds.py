@@ -89,7 +89,9 @@ def scoring_floor(items: int, rows: int, seed: int, blocked: bool) -> float:
 
     def run() -> None:
         for a, b in bounds:
-            model.pop_top_k(state[a:b] @ out.T + bias, K + 1)
+            z = state[a:b] @ out.T
+            z += bias
+            model.pop_top_k(z, K + 1)
     return predictions_per_s(run, rows)
 
 

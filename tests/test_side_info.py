@@ -160,6 +160,7 @@ def test_column_features_equal_the_dense_ones(synthetic_run: SyntheticRun) -> No
         np.testing.assert_allclose(true, features_at(seen, cooc, ex.label[idx][:, None])[:, 0], rtol=1e-5, atol=1e-6)
         first = np.unique(cols, return_index=True)[1]  # repeated columns: the first holds the item
         np.testing.assert_allclose(cand[:, first], features_at(seen, cooc, cols[None, first]), rtol=1e-5, atol=1e-6)
+        assert not cand[:, np.setdiff1d(np.arange(cols.size), first)].any()  # and the repeats nothing
 
 
 def test_sparse_side_scores_exactly_as_the_dense_features(synthetic_run: SyntheticRun) -> None:

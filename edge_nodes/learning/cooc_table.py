@@ -133,6 +133,11 @@ class CoocTable:
                                  shape=(self.n_items, self.n_items))
 
     @cached_property
+    def csc(self) -> sparse.csc_matrix:
+        """The table by columns (training's side features take a batch's candidate columns)."""
+        return self.csr.tocsc()
+
+    @cached_property
     def dense_matrix(self) -> np.ndarray | sparse.csr_matrix:
         """The table as a float64 matrix for window_scores: dense up to DENSE_MAX_BYTES (a sparse
         row-times-dense product is a few axpys per row, 2-5x faster than sparse-sparse), else CSR."""
@@ -157,15 +162,6 @@ class CoocTable:
         at = np.minimum(np.searchsorted(self._keys, keys), self._keys.size - 1)
         found = (rows >= 0) & (cols >= 0) & (self._keys[at] == keys)
         return np.where(found, self.counts[at].astype(np.float64), 0.0)
-
-    def columns(self, slot: np.ndarray, width: int) -> np.ndarray:
-        """(n_items + 1, width) float32: the counts of the columns with slot[col] >= 0, at that slot;
-        the extra last row is zero (where a -1 padded history item points)."""
-        out = np.zeros((self.n_items + 1, width), dtype=np.float32)
-        s = slot[self.indices]
-        keep = s >= 0
-        out[self._rows[keep], s[keep]] = self.counts[keep]
-        return out
 
     def to_dense(self) -> np.ndarray:
         """(n_items, n_items) float64 counts (tests and small catalogs only)."""

