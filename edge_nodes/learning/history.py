@@ -100,15 +100,20 @@ class UserHistory:
 
     def seen_pairs(self, user_codes: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(row, item) for every item row i's user first saw before pos[i]: a whole seen set at once."""
-        codes, pos = np.asarray(user_codes, np.int64), np.asarray(pos, np.int64)
+        rows, items, first = self.first_seen(user_codes)
+        keep = first < np.asarray(pos, np.int64)[rows]
+        return rows[keep], items[keep]
+
+    def first_seen(self, user_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, item, first position) of every item in the history of row i's user (unknown: none)."""
+        codes = np.asarray(user_codes, np.int64)
         known = codes >= 0
         lo = np.searchsorted(self._keys, np.where(known, codes * self.n_items, 0))
         hi = np.where(known, np.searchsorted(self._keys, (codes + 1) * self.n_items), lo)
         lens = hi - lo
         rows = np.repeat(np.arange(codes.size), lens)
         at = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(lo, lens)
-        keep = self._first[at] < pos[rows]
-        return rows[keep], self._keys[at[keep]] % self.n_items
+        return rows, self._keys[at] % self.n_items, self._first[at]
 
     def repeat_share(self) -> float:
         """Share of the table's events (the training period) whose item the user had seen before

@@ -158,8 +158,15 @@ def at_columns(side: SideInfo, hist: np.ndarray, users: np.ndarray | None, pos: 
         h = side.history
         codes = h.codes(users)
         at = h.length[np.maximum(codes, 0)] if pos is None else np.asarray(pos, np.int64)
-        rows, items = h.seen_pairs(codes, at)
-        _mark(seen_c, rows, slot[items])
+        # each distinct user's history once (a batch holds many rows of the same heavy users), then
+        # per row: the candidate was first seen before the row's position
+        users_u, row_user = np.unique(codes, return_inverse=True)
+        u, items, first = h.first_seen(users_u)
+        cand = slot[items]
+        ok = cand >= 0
+        first_c = np.full((users_u.size, cols.size), np.iinfo(np.int32).max, dtype=np.int32)
+        first_c[u[ok], cand[ok]] = first[ok]
+        seen_c[first_c[row_user] < at[:, None]] = 1.0
         seen_t = np.maximum(seen_t, h.seen_before(codes, at, label[:, None])[:, 0])
     cooc_c = np.zeros((n, cols.size), dtype=np.float32)
     cooc_t = np.zeros(n, dtype=np.float32)
@@ -193,7 +200,12 @@ def _mark(seen: np.ndarray, rows: np.ndarray, slots: np.ndarray) -> None:
 
 
 def _stack(seen: np.ndarray, cooc: np.ndarray) -> np.ndarray:
-    return np.stack([seen, np.log1p(cooc), (cooc > 0).astype(np.float32)], axis=-1).astype(np.float32)
+    """(..., N_SIDE) float32: seen, log1p(cooc), cooc > 0, written into one array (no temporaries)."""
+    out = np.empty(seen.shape + (N_SIDE,), dtype=np.float32)
+    out[..., 0] = seen
+    np.log1p(cooc, out=out[..., 1])
+    np.greater(cooc, 0, out=out[..., 2])
+    return out
 
 
 def own_share(hist: np.ndarray, table: CoocTable, ts_s: np.ndarray | None = None) -> np.ndarray:
