@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from edge_nodes.learning.cooc_app import cooc_partition, load_cooc
 from edge_nodes.learning.cooc_table import CoocTable, window_pairs
@@ -186,6 +187,9 @@ def test_sparse_side_scores_exactly_as_the_dense_features(synthetic_run: Synthet
         add_side_sparse(z_sparse, side.sparse(hist, users, at), w)
         np.testing.assert_array_equal(z_sparse, z_dense)
         assert (z_sparse != before).mean() > 0.05  # both signals were there to add
+    wider = np.zeros((hist.shape[0], synthetic_run.n_items + 1), dtype=np.float32)
+    with pytest.raises(ValueError, match="co-occurrence features over"):  # flat indices would shift rows
+        add_side_sparse(wider, side.sparse(hist, users, pos), w)
 
 
 def test_blocked_scoring_equals_one_block(synthetic_run: SyntheticRun, monkeypatch) -> None:

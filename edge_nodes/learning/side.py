@@ -255,6 +255,8 @@ def add_side_sparse(z: np.ndarray, side: SparseSide, side_w: np.ndarray) -> None
     if side.cooc is not None and (side_w[1] or side_w[2]):
         # straight from the CSR arrays: a score <= 0 adds exactly 0 rather than being compacted
         # out (MovieLens: ~1,300 entries a row; tocoo plus the compaction took 4x the add)
+        if side.cooc.shape[1] != width:
+            raise ValueError(f"co-occurrence features over {side.cooc.shape[1]} items for scores over {width}")
         csr = side.cooc
         data = csr.data.astype(np.float32)
         add = np.where(data > 0, side_w[1] * np.log1p(np.maximum(data, 0)) + side_w[2], 0).astype(z.dtype)
