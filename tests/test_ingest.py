@@ -230,6 +230,22 @@ def test_movielens_latest_ratings_on_hashed_edges(tmp_path: Path) -> None:
         ("U000001", "edge-03"), ("U000002", "edge-01"), ("U000003", "edge-03"), ("U000007", "edge-02")]
 
 
+def test_movielens_latest_ratings_read_in_chunks_ingest_as_read_whole(tmp_path: Path, monkeypatch) -> None:
+    """ratings.csv parsed CHUNK_LINES lines at a time: chunks of 2 lines (rejects of every kind
+    spread over them) give the same summary, events and line-ordered quarantine as one chunk."""
+    from simulation.workload import movielens_latest
+
+    def run(name: str) -> tuple[dict, list[dict], dict[str, list[dict]]]:
+        (tmp_path / name).mkdir()
+        out = tmp_path / name / "out"
+        s = ingest(_latest(tmp_path / name / "ml"), "movielens", out, n_edges=4)
+        return s, _quarantine(out), {e: read_events(out, e) for e in s["events_per_edge"]}
+
+    whole = run("whole")
+    monkeypatch.setattr(movielens_latest, "CHUNK_LINES", 2)
+    assert run("chunked") == whole
+
+
 def test_movielens_latest_without_movies_builds_the_catalog_from_ratings(tmp_path: Path) -> None:
     s = ingest(_latest(tmp_path / "ml", movies=False), "movielens", tmp_path / "out", n_edges=2)
     assert s["input_files"]["ratings.csv"] == {"lines": 13, "ingested": 6, "quarantined": 7}  # movie 99 is in

@@ -89,3 +89,21 @@ def test_movielens_10m_without_users_hashes_user_ids_over_the_edges(tmp_path: Pa
     assert [e["duration"] for e in read_events(tmp_path / "out", edges[7])] == [10]  # half a star
     cat = pq.read_table(tmp_path / "out" / "catalog.parquet").to_pylist()
     assert [(c["content_id"], c["genre"]) for c in cat] == [("C00001", "Adventure"), ("C00005", "unknown")]
+
+
+def test_ratings_read_in_chunks_ingest_as_read_whole(tmp_path: Path, monkeypatch) -> None:
+    """add_ratings parses CHUNK_LINES lines at a time (memory bounded whatever the file's size):
+    chunks of 3 lines, with rejects and strangers in several, give the same events, quarantine
+    (in line order) and counts as one chunk."""
+    from simulation.workload import movielens_latest
+
+    def run(name: str) -> tuple[dict, list[dict], dict[str, list[dict]]]:
+        (tmp_path / name).mkdir()
+        out = tmp_path / name / "out"
+        s = ingest(_one_m(tmp_path / name / "ml-1m"), "movielens", out, n_edges=4)
+        return s, _quarantine(out), {e: read_events(out, e) for e in s["events_per_edge"]}
+
+    whole = run("whole")
+    monkeypatch.setattr(movielens_latest, "CHUNK_LINES", 3)
+    chunked = run("chunked")
+    assert chunked == whole and whole[0]["input_files"]["ratings.dat"]["quarantined"] == 4

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,14 +38,17 @@ MOVIE_LINE = re.compile(r"\s*([0-9]{1,18})::(.*)::([^:]*)")
 NO_GENRE = "(no genres listed)"
 
 
-def _lines(path: Path) -> list[tuple[int, str]]:
-    """Numbered lines, UTF-8 when the file is valid UTF-8, else latin-1 (1M's movies.dat)."""
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Numbered lines, UTF-8 when the file is valid UTF-8, else latin-1 (1M's movies.dat); the
+    text is decoded whole (the encoding is the file's), the lines made as they are consumed."""
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = data.decode("latin-1")
-    return [(n, line.rstrip("\r\n")) for n, line in enumerate(io.StringIO(text, newline=""), 1)]
+    del data
+    for n, line in enumerate(io.StringIO(text, newline=""), 1):
+        yield n, line.rstrip("\r\n")
 
 
 def read_users(path: Path, trace: Trace) -> dict[int, tuple[int, str]]:

@@ -20,7 +20,8 @@ import csv
 import datetime
 import re
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -56,19 +57,21 @@ def hash_edge(user_id: int, n_edges: int) -> str:
     return f"edge-{zlib.crc32(str(user_id).encode()) % n_edges:02d}"
 
 
-def _lines(path: Path) -> list[tuple[int, str]]:
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Numbered lines, read as they are consumed (a 25M-rating file is never held as strings)."""
     with path.open(encoding="utf-8", errors="replace", newline="") as f:
-        return [(n, line.rstrip("\r\n")) for n, line in enumerate(f, 1)]
+        for n, line in enumerate(f, 1):
+            yield n, line.rstrip("\r\n")
 
 
-def _body(path: Path, header: list[str]) -> list[tuple[int, str]]:
-    """The data lines of a CSV file after checking its header row."""
+def _body(path: Path, header: list[str]) -> Iterator[tuple[int, str]]:
+    """The data lines of a CSV file after checking its header row (checked before this returns)."""
     lines = _lines(path)
-    first = lines[0][1].lstrip("\ufeff") if lines else ""
+    first = next(lines, (0, ""))[1].lstrip("\ufeff")
     if [h.strip() for h in next(csv.reader([first]), [])] != header:
         raise EdgecacheError(f"{path}: the first line must be the header {','.join(header)} (got {first[:80]!r}); "
                              "pass the unzipped MovieLens latest folder")
-    return lines[1:]
+    return lines
 
 
 def read_movies(path: Path, trace: Trace) -> Items:
@@ -94,12 +97,27 @@ def read_ratings(path: Path, movies: Items | None, n_edges: int, trace: Trace) -
                 lambda users: np.array([hash_edge(int(u), n_edges) for u in users], dtype=object))
 
 
-def add_ratings(trace: Trace, file: str, lines: list[tuple[int, str]], line: re.Pattern[str], malformed: str,
+# Rating lines parsed at once: bounds what a chunk holds as strings and tuples (~0.3 GB per
+# million lines) whatever the file's size.
+CHUNK_LINES = 1 << 18
+
+
+def add_ratings(trace: Trace, file: str, lines: Iterable[tuple[int, str]], line: re.Pattern[str], malformed: str,
                 movies: Items | None, movies_file: str, edges: Callable[[np.ndarray], np.ndarray],
                 users_file: str = "") -> None:
     """Add the rating lines (`line` captures user, movie, rating, Unix seconds) to the trace in
     file order, or quarantine each with its reason. `edges(user ids)` gives each user's edge, or
-    None for a user `users_file` does not know."""
+    None for a user `users_file` does not know. Read in chunks of CHUNK_LINES lines, each added
+    (quarantine by line number, then events) before the next is read."""
+    known = np.fromiter(movies, np.int64, len(movies)) if movies is not None else None
+    it = iter(lines)
+    while chunk := list(islice(it, CHUNK_LINES)):
+        _add_chunk(trace, file, chunk, line, malformed, known, movies_file, edges, users_file)
+
+
+def _add_chunk(trace: Trace, file: str, lines: list[tuple[int, str]], line: re.Pattern[str], malformed: str,
+               known: np.ndarray | None, movies_file: str, edges: Callable[[np.ndarray], np.ndarray],
+               users_file: str) -> None:
     rejects: list[tuple[int, str, str]] = []
     kept: list[tuple[int, str]] = []
     groups: list[tuple[str, ...]] = []
@@ -119,7 +137,6 @@ def add_ratings(trace: Trace, file: str, lines: list[tuple[int, str]], line: re.
     stranger = np.array([e is None for e in user_edge], dtype=bool)[inverse]  # per user, then per rating
     bad_rating = ~((rating >= 0.5) & (rating <= 5.0))
     bad_ts = ts >= MAX_TS
-    known = np.fromiter(movies, np.int64, len(movies)) if movies is not None else None
     unknown = ~np.isin(iid, known) if known is not None else np.zeros(ts.size, dtype=bool)
     for j in np.flatnonzero(bad_rating | bad_ts | unknown | stranger):
         why = (f"rating out of range ({cols[2][j]}, want 0.5..5)" if bad_rating[j] else
@@ -130,7 +147,11 @@ def add_ratings(trace: Trace, file: str, lines: list[tuple[int, str]], line: re.
     for n, raw, why in sorted(rejects):
         trace.reject(file, n, raw, why)
     ok = ~(bad_rating | bad_ts | unknown | stranger)
-    trace.extend(file, [f"U{u:06d}" for u in uid[ok].tolist()], [f"C{i:05d}" for i in iid[ok].tolist()],
+    # one id string per distinct user and movie, shared by their events (not one per event)
+    user_ids = [f"U{u:06d}" for u in users.tolist()]
+    movies_u, movie_of = np.unique(iid[ok], return_inverse=True)
+    movie_ids = [f"C{i:05d}" for i in movies_u.tolist()]
+    trace.extend(file, [user_ids[k] for k in inverse[ok].tolist()], [movie_ids[k] for k in movie_of.tolist()],
                  "web", np.rint(DEFAULT_RUNTIME_MIN * rating[ok] / 5).astype(np.int64).tolist(),
                  ts[ok].tolist(), edge_of[ok].tolist())
 
