@@ -46,3 +46,22 @@ def tiny_run(tmp_path: Path) -> Callable[..., tuple[Path, dict[str, Any]]]:
         root = tmp_path / name
         return root, generate_tiny(root, seed=seed, **workload)
     return make
+
+
+def ingest_in_chunks_and_whole(tmp_path: Path, folder: Callable[[Path], Path], chunk_lines: int,
+                               monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    """(one chunk, chunks of `chunk_lines`) ingests of the MovieLens folder `folder(path)` makes:
+    each its summary, quarantine rows and events per edge (same folder name, so same summary)."""
+    from simulation.workload import movielens_latest
+    from simulation.workload.ingest import ingest
+
+    def run(name: str) -> tuple[Any, ...]:
+        (tmp_path / name).mkdir()
+        out = tmp_path / name / "out"
+        s = ingest(folder(tmp_path / name / "ml"), "movielens", out, n_edges=4)
+        quarantine = (out / "quarantine" / "ingest" / "part-00000.jsonl").read_text().splitlines()
+        return s, [json.loads(x) for x in quarantine], {e: read_events(out, e) for e in s["events_per_edge"]}
+
+    whole = run("whole")
+    monkeypatch.setattr(movielens_latest, "CHUNK_LINES", chunk_lines)
+    return whole, run("chunked")

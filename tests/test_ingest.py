@@ -15,7 +15,7 @@ from simulation.errors import ConfigError
 from simulation.workload.ingest import ingest, parse_mapping
 from simulation.workload.movielens import zip_edge
 from tests.conftest import ROOT
-from tests.fixtures_workload import read_events
+from tests.fixtures_workload import ingest_in_chunks_and_whole, read_events
 
 
 def _quarantine(out: Path) -> list[dict]:
@@ -233,17 +233,8 @@ def test_movielens_latest_ratings_on_hashed_edges(tmp_path: Path) -> None:
 def test_movielens_latest_ratings_read_in_chunks_ingest_as_read_whole(tmp_path: Path, monkeypatch) -> None:
     """ratings.csv parsed CHUNK_LINES lines at a time: chunks of 2 lines (rejects of every kind
     spread over them) give the same summary, events and line-ordered quarantine as one chunk."""
-    from simulation.workload import movielens_latest
-
-    def run(name: str) -> tuple[dict, list[dict], dict[str, list[dict]]]:
-        (tmp_path / name).mkdir()
-        out = tmp_path / name / "out"
-        s = ingest(_latest(tmp_path / name / "ml"), "movielens", out, n_edges=4)
-        return s, _quarantine(out), {e: read_events(out, e) for e in s["events_per_edge"]}
-
-    whole = run("whole")
-    monkeypatch.setattr(movielens_latest, "CHUNK_LINES", 2)
-    assert run("chunked") == whole
+    whole, chunked = ingest_in_chunks_and_whole(tmp_path, _latest, 2, monkeypatch)
+    assert chunked == whole and whole[0]["input_files"]["ratings.csv"]["quarantined"] == 8
 
 
 def test_movielens_latest_without_movies_builds_the_catalog_from_ratings(tmp_path: Path) -> None:

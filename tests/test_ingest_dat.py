@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from simulation.workload.ingest import ingest
-from tests.fixtures_workload import read_events
+from tests.fixtures_workload import ingest_in_chunks_and_whole, read_events
 
 USERS = (
     "1::F::1::10::48067\n"        # 1: zip region 4
@@ -95,15 +95,5 @@ def test_ratings_read_in_chunks_ingest_as_read_whole(tmp_path: Path, monkeypatch
     """add_ratings parses CHUNK_LINES lines at a time (memory bounded whatever the file's size):
     chunks of 3 lines, with rejects and strangers in several, give the same events, quarantine
     (in line order) and counts as one chunk."""
-    from simulation.workload import movielens_latest
-
-    def run(name: str) -> tuple[dict, list[dict], dict[str, list[dict]]]:
-        (tmp_path / name).mkdir()
-        out = tmp_path / name / "out"
-        s = ingest(_one_m(tmp_path / name / "ml-1m"), "movielens", out, n_edges=4)
-        return s, _quarantine(out), {e: read_events(out, e) for e in s["events_per_edge"]}
-
-    whole = run("whole")
-    monkeypatch.setattr(movielens_latest, "CHUNK_LINES", 3)
-    chunked = run("chunked")
+    whole, chunked = ingest_in_chunks_and_whole(tmp_path, _one_m, 3, monkeypatch)
     assert chunked == whole and whole[0]["input_files"]["ratings.dat"]["quarantined"] == 4
