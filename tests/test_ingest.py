@@ -90,6 +90,26 @@ def test_csv_with_mapping_and_edges(tmp_path: Path) -> None:
     assert [r["line"] for r in _quarantine(tmp_path / "out")] == [5, 6, 7]
 
 
+def test_events_coded_in_small_buffers_ingest_as_in_one(tmp_path: Path, monkeypatch) -> None:
+    """Events added one at a time are coded into columns every Trace.BUFFER events: buffers of 2
+    (a flush between events of the same user, item and edge) write the same files as one buffer."""
+    from simulation.workload.trace import Trace
+
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text("\n".join([json.dumps(r) for r in JSONL * 3] + BAD_JSONL) + "\n")
+    mapping = parse_mapping(["user_id=uid,content_id=item", "timestamp=ts", "device=dev", "duration=mins"])
+
+    def run(name: str) -> tuple:
+        out = tmp_path / name
+        s = ingest(trace, "jsonl", out, mapping=mapping, n_edges=2)
+        tables = [pq.read_table(out / f).to_pylist() for f in ("catalog.parquet", "users.parquet")]
+        return s, _all_events(out), _quarantine(out), tables
+
+    whole = run("whole")
+    monkeypatch.setattr(Trace, "BUFFER", 2)
+    assert run("buffered") == whole and whole[0]["events"] == 9
+
+
 def test_csv_without_the_mapped_columns_names_them(tmp_path: Path) -> None:
     trace = tmp_path / "t.csv"
     trace.write_text("a,b,c\n1,2,3\n")

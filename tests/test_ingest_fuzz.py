@@ -83,7 +83,7 @@ def test_jsonl_reader_accounts_for_every_line(tmp_path_factory: pytest.TempPathF
     trace = Trace()
     read_jsonl(path, parse_mapping(()), 4, trace)
     check_accounting(trace, path.name, input_lines(data))
-    assert len(trace.ts) == trace.files.get(path.name, {}).get("ingested", 0)
+    assert trace.events == trace.files.get(path.name, {}).get("ingested", 0)
 
 
 @FUZZ

@@ -191,7 +191,7 @@ def ingest(path: Path, trace_format: str, out: Path, *, mapping: dict[str, str] 
     reader, suffixes = readers[trace_format]
     for file in _files(path, suffixes):
         reader(file, mapping or parse_mapping(()), n_edges, trace)
-    log.info("ingest: %d events, %d quarantined lines", len(trace.ts), trace.quarantined)
+    log.info("ingest: %d events, %d quarantined lines", trace.events, trace.quarantined)
     return {**write_trace(trace, out, fmt=fmt, catalog=None, users=None, test_days=test_days), "trace": path.name}
 
 

@@ -83,17 +83,17 @@ class PartWriter:
 
     def write_lines(self, edge_idx: np.ndarray, lines: pa.Array) -> None:
         """`lines` grouped by edge (edge_idx sorted): one part per edge present."""
-        for e, lo, hi in _runs(edge_idx):
+        for e, lo, hi in key_runs(edge_idx):
             with self._next(self.edges[e]).open("wb") as f:
                 f.write(string_bytes(lines.slice(lo, hi - lo)))
 
     def write_table(self, edge_idx: np.ndarray, table: pa.Table) -> None:
         """Parquet variant of write_lines (same columns, duration as int64)."""
-        for e, lo, hi in _runs(edge_idx):
+        for e, lo, hi in key_runs(edge_idx):
             pq.write_table(table.slice(lo, hi - lo), self._next(self.edges[e]))
 
 
-def _runs(sorted_keys: np.ndarray) -> list[tuple[int, int, int]]:
+def key_runs(sorted_keys: np.ndarray) -> list[tuple[int, int, int]]:
     """(key, start, stop) of each run of equal keys in a sorted array."""
     if len(sorted_keys) == 0:
         return []

@@ -122,9 +122,10 @@ def read_movielens(folder: Path, trace: Trace, n_edges: int) -> tuple[pa.Table, 
     items = _read_items(folder / "u.item", trace) if (folder / "u.item").is_file() else None
     _read_ratings(folder / "u.data", users, items, trace)
     if items is None:
-        ids = sorted({int(c[1:]) for c in trace.content})
+        ids = sorted(int(c[1:]) for c in trace.content_ids())
         items = {i: (f"C{i:05d}", "unknown", None) for i in ids}
-    start = datetime.datetime.fromtimestamp(min(trace.ts), datetime.UTC).date() if trace.ts else None
+    first = trace.first_ts()
+    start = None if first is None else datetime.datetime.fromtimestamp(first, datetime.UTC).date()
     return ml_catalog(items, start), _users(users)
 
 

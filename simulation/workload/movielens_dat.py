@@ -96,5 +96,5 @@ def read_dat(folder: Path, n_edges: int, trace: Trace) -> tuple[Items, dict[int,
                 "malformed ratings.dat line (want UserID::MovieID::Rating::Timestamp)", movies, "movies.dat",
                 edges, "users.dat")
     if movies is None:
-        movies = {i: (f"C{i:05d}", "unknown", None) for i in sorted({int(c[1:]) for c in trace.content})}
+        movies = {i: (f"C{i:05d}", "unknown", None) for i in sorted(int(c[1:]) for c in trace.content_ids())}
     return movies, users

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from simulation.errors import EdgecacheError
-from simulation.workload.trace import DEFAULT_RUNTIME_MIN, Trace
+from simulation.workload.trace import DEFAULT_RUNTIME_MIN, Trace, distinct_index
 
 RATINGS_HEADER = ["userId", "movieId", "rating", "timestamp"]
 MOVIES_HEADER = ["movieId", "title", "genres"]
@@ -133,7 +133,6 @@ def _add_chunk(trace: Trace, file: str, lines: list[tuple[int, str]], line: re.P
     rating = cols[2].astype(np.float64)
     users, inverse = np.unique(uid, return_inverse=True)
     user_edge = edges(users) if users.size else np.zeros(0, dtype=object)
-    edge_of = user_edge[inverse]
     stranger = np.array([e is None for e in user_edge], dtype=bool)[inverse]  # per user, then per rating
     bad_rating = ~((rating >= 0.5) & (rating <= 5.0))
     bad_ts = ts >= MAX_TS
@@ -147,13 +146,13 @@ def _add_chunk(trace: Trace, file: str, lines: list[tuple[int, str]], line: re.P
     for n, raw, why in sorted(rejects):
         trace.reject(file, n, raw, why)
     ok = ~(bad_rating | bad_ts | unknown | stranger)
-    # one id string per distinct user and movie, shared by their events (not one per event)
-    user_ids = [f"U{u:06d}" for u in users.tolist()]
+    # each distinct user, movie and edge once: the trace keeps codes into them, not a string per event
     movies_u, movie_of = np.unique(iid[ok], return_inverse=True)
-    movie_ids = [f"C{i:05d}" for i in movies_u.tolist()]
-    trace.extend(file, [user_ids[k] for k in inverse[ok].tolist()], [movie_ids[k] for k in movie_of.tolist()],
-                 "web", np.rint(DEFAULT_RUNTIME_MIN * rating[ok] / 5).astype(np.int64).tolist(),
-                 ts[ok].tolist(), edge_of[ok].tolist())
+    edge_names, user_edge_idx = distinct_index(user_edge.tolist())  # None (strangers): no kept rating
+    trace.extend(file, ([f"U{u:06d}" for u in users.tolist()], inverse[ok]),
+                 ([f"C{i:05d}" for i in movies_u.tolist()], movie_of),
+                 "web", np.rint(DEFAULT_RUNTIME_MIN * rating[ok] / 5).astype(np.int64), ts[ok],
+                 (edge_names, user_edge_idx[inverse[ok]]))
 
 
 def read_latest(folder: Path, n_edges: int, trace: Trace) -> Items:
@@ -162,4 +161,4 @@ def read_latest(folder: Path, n_edges: int, trace: Trace) -> Items:
     read_ratings(folder / "ratings.csv", movies, n_edges, trace)
     if movies is not None:
         return movies
-    return {i: (f"C{i:05d}", "unknown", None) for i in sorted({int(c[1:]) for c in trace.content})}
+    return {i: (f"C{i:05d}", "unknown", None) for i in sorted(int(c[1:]) for c in trace.content_ids())}

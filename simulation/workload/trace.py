@@ -14,7 +14,7 @@ import datetime
 import json
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from edge_nodes.devices import DEVICES
-from simulation.workload.logwriter import Lookups, PartWriter, render_jsonl
+from simulation.workload.logwriter import Lookups, PartWriter, key_runs, render_jsonl
 from simulation.workload.stats import WorkloadStats
 
 TestDays = int | Callable[[int], int]  # the test period's days, or the rule giving them for a span
@@ -52,39 +52,82 @@ def check_text(name: str, value: str) -> str:
 
 
 class Trace:
-    """Accepted events (column lists) and quarantined lines, counted per input file."""
+    """Accepted events and quarantined lines, counted per input file.
+
+    Events are kept as columns of integer codes in chunks (about 30 bytes an event), each id
+    once in a vocabulary (`vocab`, codes in arrival order; `write_trace` sorts): Python lists of a
+    string and an int per field cost ~200 bytes an event, 0.4 GB for 2M ratings.
+    """
+
+    BUFFER = 1 << 16  # events `add` collects before coding them into a chunk
 
     def __init__(self) -> None:
-        self.user: list[str] = []
-        self.content: list[str] = []
-        self.device: list[str] = []
-        self.duration: list[int] = []
-        self.ts: list[int] = []
-        self.edge: list[str] = []
+        self.vocab: dict[str, dict[str, int]] = {k: {} for k in ("user", "content", "device", "edge")}
+        self._chunks: list[tuple[np.ndarray, ...]] = []  # user, content, device, edge, duration, ts
+        self._buffer: list[tuple[str, str, str, int, int, str]] = []
         self.rejected: list[dict[str, Any]] = []
         self.files: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
 
     def add(self, file: str, user: str, content: str, device: str, duration: int | None, ts: int,
             edge: str) -> None:
         """Accept one event (duration None = the item's runtime)."""
-        self.user.append(user)
-        self.content.append(content)
-        self.device.append(device)
-        self.duration.append(-1 if duration is None else duration)
-        self.ts.append(ts)
-        self.edge.append(edge)
+        self._buffer.append((user, content, device, -1 if duration is None else duration, ts, edge))
         self.files[file].update(lines=1, ingested=1)
+        if len(self._buffer) >= self.BUFFER:
+            self._flush()
 
-    def extend(self, file: str, users: list[str], contents: list[str], device: str, durations: list[int],
-               ts: list[int], edges: list[str]) -> None:
-        """Accept many events of one device at once (same meaning as `add`, in the given order)."""
-        self.user += users
-        self.content += contents
-        self.device += [device] * len(users)
-        self.duration += durations
-        self.ts += ts
-        self.edge += edges
-        self.files[file].update(lines=len(users), ingested=len(users))
+    def extend(self, file: str, users: tuple[list[str], np.ndarray], contents: tuple[list[str], np.ndarray],
+               device: str, durations: np.ndarray, ts: np.ndarray, edges: tuple[list[str], np.ndarray]) -> None:
+        """Accept many events of one device at once, in the given order (same meaning as `add`):
+        users, contents and edges as (their distinct ids, each event's index into them)."""
+        self._flush()
+        n = len(ts)
+        self._chunks.append((self._code("user", *users), self._code("content", *contents),
+                             np.full(n, self._code("device", [device], np.zeros(1, np.int64))[0], np.int32),
+                             self._code("edge", *edges), np.asarray(durations, np.int64),
+                             np.asarray(ts, np.int64)))
+        self.files[file].update(lines=n, ingested=n)
+
+    def _code(self, kind: str, ids: list[str], index: np.ndarray) -> np.ndarray:
+        """The vocabulary codes of ids[index], adding the ids it uses to the vocabulary."""
+        vocab, index = self.vocab[kind], np.asarray(index, np.int64)
+        codes = np.full(len(ids), -1, np.int32)
+        for k in np.unique(index).tolist():  # an id no event uses stays out (no user without events)
+            codes[k] = vocab.setdefault(ids[k], len(vocab))
+        return codes[index]
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        user, content, device, duration, ts, edge = zip(*self._buffer, strict=True)
+        self._buffer = []
+        coded = [self._code(kind, *distinct_index(values))
+                 for kind, values in (("user", user), ("content", content), ("device", device), ("edge", edge))]
+        self._chunks.append((*coded, np.asarray(duration, np.int64), np.asarray(ts, np.int64)))
+
+    def columns(self) -> tuple[np.ndarray, ...]:
+        """Every accepted event in input order: user, content, device, edge (vocabulary codes),
+        duration (-1 = the item's runtime) and ts (Unix seconds)."""
+        self._flush()
+        if not self._chunks:
+            return tuple(np.zeros(0, np.int64) for _ in range(6))
+        if len(self._chunks) > 1:
+            self._chunks = [tuple(np.concatenate(c) for c in zip(*self._chunks, strict=True))]
+        return self._chunks[0]
+
+    @property
+    def events(self) -> int:
+        return sum(len(c[5]) for c in self._chunks) + len(self._buffer)
+
+    def content_ids(self) -> list[str]:
+        """The distinct content ids of the accepted events."""
+        self._flush()
+        return list(self.vocab["content"])
+
+    def first_ts(self) -> int | None:
+        """The earliest accepted event's Unix time (None: no event)."""
+        ts = self.columns()[5]
+        return int(ts.min()) if ts.size else None
 
     def reject(self, file: str, line: int, raw: str, reason: str) -> None:
         """Quarantine one input line with the reason it was not ingested."""
@@ -98,6 +141,13 @@ class Trace:
     @property
     def quarantined(self) -> int:
         return len(self.rejected)
+
+
+def distinct_index(values: Sequence[Hashable]) -> tuple[list[Any], np.ndarray]:
+    """(distinct values in first-seen order, each value's index into them)."""
+    first: dict[Hashable, int] = {}
+    index = np.fromiter((first.setdefault(v, len(first)) for v in values), np.int64, len(values))
+    return list(first), index
 
 
 def default_catalog(content_ids: list[str]) -> pa.Table:
@@ -135,22 +185,24 @@ def write_trace(trace: Trace, out: Path, *, fmt: str, catalog: pa.Table | None, 
     if (out / "logs").exists():
         shutil.rmtree(out / "logs")  # stale parts of an earlier run would mix with this trace
     _write_quarantine(trace, out / "quarantine" / "ingest")
-    if not trace.ts:
+    if not trace.events:
         raise _empty(trace)
-    catalog = catalog if catalog is not None else default_catalog(sorted(set(trace.content)))
+    user_c, content_c, device_c, edge_c, duration_c, ts_abs = trace.columns()
+    contents = list(trace.vocab["content"])
+    catalog = catalog if catalog is not None else default_catalog(sorted(contents))
     cids = catalog.column("content_id").to_pylist()
-    item = _codes(trace.content, cids)
-    user_vocab = sorted(set(trace.user))
-    user = _codes(trace.user, user_vocab)
-    edges, edge_map = _edge_names(trace.edge)
-    edge = _codes([edge_map[e] for e in trace.edge], edges)
-    device = _codes(trace.device, list(DEVICES))
-    ts_abs = np.asarray(trace.ts, dtype=np.int64)
+    item = _codes(contents, cids)[content_c]
+    user_ids = list(trace.vocab["user"])
+    user_vocab = sorted(user_ids)
+    user = _codes(user_ids, user_vocab)[user_c]
+    edges, edge_map = _edge_names(list(trace.vocab["edge"]))
+    edge = _codes([edge_map[e] for e in trace.vocab["edge"]], edges)[edge_c]
+    device = _codes(list(trace.vocab["device"]), list(DEVICES))[device_c]
     start = datetime.datetime.fromtimestamp(int(ts_abs.min()), datetime.UTC).date()
     ts = ts_abs - int(datetime.datetime(start.year, start.month, start.day, tzinfo=datetime.UTC).timestamp())
     days = int(ts.max() // 86400) + 1
     runtime = catalog.column("runtime_min").to_numpy()
-    duration = np.where(np.asarray(trace.duration) < 0, runtime[item], trace.duration)
+    duration = np.where(duration_c < 0, runtime[item], duration_c)
 
     order = np.lexsort((ts, edge))
     # Trace ids are arbitrary text: escaped for the JSON renderer (a quote, backslash or newline
@@ -158,13 +210,15 @@ def write_trace(trace: Trace, out: Path, *, fmt: str, catalog: pa.Table | None, 
     text = (lambda v: [json.dumps(x)[1:-1] for x in v]) if fmt == "jsonl" else list
     lookups = Lookups(np.asarray(text(user_vocab), dtype=object), np.asarray(text(cids), dtype=object),
                       DEVICES, edges, start.isoformat(), days)
-    cols = lookups.columns(user[order], device[order], item[order], duration[order], ts[order], edge[order])
     writer = PartWriter(out / "logs", edges, fmt)
-    if fmt == "jsonl":
-        writer.write_lines(edge[order], render_jsonl(cols))
-    else:
-        cols["duration"] = pa.array(duration[order].astype(np.int64))
-        writer.write_table(edge[order], pa.table(cols))
+    for _, lo, hi in key_runs(edge[order]):  # one edge at a time: only its lines are rendered at once
+        rows = order[lo:hi]
+        cols = lookups.columns(user[rows], device[rows], item[rows], duration[rows], ts[rows], edge[rows])
+        if fmt == "jsonl":
+            writer.write_lines(edge[rows], render_jsonl(cols))
+        else:
+            cols["duration"] = pa.array(duration[rows].astype(np.int64))
+            writer.write_table(edge[rows], pa.table(cols))
     pq.write_table(catalog, out / "catalog.parquet")
     pq.write_table(_users_table(users, user_vocab, user, edge, device, item, edges, catalog), out / "users.parquet")
     tdays = min(days, test_days(days) if callable(test_days) else test_days)
