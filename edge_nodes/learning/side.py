@@ -150,7 +150,8 @@ def at_columns(side: SideInfo, hist: np.ndarray, users: np.ndarray | None, pos: 
     n, k = hist.shape
     slot = np.full(n_items + 1, -1, dtype=np.int64)  # item -> its column among cols; -1 (padding) -> -1
     slot[cols[::-1]] = np.arange(cols.size)[::-1]  # a repeated column (padding slots) maps to its first
-    seen_c = np.zeros((n, cols.size), dtype=np.float32)
+    cand = np.zeros((n, cols.size, N_SIDE), dtype=np.float32)  # written in place: seen, log1p(c), c > 0
+    seen_c = cand[..., 0]
     seen_t = (hist == label[:, None]).any(axis=1).astype(np.float32)
     r, c = np.nonzero(hist >= 0)
     _mark(seen_c, r, slot[hist[r, c]])
@@ -162,30 +163,33 @@ def at_columns(side: SideInfo, hist: np.ndarray, users: np.ndarray | None, pos: 
         # per row: the candidate was first seen before the row's position
         users_u, row_user = np.unique(codes, return_inverse=True)
         u, items, first = h.first_seen(users_u)
-        cand = slot[items]
-        ok = cand >= 0
+        slots = slot[items]
+        ok = slots >= 0
         first_c = np.full((users_u.size, cols.size), np.iinfo(np.int32).max, dtype=np.int32)
-        first_c[u[ok], cand[ok]] = first[ok]
+        first_c[u[ok], slots[ok]] = first[ok]
         seen_c[first_c[row_user] < at[:, None]] = 1.0
         seen_t = np.maximum(seen_t, h.seen_before(codes, at, label[:, None])[:, 0])
-    cooc_c = np.zeros((n, cols.size), dtype=np.float32)
     cooc_t = np.zeros(n, dtype=np.float32)
     if side.table is not None:
         t = side.table.base
         w = min(t.window, k)
         recent = hist[:, k - w:]
         lag_w = t.decay ** np.arange(w - 1, -1, -1, dtype=np.float64)  # oldest .. newest (weight 1)
-        # the rows' lag weights times the table's candidate columns, one sparse product in float64
-        # (4x faster than scattering the columns and adding one lag at a time in float32)
-        cooc_c = (t.window_weights(hist) @ t.csc[:, cols]).toarray().astype(np.float32)
-        first = slot[cols] == np.arange(cols.size)
-        if not first.all():
-            cooc_c[:, ~first] = 0.0  # a repeated column's values sit at its first slot only, as seen's
+        # the rows' lag weights times the table's candidate columns, one sparse product in float64;
+        # its few nonzeros (~5% of the candidates) go straight into the features, never densified
+        prod = (t.window_weights(hist) @ t.csc[:, cols]).tocsr()
+        rows = np.repeat(np.arange(n), np.diff(prod.indptr))
+        keep = slot[cols[prod.indices]] == prod.indices  # a repeated column counts at its first slot only
+        score = prod.data[keep].astype(np.float32)
+        at_rc = (rows[keep], prod.indices[keep])
+        cand[..., 1][at_rc] = np.log1p(score)
+        cand[..., 2][at_rc] = score > 0
         cooc_t = _own_out((t.lookup(recent, label[:, None]) * lag_w).sum(axis=1), own_share(hist, t, ts_s))
     mine = slot[label]  # a candidate that is the row's own label gets the label's (own-out) values
     hit = np.flatnonzero(mine >= 0)
-    seen_c[hit, mine[hit]], cooc_c[hit, mine[hit]] = seen_t[hit], cooc_t[hit]
-    return (_stack(seen_t, cooc_t), _stack(seen_c, cooc_c))
+    true = _stack(seen_t, cooc_t)
+    cand[hit, mine[hit]] = true[hit]
+    return true, cand
 
 
 def _own_out(score: np.ndarray, own: np.ndarray) -> np.ndarray:
