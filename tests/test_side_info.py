@@ -12,7 +12,7 @@ from edge_nodes.learning.cooc_app import cooc_partition, load_cooc
 from edge_nodes.learning.cooc_table import CoocTable, window_pairs
 from edge_nodes.learning.history import UserHistory
 from edge_nodes.learning.model import ModelSpec, init_params, load_params, save_params, top_k
-from edge_nodes.learning.side import SideInfo, at_columns, features_at, own_share
+from edge_nodes.learning.side import SideInfo, SparseSide, at_columns, features_at, own_share
 from edge_nodes.learning.task import TrainSettings, evaluate, load_examples, recency_weights, train
 from tests.fixtures_federated import SyntheticRun, cooc_table
 
@@ -187,6 +187,13 @@ def test_sparse_side_scores_exactly_as_the_dense_features(synthetic_run: Synthet
         add_side_sparse(z_sparse, side.sparse(hist, users, at), w)
         np.testing.assert_array_equal(z_sparse, z_dense)
         assert (z_sparse != before).mean() > 0.05  # both signals were there to add
+    shared = side.sparse(hist, users, pos)  # the lockstep's models: one batch's features, own weights
+    for w_model in (w, np.array([0.4, -0.2, 1.1], dtype=np.float32), w):
+        z_dense = rng.normal(size=(hist.shape[0], synthetic_run.n_items)).astype(np.float32)
+        z_sparse = z_dense.copy()
+        add_side(z_dense, *side.dense(hist, users, pos, n_items=synthetic_run.n_items), w_model)
+        add_side_sparse(z_sparse, shared, w_model)
+        np.testing.assert_array_equal(z_sparse, z_dense)
     wider = np.zeros((hist.shape[0], synthetic_run.n_items + 1), dtype=np.float32)
     with pytest.raises(ValueError, match="co-occurrence features over"):  # flat indices would shift rows
         add_side_sparse(wider, side.sparse(hist, users, pos), w)
@@ -215,6 +222,8 @@ def test_blocked_scoring_equals_one_block(synthetic_run: SyntheticRun, monkeypat
         assert len(bounds) == -(-n // 64) > 2 and bounds[0][0] == 0 and bounds[-1][1] == n
         assert all(b0[1] == b1[0] for b0, b1 in zip(bounds, bounds[1:], strict=False))
         blocked = model.top_k_with_probs(params, spec, hist, dev, hour, 4, feats)
+        if isinstance(feats, SparseSide):  # the same bounds give the same blocks (derived terms kept)
+            assert all(a is b for a, b in zip(feats.blocks(bounds), feats.blocks(bounds), strict=True))
         np.testing.assert_array_equal(blocked[0], whole[0])
         np.testing.assert_array_equal(blocked[1], whole[1])
         np.testing.assert_array_equal(model.top_k(params, spec, hist, dev, hour, 4, feats), ids_whole)

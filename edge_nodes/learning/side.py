@@ -20,6 +20,7 @@ example's `user_pos`; for a live request, the end of the known history).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -53,16 +54,39 @@ class SparseSide:
     def blocks(self, bounds: list[tuple[int, int]]) -> list[SparseSide]:
         """The features of each contiguous row range [start, stop) in `bounds` (ascending, covering
         the rows), renumbered from 0: one sort of the seen pairs for every range, and the CSR's
-        ranges as views of its arrays (scipy's row slicing copies them, 3x the time)."""
+        ranges as views of its arrays (scipy's row slicing copies them, 3x the time). The same
+        bounds give the same blocks again (the lockstep's models score one batch's features in
+        the same blocks), so what `add_side_sparse` derives from a block is derived once."""
         if len(bounds) == 1 and bounds[0][0] == 0:
             return [self]  # every row (the replay's batches): nothing to slice
+        memo: dict[tuple[tuple[int, int], ...], list[SparseSide]] = self.__dict__.setdefault("_blocks", {})
+        if tuple(bounds) in memo:
+            return memo[tuple(bounds)]
         order = np.argsort(self.seen_rows, kind="stable")
         rows, items = self.seen_rows[order], self.seen_items[order]
         out = []
         for start, stop in bounds:
             lo, hi = np.searchsorted(rows, [start, stop])
             out.append(SparseSide(rows[lo:hi] - start, items[lo:hi], _row_range(self.cooc, start, stop)))
+        memo[tuple(bounds)] = out
         return out
+
+    def seen_at(self, width: int) -> np.ndarray:
+        """The seen pairs as flat indices of a C-ordered (rows, width) score array, kept per width."""
+        memo: dict[int, np.ndarray] = self.__dict__.setdefault("_seen_at", {})
+        if width not in memo:
+            memo[width] = self.seen_rows * width + self.seen_items
+        return memo[width]
+
+    @cached_property
+    def cooc_terms(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(flat index, log1p of the score, score > 0) of every stored co-occurrence entry, float32:
+        what each model scoring these rows weighs with its own side_w."""
+        assert self.cooc is not None
+        csr = self.cooc
+        data = csr.data.astype(np.float32)
+        rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
+        return rows * csr.shape[1] + csr.indices, np.log1p(np.maximum(data, 0)), data > 0
 
 
 def _row_range(csr: sparse.csr_matrix | None, start: int, stop: int) -> sparse.csr_matrix | None:
@@ -254,15 +278,12 @@ def add_side_sparse(z: np.ndarray, side: SparseSide, side_w: np.ndarray) -> None
     if not z.flags.c_contiguous:  # reshape would copy, and the adds would be lost
         raise ValueError("add_side_sparse needs a C-contiguous score array")
     flat, width = z.reshape(-1), z.shape[1]
+    if side.cooc is not None and side.cooc.shape[1] != width:
+        raise ValueError(f"co-occurrence features over {side.cooc.shape[1]} items for scores over {width}")
     if side_w[0]:
-        flat[side.seen_rows * width + side.seen_items] += side_w[0]  # a repeated pair adds once, as seen = 1
+        flat[side.seen_at(width)] += side_w[0]  # a repeated pair adds once, as seen = 1
     if side.cooc is not None and (side_w[1] or side_w[2]):
         # straight from the CSR arrays: a score <= 0 adds exactly 0 rather than being compacted
         # out (MovieLens: ~1,300 entries a row; tocoo plus the compaction took 4x the add)
-        if side.cooc.shape[1] != width:
-            raise ValueError(f"co-occurrence features over {side.cooc.shape[1]} items for scores over {width}")
-        csr = side.cooc
-        data = csr.data.astype(np.float32)
-        add = np.where(data > 0, side_w[1] * np.log1p(np.maximum(data, 0)) + side_w[2], 0).astype(z.dtype)
-        rows = np.repeat(np.arange(csr.shape[0], dtype=np.int64), np.diff(csr.indptr))
-        flat[rows * width + csr.indices] += add
+        at, log1p, positive = side.cooc_terms
+        flat[at] += np.where(positive, side_w[1] * log1p + side_w[2], 0).astype(z.dtype)
