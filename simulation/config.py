@@ -210,6 +210,17 @@ class CacheConfig:
                                "(0.8: the lowest price at which federated's origin bytes stayed <= W-TinyLFU's on "
                                "a validation draw of the default workload, run.seed 7: "
                                "experiments/sweep_prefetch_price.toml; never the scored seed's test period)")
+    origin_shadow: str = _f("wtinylfu", choices=REACTIVE_POLICIES + ("none",),
+                            doc="each edge simulates this reactive cache (libCacheSim, same capacity) on its own "
+                            "requests and prefetches only while its origin bytes, prefetches included, stay <= "
+                            "origin_ratio x the shadow's: no prediction costs more origin traffic than the cache "
+                            "the edge would otherwise run; none = no such limit (docs/internals.md 'Shadow')")
+    origin_ratio: float = _f(1.0, lo=0.0, lo_open=True, doc="origin bytes the edge may pay, as a multiple of "
+                             "its origin_shadow's (> 1 trades origin traffic for hits)")
+    price_gain: float = _f(30.0, lo=0.0, doc="demand, with an origin_shadow: the prefetch price follows the edge's "
+                           "standing against its shadow, prefetch_price x exp(gain x (origin bytes - origin_ratio x "
+                           "shadow's) / requested bytes), within e^-3..e^3 x; 0 = a fixed price. 30: chosen on the "
+                           "validation draw (run.seed 7) among 0, 10, 30, 100 (docs/internals.md 'Shadow')")
     bound_lead: str = _f("user", choices=("user", "none"),
                          doc="belady_prefetch (offline bound): a request may be prefetched only after the same "
                          "user's previous request at the edge (user: when the live cache predicts it) or at any "

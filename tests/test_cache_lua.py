@@ -9,6 +9,7 @@ import subprocess
 from importlib.resources import files
 
 import msgpack
+import numpy as np
 import pytest
 import redis
 
@@ -32,8 +33,9 @@ def _cache(eviction: str) -> EdgeCache:
 
 def _argument_map(eviction: str) -> dict[str, object]:
     cache = _cache(eviction)
-    batch = CacheBatch(["A", "B"], [3, 5], ["U1", "U2"], ["C", "-"], [7, 0], k=1, pred_probs=[0.25, 0.0])
-    return msgpack.unpackb(cache.arguments(cache.prepare(batch), 11, 2))
+    batch = CacheBatch(["A", "B"], [3, 5], ["U1", "U2"], ["C", "-"], [7, 0], k=1, pred_probs=[0.25, 0.0],
+                       shadow_origin=np.array([3, 3]))
+    return msgpack.unpackb(cache.arguments(cache.prepare(batch), 11, 2, 9))
 
 
 def test_luacheck_passes() -> None:
@@ -63,15 +65,17 @@ def test_argument_map_is_named_and_hand_computed() -> None:
     got = _argument_map("demand")
     assert got == {
         "capacity": 4, "unit": "items", "prediction_ttl_s": 3600, "prefetch_budget": 1.0, "prefetch_cap": 1.0,
-        "prefetch_on_hit": True, "freq_half_life": 2000.0, "pred_half_life": 300.0, "pred_weight": 30.0,
+        "prefetch_on_hit": True, "origin_ratio": 1.0, "freq_half_life": 2000.0, "pred_half_life": 300.0, "pred_weight": 30.0,
         "evict_sample": 8, "history_entries": 20000, "admission": True, "prefetch_price": 0.0, "user_prefix": "edge:edge-x:user:",
         "k": 1, "items": ["A", "B"], "sizes": [3, 5], "users": ["U1", "U2"], "preds": ["C", "-"],
         "pred_sizes": [7, 0], "pred_probs": ["0.25", "0"], "pred_prob_values": [0.25, 0.0],
-        "requested_bytes": 11, "prefetch_bytes": 2,
+        "shadow_origin": [3, 3], "requested_bytes": 11, "prefetch_bytes": 2, "origin_bytes": 9,
+        "price_scale": 1.0,
     }
     assert set(_argument_map("lru")) == set(got) - {"freq_half_life", "pred_half_life", "pred_weight",
                                                     "evict_sample", "history_entries", "admission",
-                                                    "prefetch_price", "pred_probs", "pred_prob_values"}
+                                                    "prefetch_price", "pred_probs", "pred_prob_values",
+                                                    "price_scale"}
 
 
 @pytest.mark.parametrize("eviction", sorted(MODES))

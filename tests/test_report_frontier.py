@@ -7,7 +7,13 @@ from typing import Any
 
 from simulation.report.run_report import render_report
 from simulation.report.sweep_page import write_sweep_report
-from simulation.report.tradeoff import at_reference, frontier_blocks, frontier_data, frontier_sentence
+from simulation.report.tradeoff import (
+    at_reference,
+    frontier_blocks,
+    frontier_data,
+    frontier_sentence,
+    limit_sentence,
+)
 from tests.fixtures_report import make_results
 
 # Two budgets' worth of hand-picked overall results (origin bytes in units of wtinylfu's 100).
@@ -42,6 +48,17 @@ def test_sentences_say_interpolated_and_the_best_measured_point() -> None:
                  "below that traffic is budget 1: 62.0% at 0.97x.")
     never = frontier_sentence("x", [(1.2, 0.7, 0.0), (1.4, 0.8, 1.0)], "wtinylfu", 0.59)
     assert never == "x never gets down to wtinylfu's origin traffic: its lowest is 1.20x at budget 0 (70.0%)."
+
+
+def test_the_report_says_how_origin_traffic_was_limited() -> None:
+    on = {"config": {"cache": {"origin_shadow": "wtinylfu", "origin_ratio": 1.0, "price_gain": 30.0,
+                               "prefetch_price": 0.8}}}
+    assert limit_sentence(on).startswith("Each edge simulates a wtinylfu cache of the same capacity on its own "
+                                         "requests (a shadow) and prefetches only while its origin bytes")
+    assert "cache.price_gain 30, starting at cache.prefetch_price 0.8" in limit_sentence(on)
+    on["config"]["cache"]["price_gain"] = 0.0
+    assert "price_gain" not in limit_sentence(on)
+    assert limit_sentence({"config": {"cache": {"origin_shadow": "none"}}}).startswith("No origin limit in this run")
 
 
 def test_run_report_and_sweep_page_carry_the_frontier(tmp_path: Path) -> None:

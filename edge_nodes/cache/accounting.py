@@ -48,6 +48,11 @@ class EdgeStats:
     prefetch_wasted: int = 0
     spans: list[DegradedSpan] = field(default_factory=list)
 
+    @property
+    def origin_bytes(self) -> int:
+        """Bytes fetched from the origin: misses (outages included) plus prefetches."""
+        return self.requested_bytes - self.hit_bytes + self.prefetch_bytes
+
     def add(self, other: EdgeStats) -> EdgeStats:
         """Sum counters in place (for the overall row); spans are kept per edge only."""
         for f in fields(self):
@@ -81,14 +86,13 @@ class EdgeStats:
     def summary(self, lat: Latency) -> dict[str, Any]:
         """The results.json row: DESIGN.md's keys plus the raw counters behind them."""
         mean, p99 = self.latency(lat)
-        origin = self.requested_bytes - self.hit_bytes + self.prefetch_bytes
         return {
             "hit_ratio": _ratio(self.hits, self.requests),
             "byte_hit_ratio": _ratio(self.hit_bytes, self.requested_bytes),
             "requests": self.requests,
             "prefetch_bytes": self.prefetch_bytes,
             "prefetch_precision": _ratio(self.prefetch_used, self.prefetched),
-            "origin_bytes": origin,
+            "origin_bytes": self.origin_bytes,
             "latency_mean_ms": mean,
             "latency_p99_ms": p99,
             "hits": self.hits,

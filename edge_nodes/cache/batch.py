@@ -26,6 +26,7 @@ class CacheBatch:
     pred_sizes: Sequence[int] = ()       # their sizes
     k: int = 0
     pred_probs: Sequence[float] | np.ndarray | None = None  # their probabilities (demand mode; None = 1)
+    shadow_origin: Sequence[int] | np.ndarray | None = None  # the shadow's origin bytes through each request
 
 
 @dataclass(frozen=True)

@@ -69,24 +69,28 @@ class EdgeCache:
         for batch in _chunks(users, 500):
             self.client.delete(*batch)
 
-    def serve(self, batch: CacheBatch, *, requested_bytes: int = 0, prefetch_bytes: int = 0) -> BatchOutcome:
+    def serve(self, batch: CacheBatch, *, requested_bytes: int = 0, prefetch_bytes: int = 0,
+              origin_bytes: int = 0, price_scale: float = 1.0) -> BatchOutcome:
         """Serve requests in order: hit or admit, then prefetch the k predictions per request.
 
-        `requested_bytes` and `prefetch_bytes` are the edge's counters before this batch (the
-        prefetch budget).
+        `requested_bytes`, `prefetch_bytes` and `origin_bytes` are the edge's counters before this
+        batch (the prefetch budget; the origin limit when the batch carries `shadow_origin`);
+        `price_scale` multiplies the prefetch price for this batch (demand mode).
         """
-        return self.receive(self.send(self.prepare(batch), requested_bytes, prefetch_bytes))
+        return self.receive(self.send(self.prepare(batch), requested_bytes, prefetch_bytes, origin_bytes,
+                                      price_scale))
 
     def prepare(self, batch: CacheBatch) -> PreparedBatch:
         """Encode a batch for `send`: its mode's argument fields, all but the running byte counters."""
         return PreparedBatch(self.mode.function, self._settings_fields + MapFields.of(self.mode.batch_args(batch)))
 
-    def send(self, prep: PreparedBatch, requested_bytes: int, prefetch_bytes: int) -> PendingBatch:
+    def send(self, prep: PreparedBatch, requested_bytes: int, prefetch_bytes: int, origin_bytes: int = 0,
+             price_scale: float = 1.0) -> PendingBatch:
         """Write the batch's FCALL without waiting for the reply (read it with `receive`).
 
         A connection error here is not raised: `receive` then retries synchronously.
         """
-        args: list[object] = [self.arguments(prep, requested_bytes, prefetch_bytes)]
+        args: list[object] = [self.arguments(prep, requested_bytes, prefetch_bytes, origin_bytes, price_scale)]
         pool, conn = self.client.connection_pool, None
         try:
             conn = pool.get_connection()
@@ -98,9 +102,11 @@ class EdgeCache:
             return PendingBatch(prep.fn, args, None)
         return PendingBatch(prep.fn, args, conn)
 
-    def arguments(self, prep: PreparedBatch, requested_bytes: int, prefetch_bytes: int) -> bytes:
-        """The function's one argument: the msgpack map, completed with the edge's byte counters."""
-        counters = MapFields.of({"requested_bytes": requested_bytes, "prefetch_bytes": prefetch_bytes})
+    def arguments(self, prep: PreparedBatch, requested_bytes: int, prefetch_bytes: int, origin_bytes: int = 0,
+                  price_scale: float = 1.0) -> bytes:
+        """The function's one argument: the msgpack map, completed with the edge's byte counters
+        (and the batch's price multiplier where the mode prices prefetches)."""
+        counters = MapFields.of(self.mode.counter_args(requested_bytes, prefetch_bytes, origin_bytes, price_scale))
         return (prep.fields + counters).packed()
 
     def receive(self, pending: PendingBatch) -> BatchOutcome:

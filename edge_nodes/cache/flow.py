@@ -5,7 +5,9 @@ miss -> fetch from the origin, admit; then refresh the user's predictions (`user
 prefetch them within the budget. Predictions for the whole batch are computed first, with
 numpy, from each request's own history (what the user watched up to and including it).
 If Redis is down the batch is served from the origin and counted as misses and errors; a
-breaker with exponential backoff decides when to try the server again.
+breaker with exponential backoff decides when to try the server again. With a shadow
+(`cache.origin_shadow`, shadow.py) the edge prefetches only while its origin bytes stay within
+`cache.origin_ratio` x the shadow's.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from redis.backoff import AbstractBackoff, ExponentialBackoff
 from edge_nodes.cache.accounting import EdgeStats
 from edge_nodes.cache.batch import BatchOutcome, CacheBatch
 from edge_nodes.cache.edge_cache import EdgeCache, PendingBatch, PreparedBatch
+from edge_nodes.cache.shadow import OriginLimit, ShadowCache
 from edge_nodes.devices import DEVICES
 from edge_nodes.predictor import Predictor
 from monitoring import metrics
@@ -67,6 +70,7 @@ class Prepared:
     batch: RequestBatch
     sizes: np.ndarray
     enc: PreparedBatch
+    shadow_bytes: int = 0  # the shadow's origin bytes through the batch's last request
 
 
 class Breaker:
@@ -125,11 +129,15 @@ class EdgeDemand:
 
 
 class DeliveryFlow:
-    """Serves one edge's batches for one policy through its EdgeCache and predictor."""
+    """Serves one edge's batches for one policy through its EdgeCache and predictor.
+
+    `shadow`: the edge's shadow cache, shared by flows serving the same stream; by default one
+    of the cache settings' `origin_shadow` (none when it is "none" or nothing is prefetched).
+    """
 
     def __init__(self, edge_id: str, policy: str, cache: EdgeCache, catalog: ItemLookup,
                  predictor: Predictor | None, top_k: int, breaker: Breaker | None = None,
-                 min_demand: float = 0.0) -> None:
+                 min_demand: float = 0.0, shadow: ShadowCache | None = None) -> None:
         self.edge_id, self.policy, self.cache, self.catalog = edge_id, policy, cache, catalog
         self.predictor, self.top_k = predictor, top_k if predictor is not None else 0
         self.breaker = breaker or Breaker()
@@ -137,6 +145,9 @@ class DeliveryFlow:
         self.hits: list[np.ndarray] = []  # per-request hit flags, batch by batch (outages: False)
         self.demand = EdgeDemand(catalog.sizes.size - 1, min_demand)
         self._inflight: tuple[Prepared, PendingBatch | None] | None = None
+        shadow = shadow if shadow is not None or self.top_k == 0 else shadow_of(cache, catalog)
+        s = cache.settings
+        self.limit = None if shadow is None else OriginLimit(shadow, s.origin_ratio, s.price_gain)
 
     def serve(self, batch: RequestBatch) -> np.ndarray:
         """Serve a batch; per-request hit flags (all False for requests served during an outage)."""
@@ -166,16 +177,20 @@ class DeliveryFlow:
         sizes = self.catalog.sizes[batch.item]
         flat = preds.ravel()
         ids, all_sizes = self.catalog.ids, self.catalog.sizes
+        shadow = None if self.limit is None else self.limit.shadow.observe(batch.first, batch.item, sizes)
         enc = self.cache.prepare(CacheBatch(
             items=ids[batch.item].tolist(), sizes=sizes.tolist(), users=batch.user.tolist(),
-            preds=ids[flat].tolist(), pred_sizes=all_sizes[flat].tolist(), k=self.top_k, pred_probs=probs.ravel()))
-        return Prepared(batch, sizes, enc)
+            preds=ids[flat].tolist(), pred_sizes=all_sizes[flat].tolist(), k=self.top_k, pred_probs=probs.ravel(),
+            shadow_origin=shadow))
+        return Prepared(batch, sizes, enc, int(shadow[-1]) if shadow is not None and shadow.size else 0)
 
     def submit(self, prep: Prepared) -> None:
         """Send a prepared batch (or, while the breaker is open, mark it for the origin)."""
         pending = None
         if self.breaker.allow():
-            pending = self.cache.send(prep.enc, self.stats.requested_bytes, self.stats.prefetch_bytes)
+            s = self.stats
+            scale = 1.0 if self.limit is None else self.limit.price_scale(s.origin_bytes, s.requested_bytes)
+            pending = self.cache.send(prep.enc, s.requested_bytes, s.prefetch_bytes, s.origin_bytes, scale)
         self._inflight = (prep, pending)
 
     def finish(self) -> np.ndarray:
@@ -185,6 +200,8 @@ class DeliveryFlow:
         (prep, pending), self._inflight = self._inflight, None
         batch, sizes = prep.batch, prep.sizes
         outcome = self._receive(batch, pending) if pending is not None else None
+        if self.limit is not None:
+            self.limit.served(prep.shadow_bytes)
         if outcome is None:
             self._count_outage(batch, sizes)
             self.hits.append(np.zeros(len(batch), dtype=bool))
@@ -246,6 +263,14 @@ class DeliveryFlow:
         metrics.record_origin_bytes(e, p, miss_bytes)
         if prefetched or prefetch_bytes:
             metrics.record_prefetch(e, p, prefetched, prefetch_bytes)
+
+
+def shadow_of(cache: EdgeCache, catalog: ItemLookup) -> ShadowCache | None:
+    """The shadow the cache's settings ask for (sized in bytes by the catalog's mean size), or None."""
+    s = cache.settings
+    if s.origin_shadow == "none":
+        return None
+    return ShadowCache(s.origin_shadow, s.capacity, s.unit, float(catalog.sizes[:-1].mean()))
 
 
 def record_activity(edge_id: str, device_idx: np.ndarray) -> None:

@@ -21,7 +21,8 @@ from edge_nodes.cache.settings import CacheSettings
 Entry = tuple[str, int, bool]  # (content id, size, still an unrequested prefetch)
 
 # CacheSettings fields both modes' functions read, under the same names
-SHARED_SETTINGS = ("capacity", "unit", "prediction_ttl_s", "prefetch_budget", "prefetch_cap", "prefetch_on_hit")
+SHARED_SETTINGS = ("capacity", "unit", "prediction_ttl_s", "prefetch_budget", "prefetch_cap", "prefetch_on_hit",
+                   "origin_ratio")
 
 
 class EvictionMode(ABC):
@@ -41,10 +42,19 @@ class EvictionMode(ABC):
         """The argument map's settings fields (named as in CacheSettings)."""
         return {f: getattr(s, f) for f in self.settings_fields}
 
+    def counter_args(self, requested_bytes: int, prefetch_bytes: int, origin_bytes: int,
+                     price_scale: float) -> dict[str, object]:
+        """The argument map's running counters, packed when the batch is sent."""
+        return {"requested_bytes": requested_bytes, "prefetch_bytes": prefetch_bytes, "origin_bytes": origin_bytes}
+
     def batch_args(self, b: CacheBatch) -> dict[str, object]:
-        """The argument map's per-batch fields: msgpack arrays of the requests and predictions."""
-        return {"k": b.k, "items": b.items, "sizes": b.sizes, "users": b.users,
-                "preds": b.preds, "pred_sizes": b.pred_sizes}
+        """The argument map's per-batch fields: msgpack arrays of the requests and predictions
+        (and the shadow's origin bytes per request, when the edge runs one)."""
+        out: dict[str, object] = {"k": b.k, "items": b.items, "sizes": b.sizes, "users": b.users,
+                                  "preds": b.preds, "pred_sizes": b.pred_sizes}
+        if b.shadow_origin is not None:
+            out["shadow_origin"] = b.shadow_origin
+        return out
 
     @abstractmethod
     def entries(self, client: redis.Redis, keys: Sequence[str]) -> list[Entry]:
@@ -75,6 +85,12 @@ class DemandMode(EvictionMode):
     script = "demand.lua"
     settings_fields = SHARED_SETTINGS + ("freq_half_life", "pred_half_life", "pred_weight", "evict_sample",
                                          "history_entries", "admission", "prefetch_price")
+
+    def counter_args(self, requested_bytes: int, prefetch_bytes: int, origin_bytes: int,
+                     price_scale: float) -> dict[str, object]:
+        """Adds the price multiplier of the edge's origin controller (shadow.OriginLimit)."""
+        return super().counter_args(requested_bytes, prefetch_bytes, origin_bytes, price_scale) | {
+            "price_scale": price_scale}
 
     def batch_args(self, b: CacheBatch) -> dict[str, object]:
         """Adds the probabilities as '%.6g' text (kept in `user:<id>`) and the numbers that text reads as."""

@@ -10,7 +10,7 @@ empty: its own key prefix in the edge's database (or prefix), flushed before and
 
 Per batch, each policy's flow predicts and encodes it, reads its previous batch's reply and
 sends it (`DeliveryFlow.serve_stream`'s order, so a policy's outcome is what serving it alone
-gives); while the server runs the batches, the prediction-quality sample rows of the batch get
+gives; the edge's shadow cache, `cache.origin_shadow`, is simulated once for all of them); while the server runs the batches, the prediction-quality sample rows of the batch get
 their top-K from the same features. The served predictions are recorded raw (before the
 calibrator), and calibration's test-period measure reads its sample rows from them.
 """
@@ -24,7 +24,7 @@ import numpy as np
 
 from edge_nodes.cache.accounting import EdgeStats
 from edge_nodes.cache.edge_cache import EdgeCache
-from edge_nodes.cache.flow import DeliveryFlow, ItemLookup, RequestBatch
+from edge_nodes.cache.flow import DeliveryFlow, ItemLookup, RequestBatch, shadow_of
 from edge_nodes.cache.redis_conn import EdgeNamespace
 from edge_nodes.learning.predictors import ModelPredictor
 from edge_nodes.learning.side import SparseSide
@@ -95,6 +95,7 @@ class Served:
     """One policy's outcome on the edge: cache stats, hit flags, prediction quality, test pairs."""
 
     stats: EdgeStats
+    limit: dict[str, object] | None  # the origin limit's end state (shadow.OriginLimit.summary)
     hits: np.ndarray
     quality: tuple[int, float, int]
     test_pairs: tuple[np.ndarray, np.ndarray]
@@ -115,8 +116,9 @@ def serve_lockstep(stream: EdgeStream, catalog: ItemLookup, ns: EdgeNamespace, s
               for name in predictors}
     for name, cache in caches.items():
         _flush(cache, name)
+    shadow = shadow_of(next(iter(caches.values())), catalog) if caches and settings.top_k else None
     flows = {name: DeliveryFlow(stream.edge_id, name, caches[name], catalog, served[name], settings.top_k,
-                                min_demand=settings.min_demand) for name in predictors}
+                                min_demand=settings.min_demand, shadow=shadow) for name in predictors}
     q_idx, q_next = sampled_rows(stream, MAX_SAMPLES_PER_EDGE)
     quality = {name: np.full((q_idx.size, quality_k), -1, dtype=np.int64) for name in predictors}
     try:
@@ -145,7 +147,7 @@ def serve_lockstep(stream: EdgeStream, catalog: ItemLookup, ns: EdgeNamespace, s
         p = served[name]
         q = score_ranking(quality[name], stream.item[q_next]) if q_idx.size else (0, 0.0, 0)
         pairs = (p.probs[t_idx].ravel(), (p.ids[t_idx] == stream.item[t_next][:, None]).ravel())
-        out[name] = Served(flow.stats, hits, q, pairs)
+        out[name] = Served(flow.stats, None if flow.limit is None else flow.limit.summary(), hits, q, pairs)
     return out
 
 

@@ -10,12 +10,13 @@ zero hits) are fixed by sizing their segments; anything still implausible is fla
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import libcachesim as lcs
 import numpy as np
+
+from edge_nodes.cache.shadow import MIN_ITEMS, make_cache, policy_params
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +24,6 @@ NO_NEXT_ACCESS = np.iinfo(np.int64).max  # libCacheSim's Belady wants INT64_MAX,
 REACTIVE = ("lru", "lfu", "arc", "s3fifo", "wtinylfu")
 OFFLINE = ("belady", "belady_prefetch")  # belady_prefetch: simulation/replay/belady_prefetch.py
 LIBRARY = REACTIVE + ("belady",)          # the policies libCacheSim runs
-# Below these effective item counts libCacheSim aborts (SLRU / FIFO segments of size 0).
-MIN_ITEMS = {"s3fifo": 4, "wtinylfu": 6}
 
 
 @dataclass(frozen=True)
@@ -63,28 +62,6 @@ def effective_items(capacity: int, unit: str, trace: RequestTrace) -> float:
     if unit == "items" or len(trace) == 0:
         return float(capacity)
     return capacity / max(1.0, float(trace.size.mean()))
-
-
-def policy_params(policy: str, n_items: float) -> dict[str, Any]:
-    """Segment sizes that keep each library policy meaningful at this capacity."""
-    if policy == "s3fifo":  # the small FIFO needs >= 2 slots, else nothing is ever promoted
-        return {"small_size_ratio": round(min(0.5, max(0.1, 2.5 / n_items)), 4)}
-    if policy == "wtinylfu":  # the LRU window needs >= 1 slot, else no object is admitted
-        return {"window_size": round(min(0.5, max(0.01, 1.5 / n_items)), 4)}
-    return {}
-
-
-_FACTORIES: dict[str, Callable[..., Any]] = {
-    "lru": lcs.LRU, "lfu": lcs.LFU, "arc": lcs.ARC, "s3fifo": lcs.S3FIFO,
-    "wtinylfu": lcs.WTinyLFU, "belady": lcs.Belady,
-}
-
-
-def make_cache(policy: str, capacity: int, params: dict[str, Any]) -> Any:
-    """A libCacheSim cache object for `policy` (unit sizes for items, bytes otherwise)."""
-    if policy not in _FACTORIES:
-        raise ValueError(f"unknown reactive policy {policy!r}; choose from {', '.join(_FACTORIES)}")
-    return _FACTORIES[policy](capacity, **params)
 
 
 def run_policy(policy: str, trace: RequestTrace, capacity: int, unit: str) -> ReactiveResult:

@@ -191,7 +191,10 @@ def _replay_predictive_edge(cfg: ExperimentConfig, run: RunDir, stream: EdgeStre
                             found.timeline)
     for policy, out in served.items():
         found.calibration.setdefault(policy, {})[stream.edge_id] = measured(calibrators[policy], *out.test_pairs)
-        found.runs.setdefault(policy, PolicyRun("predictive")).per_edge[stream.edge_id] = out.stats
+        prun = found.runs.setdefault(policy, PolicyRun("predictive"))
+        prun.per_edge[stream.edge_id] = out.stats
+        if out.limit is not None:
+            prun.params[stream.edge_id] = out.limit
         found.quality.setdefault(policy, {})[stream.edge_id] = out.quality
 
 

@@ -45,6 +45,23 @@ def run_sentence(policies: Mapping[str, Any], best: str, ref: float) -> str:
             "prefetch budgets comes from `edgecache sweep --config experiments/sweep_prefetch_budget.toml`.")
 
 
+def limit_sentence(results: Mapping[str, Any]) -> str:
+    """How the run limited prefetching's origin traffic (cache.origin_shadow and its controller)."""
+    c = ((results.get("config") or {}).get("cache") or {})
+    shadow = c.get("origin_shadow", "none")
+    if shadow in (None, "none"):
+        return ("No origin limit in this run (cache.origin_shadow = none): predictive policies prefetch within "
+                "cache.prefetch_budget and cache.prefetch_price only, and may pay more origin traffic than a reactive cache.")
+    gain = c.get("price_gain", 0)
+    price = (f"; the prefetch price follows each edge's standing against its shadow (cache.price_gain {gain:g}, "
+             f"starting at cache.prefetch_price {c.get('prefetch_price', 0):g})" if is_number(gain) and gain > 0
+             else "")
+    return (f"Each edge simulates a {shadow} cache of the same capacity on its own requests (a shadow) and "
+            f"prefetches only while its origin bytes, prefetches included, stay within {c.get('origin_ratio', 1):g}x "
+            f"the shadow's (cache.origin_shadow, cache.origin_ratio){price}. Demand misses after the last prefetch "
+            "can still take an edge slightly past its shadow.")
+
+
 def tradeoff_section(results: Mapping[str, Any]) -> Section:
     """Scatter of hit ratio against origin bytes for this run's policies."""
     title = "Hit ratio against origin traffic"
@@ -58,7 +75,7 @@ def tradeoff_section(results: Mapping[str, Any]) -> Section:
                          "Hit ratio against origin traffic, this run", ref_x=1.0,
                          labelled=(best, PREDICTIVE, *plots.BOUNDS))
     rows = tuple((n, fmt_ratio(y), f"{x:.3f}x", fmt_bytes(origin_of(policies, n))) for n, (x, y) in pts.items())
-    blocks: list[Block] = [run_sentence(policies, best, float(ref)),
+    blocks: list[Block] = [run_sentence(policies, best, float(ref)), limit_sentence(results),
                            Figure("origin_tradeoff", png, "Hit ratio against origin bytes, one point per policy"),
                            Table(("policy", "hit ratio", f"origin bytes vs {best}", "origin bytes"), rows,
                                  "Origin bytes = bytes of misses plus prefetched bytes.")]

@@ -7,7 +7,11 @@
 --   capacity, unit ('items'|'bytes'), prediction_ttl_s, prefetch_budget, prefetch_cap,
 --   prefetch_on_hit (bool), freq_half_life (H), pred_half_life (Hp), pred_weight (beta),
 --   evict_sample, history_entries, admission (bool), prefetch_price, user_prefix: the cache's settings
---   requested_bytes, prefetch_bytes: the edge's byte counters before this batch
+--   requested_bytes, prefetch_bytes, origin_bytes: the edge's byte counters before this batch
+--   price_scale: this batch's multiplier of prefetch_price (the origin controller's, shadow.py)
+--   origin_ratio, shadow_origin (optional array, one per request): the shadow cache's origin
+--   bytes through each request (shadow.py); a prediction is prefetched only while the edge's
+--   origin bytes, it included, stay <= origin_ratio x the shadow's
 --   k: predictions per request; items, sizes, users: one per request (arrays);
 --   preds, pred_sizes: k per request (arrays, '-' = no prediction);
 --   pred_probs: their probabilities as '%.6g' text (kept in `user:<id>`), and
@@ -131,7 +135,7 @@ local function dstate(keys, a)  -- the call's state: settings, meta, and caches 
              epoch = tonumber(m[2]) or 0, used = tonumber(m[3]) or 0, pfw = tonumber(m[4]) or 0,
              H = a.freq_half_life, Hp = a.pred_half_life, beta = a.pred_weight,
              sample = a.evict_sample, hist_cap = a.history_entries, gate = a.admission,
-             pf_cap = a.prefetch_cap, price = a.prefetch_price,
+             pf_cap = a.prefetch_cap, price = a.prefetch_price * a.price_scale,
              F = {}, D = {}, ent = {}, user = {}, dF = {}, dD = {}, wasted = 0,
              entd = {}, kd = {}, gone = {}, cands = {}, ncand = 0, thresh = -1}
   clock(c)
@@ -175,15 +179,17 @@ end
 -- Value per byte: a prediction is fetched only if its expected requests before eviction (the
 -- edge's decayed demand d for it: the users' latest probabilities, this user's included) times
 -- its size exceed its fetch bytes times the price, i.e. d > price; then, as before, only within
--- the budget and if its value beats the victim's. Price 0 keeps every prediction.
-local function prefetch(c, preds, psizes, base, kk, budget, req_bytes, pf)  -- pf: {n, bytes, bytes0}
+-- the budget, within the origin limit (lim: nil = none) and if its value beats the victim's.
+-- Price 0 keeps every prediction.
+local function prefetch(c, preds, psizes, base, kk, budget, req_bytes, pf, lim)  -- pf: {n, bytes, bytes0}
   local price, D, sd = c.price, c.D, c.sd
   for j = base + 1, base + kk do
     local p, ps = preds[j], psizes[j]
     local pw = c.items and 1 or ps
     if p ~= '-' and not c.ent[p] and (price <= 0 or D[p] * sd * ps > price * ps)
-       and pf[3] + pf[2] + ps <= budget * req_bytes and c.pfw + pw <= c.pf_cap and admit(c, p, ps, true, true) then
-      pf[1] = pf[1] + 1; pf[2] = pf[2] + ps
+       and pf[3] + pf[2] + ps <= budget * req_bytes and c.pfw + pw <= c.pf_cap
+       and (not lim or c.origin + ps <= lim) and admit(c, p, ps, true, true) then
+      pf[1] = pf[1] + 1; pf[2] = pf[2] + ps; c.origin = c.origin + ps
     end
   end
 end
@@ -195,6 +201,8 @@ local function demand_batch(keys, args)
   local on_hit, kk, uprefix = a.prefetch_on_hit, a.k, a.user_prefix
   local items, sizes, users = a.items, a.sizes, a.users
   local preds, psizes, probs, pnum = a.preds, a.pred_sizes, a.pred_probs, a.pred_prob_values
+  local shadow, ratio = a.shadow_origin, a.origin_ratio
+  c.origin = a.origin_bytes
   preload(c, items, users, preds, uprefix, kk)
   local flags, pf_used, limit, F, dF = {}, 0, 500 * math.min(c.H, c.Hp), c.F, c.dF
   for i = 1, #items do
@@ -215,12 +223,13 @@ local function demand_batch(keys, args)
       touch(c, id)
     else
       flags[i] = '0'
+      c.origin = c.origin + size
       admit(c, id, size, false, c.gate)
     end
     req_bytes = req_bytes + size
     if refresh then
       predict(c, u, preds, pnum, (i - 1) * kk, kk)
-      prefetch(c, preds, psizes, (i - 1) * kk, kk, budget, req_bytes, pf)
+      prefetch(c, preds, psizes, (i - 1) * kk, kk, budget, req_bytes, pf, shadow and ratio * shadow[i])
     end
   end
   flush(c, ttl, uprefix, preds, probs, kk)

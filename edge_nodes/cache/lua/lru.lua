@@ -7,7 +7,10 @@
 -- ARGV[1]: one msgpack map with named fields:
 --   capacity, unit ('items'|'bytes'), prediction_ttl_s, prefetch_budget, prefetch_cap,
 --   prefetch_on_hit (bool), user_prefix: the cache's settings
---   requested_bytes, prefetch_bytes: the edge's byte counters before this batch
+--   requested_bytes, prefetch_bytes, origin_bytes: the edge's byte counters before this batch
+--   origin_ratio, shadow_origin (optional array, one per request): the shadow cache's origin
+--   bytes through each request (shadow.py); a prediction is prefetched only while the edge's
+--   origin bytes, it included, stay <= origin_ratio x the shadow's
 --   k: predictions per request; items, sizes, users: one per request (arrays);
 --   preds, pred_sizes: k per request (arrays, '-' = no prediction)
 -- Returns {hit flags '0'/'1' per request, prefetched, prefetched bytes (text), used, wasted}.
@@ -38,7 +41,7 @@ end
 local function state(keys, a)  -- the cache's running state, read once per batch
   local m = redis.call('HMGET', keys[2], 'tick', 'used', 'pfw')
   return {cap = a.capacity, items = a.unit == 'items', tick = tonumber(m[1]) or 0,
-          used = tonumber(m[2]) or 0, pfw = tonumber(m[3]) or 0, wasted = 0}
+          used = tonumber(m[2]) or 0, pfw = tonumber(m[3]) or 0, wasted = 0, origin = a.origin_bytes}
 end
 
 local function set_users(a, last_user)  -- each user's latest predictions, one SET per user
@@ -52,14 +55,15 @@ end
 
 local function prefetch(k, st, a, i, req_bytes, pf)  -- request i's predictions; pf: {n, bytes}
   local preds, psizes, kk = a.preds, a.pred_sizes, a.k
+  local lim = a.shadow_origin and a.origin_ratio * a.shadow_origin[i]
   for j = (i - 1) * kk + 1, i * kk do
     local p, ps = preds[j], psizes[j]
     local pw = st.items and 1 or ps
     if p ~= '-' and a.prefetch_bytes + pf[2] + ps <= a.prefetch_budget * req_bytes
-       and st.pfw + pw <= a.prefetch_cap then
+       and st.pfw + pw <= a.prefetch_cap and (not lim or st.origin + ps <= lim) then
       local pm = p .. '|' .. ps
       if not redis.call('ZSCORE', k.lru, pm) and admit(k, st, pm, ps, true) then
-        pf[1] = pf[1] + 1; pf[2] = pf[2] + ps
+        pf[1] = pf[1] + 1; pf[2] = pf[2] + ps; st.origin = st.origin + ps
       end
     end
   end
@@ -84,6 +88,7 @@ local function batch(keys, args)
       flags[i] = '1'
     else
       admit(k, st, member, size, false)
+      st.origin = st.origin + size
       flags[i] = '0'
     end
     req_bytes = req_bytes + size

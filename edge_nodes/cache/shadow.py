@@ -1,0 +1,139 @@
+"""A reactive cache simulated beside the edge's own: what the origin would be sent without prediction.
+
+The edge runs, on its own request stream only, a libCacheSim cache of the same capacity (a
+"shadow", as in miniature-simulation cache tuning: Waldspurger et al., USENIX ATC 2017) and
+prefetches only while its own origin bytes, prefetches included, stay at or below
+`origin_ratio` x the shadow's (`cache.origin_shadow`, `cache.origin_ratio`; lua/demand.lua
+and lua/lru.lua check it before every prefetch). So "what do I gain at the origin traffic I pay
+today" has its answer on any trace, without a prefetch price tuned for it: the edge pays at most
+what the reactive cache it would otherwise run pays. The shadow sees requests only (never
+predictions or the edge's own cache), so its misses are causal: request i's depend on requests
+up to i.
+
+The limit alone spends the slack the edge earns as soon as it earns it; where prefetches are
+priced (demand mode) the price also follows the edge's standing against its shadow
+(`OriginLimit.price_scale`, `cache.price_gain`): raised while it pays more than its shadow,
+lowered while it pays less, so the prefetches that get the slack are the most valuable ones.
+The library policies and their segment sizing are here too (the replay's reactive baselines
+use the same).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import libcachesim as lcs
+import numpy as np
+
+from edge_nodes.cache.settings import SHADOWS
+from edge_nodes.errors import CacheConfigError
+
+FACTORIES: dict[str, Callable[..., Any]] = {
+    "lru": lcs.LRU, "lfu": lcs.LFU, "arc": lcs.ARC, "s3fifo": lcs.S3FIFO,
+    "wtinylfu": lcs.WTinyLFU, "belady": lcs.Belady,
+}
+# Below these effective item counts libCacheSim aborts (SLRU / FIFO segments of size 0).
+MIN_ITEMS = {"s3fifo": 4, "wtinylfu": 6}
+
+
+def policy_params(policy: str, n_items: float) -> dict[str, Any]:
+    """Segment sizes that keep each library policy meaningful at this capacity."""
+    if policy == "s3fifo":  # the small FIFO needs >= 2 slots, else nothing is ever promoted
+        return {"small_size_ratio": round(min(0.5, max(0.1, 2.5 / n_items)), 4)}
+    if policy == "wtinylfu":  # the LRU window needs >= 1 slot, else no object is admitted
+        return {"window_size": round(min(0.5, max(0.01, 1.5 / n_items)), 4)}
+    return {}
+
+
+def make_cache(policy: str, capacity: int, params: dict[str, Any]) -> Any:
+    """A libCacheSim cache object for `policy` (unit sizes for items, bytes otherwise)."""
+    if policy not in FACTORIES:
+        raise ValueError(f"unknown reactive policy {policy!r}; choose from {', '.join(FACTORIES)}")
+    return FACTORIES[policy](capacity, **params)
+
+
+class ShadowCache:
+    """One edge's shadow: its cumulative origin bytes after each request of the stream.
+
+    Fed the stream in consecutive batches (`observe(first, ...)`); a batch it has already seen
+    (another policy replaying the same stream, each from request 0) is answered from memory,
+    so policies served side by side share one simulation.
+    """
+
+    def __init__(self, policy: str, capacity: int, unit: str, mean_size: float = 1.0) -> None:
+        if policy not in SHADOWS:
+            raise CacheConfigError(f"cache.origin_shadow {policy!r} is not allowed; use one of "
+                                   f"{', '.join(SHADOWS)} or none")
+        n_items = float(capacity) if unit == "items" else capacity / max(1.0, mean_size)
+        if n_items < MIN_ITEMS.get(policy, 1):
+            raise CacheConfigError(f"cache.origin_shadow {policy} needs a capacity of >= {MIN_ITEMS[policy]} objects "
+                             f"(has ~{n_items:.1f}); raise cache.capacity or use another cache.origin_shadow")
+        self.policy, self.items = policy, unit == "items"
+        self.params = policy_params(policy, n_items)
+        self._cache = make_cache(policy, capacity, self.params)
+        self._req = lcs.Request()
+        self._cum: list[np.ndarray] = []  # per observed batch: cumulative origin bytes
+        self._starts: list[int] = []
+        self.seen, self.origin_bytes = 0, 0
+
+    def observe(self, first: int, item: np.ndarray, size: np.ndarray) -> np.ndarray:
+        """Cumulative origin bytes through each request of the batch at stream position `first`."""
+        n = int(item.shape[0])
+        if first < self.seen:  # replayed again: the same stream's earlier answer
+            j = int(np.searchsorted(self._starts, first))
+            if j == len(self._starts) or self._starts[j] != first or self._cum[j].shape[0] != n:
+                raise ValueError(f"shadow batch at {first} ({n} requests) does not match the stream it saw")
+            return self._cum[j]
+        if first != self.seen:
+            raise ValueError(f"shadow fed request {first} after {self.seen}: batches must be consecutive")
+        req, cache, miss = self._req, self._cache, np.empty(n, dtype=bool)
+        sizes = size.astype(np.int64)
+        obj_sizes = [1] * n if self.items else sizes.tolist()
+        for i, (o, s) in enumerate(zip((item + 1).tolist(), obj_sizes, strict=True)):
+            req.obj_id, req.obj_size, req.clock_time = o, s, first + i  # obj_id 0 is reserved
+            miss[i] = not cache.get(req)
+        cum = self.origin_bytes + np.cumsum(np.where(miss, sizes, 0))
+        self.origin_bytes = int(cum[-1]) if n else self.origin_bytes
+        self._cum.append(cum)
+        self._starts.append(first)
+        self.seen = first + n
+        return cum
+
+
+PRICE_RANGE = 3.0  # the controller moves the price within [e^-3, e^3] x cache.prefetch_price
+
+
+@dataclass
+class OriginLimit:
+    """One flow's origin limit: the (possibly shared) shadow, the allowed ratio, the price's controller.
+
+    The controller is integral on the edge's cumulative standing: with e = (origin bytes -
+    ratio x shadow origin bytes) / requested bytes, all through the last served batch, the next
+    batch's price is prefetch_price x exp(gain x e) (clipped to e^+-3). Gain 0 keeps the price.
+    """
+
+    shadow: ShadowCache
+    ratio: float = 1.0
+    gain: float = 0.0
+    served_shadow: int = 0  # the shadow's origin bytes through the last served batch
+    scale: float = 1.0      # the price multiplier last handed out
+
+    def served(self, shadow_bytes: int) -> None:
+        """A batch was counted (served or during an outage): the shadow's bytes through its end."""
+        self.served_shadow = shadow_bytes
+
+    def summary(self) -> dict[str, Any]:
+        """How the limit stood at the end (results.json `policies.<name>.params.<edge>`)."""
+        return {"origin_shadow": self.shadow.policy, "shadow_params": self.shadow.params, "origin_ratio": self.ratio,
+                "shadow_origin_bytes": self.served_shadow, "price_gain": self.gain,
+                "last_price_scale": round(self.scale, 4)}
+
+    def price_scale(self, origin_bytes: int, requested_bytes: int) -> float:
+        """The multiplier of cache.prefetch_price for the next batch."""
+        if self.gain > 0 and requested_bytes > 0:
+            e = (origin_bytes - self.ratio * self.served_shadow) / requested_bytes
+            self.scale = math.exp(max(-PRICE_RANGE, min(PRICE_RANGE, self.gain * e)))
+        return self.scale
