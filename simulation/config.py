@@ -210,11 +210,13 @@ class CacheConfig:
                                "(0.8: the lowest price at which federated's origin bytes stayed <= W-TinyLFU's on "
                                "a validation draw of the default workload, run.seed 7: "
                                "experiments/sweep_prefetch_price.toml; never the scored seed's test period)")
-    origin_shadow: str = _f("wtinylfu", choices=REACTIVE_POLICIES + ("none",),
+    origin_shadow: str = _f("best", choices=REACTIVE_POLICIES + ("best", "none"),
                             doc="each edge simulates this reactive cache (libCacheSim, same capacity) on its own "
                             "requests and prefetches only while its origin bytes, prefetches included, stay <= "
                             "origin_ratio x the shadow's: no prediction costs more origin traffic than the cache "
-                            "the edge would otherwise run; none = no such limit (docs/internals.md 'Shadow')")
+                            "the edge would otherwise run. best: all five side by side, the least any of them paid "
+                            "so far (chosen over wtinylfu on the validation draw, run.seed 7); none = no such limit "
+                            "(docs/internals.md 'Shadow')")
     origin_ratio: float = _f(1.0, lo=0.0, lo_open=True, doc="origin bytes the edge may pay, as a multiple of "
                              "its origin_shadow's (> 1 trades origin traffic for hits)")
     price_gain: float = _f(30.0, lo=0.0, doc="demand, with an origin_shadow: the prefetch price follows the edge's "

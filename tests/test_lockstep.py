@@ -55,9 +55,12 @@ def _setup(tmp_path: Path) -> tuple[EdgeStream, Any, dict[str, Predictor]]:
     }
 
 
-def test_lockstep_equals_each_policy_alone(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("shadow", ["none", "lru"])  # lru: one shadow shared by the lockstep's flows
+def test_lockstep_equals_each_policy_alone(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch,
+                                           shadow: str) -> None:
     stream, catalog, predictors = _setup(tmp_path)
-    settings = ReplaySettings(CacheSettings(capacity=10, eviction="lru", prefetch_price=0.5), top_k=2, batch_size=100)
+    settings = ReplaySettings(CacheSettings(capacity=10, eviction="lru", prefetch_price=0.5, origin_shadow=shadow,
+                                            origin_ratio=1.1), top_k=2, batch_size=100)
     calibrators: dict[str, Isotonic | None] = {name: None for name in predictors}
     calibrators["federated"] = Isotonic(np.array([0.0, 1.0]), np.array([0.0, 0.9]), 1000)
     ns = edge_namespace(redis_url, "edge-00", CACHE_TEST_DB)
@@ -86,6 +89,7 @@ def test_lockstep_equals_each_policy_alone(tmp_path: Path, redis_url: str, monke
             for a, b in zip(got.test_pairs, calibration.test_pairs(stream, p, settings.top_k), strict=True):
                 np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=name)
         assert out["federated"].stats.prefetched != out["centralized"].stats.prefetched  # distinct models
+        assert (out["federated"].limit is None) == (shadow == "none")
         assert not list(ns.client.scan_iter(match="policy:*"))  # each policy's cache flushed after
         alone_cache.flush()
     finally:

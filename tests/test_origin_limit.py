@@ -41,6 +41,19 @@ def test_shadow_fed_in_batches_is_the_reactive_baseline(policy: str, unit: str, 
         shadow.observe(obj.size + 1, obj[:5], sizes[:5])
 
 
+def test_best_shadow_pays_the_least_any_reactive_cache_paid_so_far() -> None:
+    obj, item_size = zipf_trace(2000, 300, seed=5)
+    sizes = item_size[obj]
+    paid = np.stack([np.cumsum(np.where(run_policy(p, RequestTrace(obj, sizes), 30, "items").hits, 0, sizes))
+                     for p in ("lru", "lfu", "arc", "s3fifo", "wtinylfu")])
+    shadow = ShadowCache("best", 30, "items")
+    got = np.concatenate([shadow.observe(s, obj[s:s + 300], sizes[s:s + 300]) for s in range(0, obj.size, 300)])
+    np.testing.assert_array_equal(got, paid.min(axis=0))
+    assert len(set(paid.argmin(axis=0).tolist())) > 1  # the lead changes hands on this trace
+    assert set(shadow.params) == {"lru", "lfu", "arc", "s3fifo", "wtinylfu"}
+    assert set(ShadowCache("best", 5, "items").params) == {"lru", "lfu", "arc", "s3fifo"}  # W-TinyLFU needs 6
+
+
 def test_shadow_and_limit_settings_are_checked() -> None:
     with pytest.raises(CacheConfigError, match="cache.origin_shadow 'belady'"):
         CacheSettings(capacity=10, origin_shadow="belady")  # an offline policy cannot be run online
@@ -102,7 +115,8 @@ def test_flow_prefetches_within_its_shadow(tmp_path: Path, redis_url: str) -> No
                          "edge-00", 3)
     pop = PopularityPredictor.from_table(tmp_path / "features/popularity/edge_id=edge-00", 80)
     markov = MarkovPredictor.from_table(tmp_path / "features/markov/edge_id=edge-00", 80, pop)
-    base = CacheSettings(capacity=10, eviction="demand", prefetch_price=0.0, prefetch_max_share=1.0, price_gain=0.0)
+    base = CacheSettings(capacity=10, eviction="demand", prefetch_price=0.0, prefetch_max_share=1.0, price_gain=0.0,
+                         origin_shadow="wtinylfu")
     ns = edge_namespace(redis_url, "edge-00", CACHE_TEST_DB)
     cache = EdgeCache(ns, base)
     try:

@@ -59,6 +59,8 @@ def test_the_report_says_how_origin_traffic_was_limited() -> None:
     on["config"]["cache"]["price_gain"] = 0.0
     assert "price_gain" not in limit_sentence(on)
     assert limit_sentence({"config": {"cache": {"origin_shadow": "none"}}}).startswith("No origin limit in this run")
+    on["config"]["cache"]["origin_shadow"] = "best"
+    assert "every reactive policy (lru, lfu, arc, s3fifo, wtinylfu)" in limit_sentence(on)
 
 
 def test_run_report_and_sweep_page_carry_the_frontier(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ class CacheSettings:
     admission: bool = True           # demand: a miss is cached only if it beats the eviction victim
     history_entries: int = 20000     # demand: items whose decayed frequency is remembered
     prefetch_price: float = 0.8      # demand: fetch only if expected requests (demand) x size > price x size
-    origin_shadow: str = "wtinylfu"  # prefetch only while origin bytes <= origin_ratio x this reactive shadow's
+    origin_shadow: str = "best"      # prefetch only while origin bytes <= origin_ratio x this reactive shadow's
     origin_ratio: float = 1.0        # (shadow.py); origin_shadow "none" = no such limit
     price_gain: float = 30.0         # demand: the price follows origin vs shadow bytes (shadow.OriginLimit); 0 = fixed
 
@@ -46,9 +46,9 @@ class CacheSettings:
             raise CacheConfigError("cache half-lives and cache.evict_sample must be >= 1")
         if self.capacity < 1:
             raise CacheConfigError(f"cache capacity {self.capacity} must be >= 1")
-        if self.origin_shadow not in SHADOWS + ("none",):
+        if self.origin_shadow not in SHADOWS + ("best", "none"):
             raise CacheConfigError(f"cache.origin_shadow {self.origin_shadow!r} is not allowed; use one of "
-                                   f"{', '.join(SHADOWS)} or none")
+                                   f"{', '.join(SHADOWS)}, best or none")
         if self.price_gain < 0:
             raise CacheConfigError(f"cache.price_gain {self.price_gain} must be >= 0 (0 = a fixed prefetch price)")
         if self.origin_ratio <= 0:

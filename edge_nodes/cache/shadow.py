@@ -58,25 +58,31 @@ def make_cache(policy: str, capacity: int, params: dict[str, Any]) -> Any:
 class ShadowCache:
     """One edge's shadow: its cumulative origin bytes after each request of the stream.
 
-    Fed the stream in consecutive batches (`observe(first, ...)`); a batch it has already seen
-    (another policy replaying the same stream, each from request 0) is answered from memory,
-    so policies served side by side share one simulation.
+    `policy` is one library policy, or "best": all of SHADOWS side by side, the shadow's origin
+    bytes through request i being the least any of them paid through i (the best reactive cache
+    so far; policies that cannot run at this capacity are left out). Fed the stream in
+    consecutive batches (`observe(first, ...)`); a batch it has already seen (another policy
+    replaying the same stream, each from request 0) is answered from memory, so policies served
+    side by side share one simulation.
     """
 
     def __init__(self, policy: str, capacity: int, unit: str, mean_size: float = 1.0) -> None:
-        if policy not in SHADOWS:
+        if policy not in SHADOWS + ("best",):
             raise CacheConfigError(f"cache.origin_shadow {policy!r} is not allowed; use one of "
-                                   f"{', '.join(SHADOWS)} or none")
+                                   f"{', '.join(SHADOWS)}, best or none")
         n_items = float(capacity) if unit == "items" else capacity / max(1.0, mean_size)
-        if n_items < MIN_ITEMS.get(policy, 1):
-            raise CacheConfigError(f"cache.origin_shadow {policy} needs a capacity of >= {MIN_ITEMS[policy]} objects "
-                             f"(has ~{n_items:.1f}); raise cache.capacity or use another cache.origin_shadow")
+        runnable = [p for p in (SHADOWS if policy == "best" else (policy,)) if n_items >= MIN_ITEMS.get(p, 1)]
+        if not runnable:
+            raise CacheConfigError(f"cache.origin_shadow {policy} needs a capacity of >= {MIN_ITEMS.get(policy, 1)} objects "
+                                   f"(has ~{n_items:.1f}); raise cache.capacity or set cache.origin_shadow = \"none\"")
         self.policy, self.items = policy, unit == "items"
-        self.params = policy_params(policy, n_items)
-        self._cache = make_cache(policy, capacity, self.params)
+        params = {p: policy_params(p, n_items) for p in runnable}
+        self.params: dict[str, Any] = params if policy == "best" else params[policy]
+        self._caches = [make_cache(p, capacity, params[p]) for p in runnable]
         self._req = lcs.Request()
         self._cum: list[np.ndarray] = []  # per observed batch: cumulative origin bytes
         self._starts: list[int] = []
+        self._paid = np.zeros(len(runnable), dtype=np.int64)  # each library cache's origin bytes so far
         self.seen, self.origin_bytes = 0, 0
 
     def observe(self, first: int, item: np.ndarray, size: np.ndarray) -> np.ndarray:
@@ -89,13 +95,18 @@ class ShadowCache:
             return self._cum[j]
         if first != self.seen:
             raise ValueError(f"shadow fed request {first} after {self.seen}: batches must be consecutive")
-        req, cache, miss = self._req, self._cache, np.empty(n, dtype=bool)
-        sizes = size.astype(np.int64)
-        obj_sizes = [1] * n if self.items else sizes.tolist()
-        for i, (o, s) in enumerate(zip((item + 1).tolist(), obj_sizes, strict=True)):
-            req.obj_id, req.obj_size, req.clock_time = o, s, first + i  # obj_id 0 is reserved
-            miss[i] = not cache.get(req)
-        cum = self.origin_bytes + np.cumsum(np.where(miss, sizes, 0))
+        req, sizes = self._req, size.astype(np.int64)
+        obj_ids, obj_sizes = (item + 1).tolist(), [1] * n if self.items else sizes.tolist()  # obj_id 0 is reserved
+        paid = np.empty((len(self._caches), n), dtype=np.int64)
+        for c, cache in enumerate(self._caches):
+            miss = np.empty(n, dtype=bool)
+            for i, (o, s) in enumerate(zip(obj_ids, obj_sizes, strict=True)):
+                req.obj_id, req.obj_size, req.clock_time = o, s, first + i
+                miss[i] = not cache.get(req)
+            paid[c] = self._paid[c] + np.cumsum(np.where(miss, sizes, 0))
+        if n:
+            self._paid = paid[:, -1].copy()
+        cum = paid.min(axis=0)
         self.origin_bytes = int(cum[-1]) if n else self.origin_bytes
         self._cum.append(cum)
         self._starts.append(first)

@@ -56,10 +56,12 @@ def limit_sentence(results: Mapping[str, Any]) -> str:
     price = (f"; the prefetch price follows each edge's standing against its shadow (cache.price_gain {gain:g}, "
              f"starting at cache.prefetch_price {c.get('prefetch_price', 0):g})" if is_number(gain) and gain > 0
              else "")
-    return (f"Each edge simulates a {shadow} cache of the same capacity on its own requests (a shadow) and "
-            f"prefetches only while its origin bytes, prefetches included, stay within {c.get('origin_ratio', 1):g}x "
-            f"the shadow's (cache.origin_shadow, cache.origin_ratio){price}. Demand misses after the last prefetch "
-            "can still take an edge slightly past its shadow.")
+    what = ("every reactive policy (lru, lfu, arc, s3fifo, wtinylfu) with the same capacity on its own requests "
+            "(a shadow, paying at each request the least any of them paid so far)" if shadow == "best" else
+            f"a {shadow} cache of the same capacity on its own requests (a shadow)")
+    return (f"Each edge simulates {what} and prefetches only while its origin bytes, prefetches included, stay "
+            f"within {c.get('origin_ratio', 1):g}x the shadow's (cache.origin_shadow, cache.origin_ratio){price}. "
+            "Demand misses after the last prefetch can still take an edge slightly past its shadow.")
 
 
 def tradeoff_section(results: Mapping[str, Any]) -> Section:
