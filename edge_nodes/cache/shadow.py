@@ -61,9 +61,9 @@ class ShadowCache:
     `policy` is one library policy, or "best": all of SHADOWS side by side, the shadow's origin
     bytes through request i being the least any of them paid through i (the best reactive cache
     so far; policies that cannot run at this capacity are left out). Fed the stream in
-    consecutive batches (`observe(first, ...)`); a batch it has already seen (another policy
-    replaying the same stream, each from request 0) is answered from memory, so policies served
-    side by side share one simulation.
+    consecutive batches (`observe(first, ...)`); the last batch asked again (by the next of the
+    policies served side by side in lockstep) is answered from memory, so they share one
+    simulation and nothing older is kept.
     """
 
     def __init__(self, policy: str, capacity: int, unit: str, mean_size: float = 1.0) -> None:
@@ -80,19 +80,15 @@ class ShadowCache:
         self.params: dict[str, Any] = params if policy == "best" else params[policy]
         self._caches = [make_cache(p, capacity, params[p]) for p in runnable]
         self._req = lcs.Request()
-        self._cum: list[np.ndarray] = []  # per observed batch: cumulative origin bytes
-        self._starts: list[int] = []
+        self._last: tuple[int, np.ndarray] | None = None  # the last batch: its first request, its answer
         self._paid = np.zeros(len(runnable), dtype=np.int64)  # each library cache's origin bytes so far
         self.seen, self.origin_bytes = 0, 0
 
     def observe(self, first: int, item: np.ndarray, size: np.ndarray) -> np.ndarray:
         """Cumulative origin bytes through each request of the batch at stream position `first`."""
         n = int(item.shape[0])
-        if first < self.seen:  # replayed again: the same stream's earlier answer
-            j = int(np.searchsorted(self._starts, first))
-            if j == len(self._starts) or self._starts[j] != first or self._cum[j].shape[0] != n:
-                raise ValueError(f"shadow batch at {first} ({n} requests) does not match the stream it saw")
-            return self._cum[j]
+        if self._last is not None and first == self._last[0] and n == self._last[1].shape[0]:
+            return self._last[1]  # the same batch for the next policy in lockstep
         if first != self.seen:
             raise ValueError(f"shadow fed request {first} after {self.seen}: batches must be consecutive")
         req, sizes = self._req, size.astype(np.int64)
@@ -108,8 +104,7 @@ class ShadowCache:
             self._paid = paid[:, -1].copy()
         cum = paid.min(axis=0)
         self.origin_bytes = int(cum[-1]) if n else self.origin_bytes
-        self._cum.append(cum)
-        self._starts.append(first)
+        self._last = (first, cum)
         self.seen = first + n
         return cum
 
