@@ -182,7 +182,7 @@ class DeliveryFlow:
             items=ids[batch.item].tolist(), sizes=sizes.tolist(), users=batch.user.tolist(),
             preds=ids[flat].tolist(), pred_sizes=all_sizes[flat].tolist(), k=self.top_k, pred_probs=probs.ravel(),
             shadow_origin=shadow))
-        return Prepared(batch, sizes, enc, int(shadow[-1]) if shadow is not None and shadow.size else 0)
+        return Prepared(batch, sizes, enc, 0 if self.limit is None else self.limit.shadow.origin_bytes)
 
     def submit(self, prep: Prepared) -> None:
         """Send a prepared batch (or, while the breaker is open, mark it for the origin)."""

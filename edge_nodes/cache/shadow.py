@@ -116,7 +116,7 @@ PRICE_RANGE = 3.0  # the controller moves the price within [e^-3, e^3] x cache.p
 class OriginLimit:
     """One flow's origin limit: the (possibly shared) shadow, the allowed ratio, the price's controller.
 
-    The controller is integral on the edge's cumulative standing: with e = (origin bytes -
+    The controller is proportional to the edge's average standing: with e = (origin bytes -
     ratio x shadow origin bytes) / requested bytes, all through the last served batch, the next
     batch's price is prefetch_price x exp(gain x e) (clipped to e^+-3). Gain 0 keeps the price.
     """
