@@ -35,6 +35,13 @@ def test_shadow_fed_in_batches_is_the_reactive_baseline(policy: str, unit: str, 
     got = np.concatenate([shadow.observe(s, obj[s:s + 250], sizes[s:s + 250]) for s in range(0, obj.size, 250)])
     assert shadow.params == base.params
     np.testing.assert_array_equal(got, np.cumsum(np.where(base.hits, 0, sizes)))
+    read = ShadowCache(policy, capacity, unit, float(sizes.mean()))  # the replay: the baseline's flags read
+    assert read.use_known({policy: (base.hits, base.params)}, sizes)
+    np.testing.assert_array_equal(np.concatenate([read.observe(s, obj[s:s + 300], sizes[s:s + 300])
+                                                  for s in range(0, obj.size, 300)]), got)
+    other = ShadowCache(policy, capacity, unit, float(sizes.mean()))
+    assert not other.use_known({policy: (base.hits, {"window_size": 0.5})}, sizes)  # other params: simulated
+    assert not other.use_known({}, sizes)  # not run: simulated
     last = obj.size - 250
     again = shadow.observe(last, obj[last:], sizes[last:])  # the next policy in lockstep: from memory
     np.testing.assert_array_equal(again, got[last:])
@@ -51,6 +58,10 @@ def test_best_shadow_pays_the_least_any_reactive_cache_paid_so_far() -> None:
     shadow = ShadowCache("best", 30, "items")
     got = np.concatenate([shadow.observe(s, obj[s:s + 300], sizes[s:s + 300]) for s in range(0, obj.size, 300)])
     np.testing.assert_array_equal(got, paid.min(axis=0))
+    read = ShadowCache("best", 30, "items")
+    assert read.use_known({p: (run_policy(p, RequestTrace(obj, sizes), 30, "items").hits, read.params_of(p))
+                           for p in ("lru", "lfu", "arc", "s3fifo", "wtinylfu")}, sizes)
+    np.testing.assert_array_equal(read.observe(0, obj, sizes), paid.min(axis=0))
     assert len(set(paid.argmin(axis=0).tolist())) > 1  # the lead changes hands on this trace
     assert set(shadow.params) == {"lru", "lfu", "arc", "s3fifo", "wtinylfu"}
     assert set(ShadowCache("best", 5, "items").params) == {"lru", "lfu", "arc", "s3fifo"}  # W-TinyLFU needs 6

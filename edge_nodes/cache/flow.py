@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import redis
@@ -265,12 +266,20 @@ class DeliveryFlow:
             metrics.record_prefetch(e, p, prefetched, prefetch_bytes)
 
 
-def shadow_of(cache: EdgeCache, catalog: ItemLookup) -> ShadowCache | None:
-    """The shadow the cache's settings ask for (sized in bytes by the catalog's mean size), or None."""
+def shadow_of(cache: EdgeCache, catalog: ItemLookup,
+              known: tuple[dict[str, tuple[np.ndarray, dict[str, Any]]], np.ndarray] | None = None) -> ShadowCache | None:
+    """The shadow the cache's settings ask for (sized in bytes by the catalog's mean size), or None.
+
+    `known`: (policy -> (hit flags, params), the stream's items) of library caches already run
+    on the whole stream (the replay's baselines): read instead of simulated again where they match.
+    """
     s = cache.settings
     if s.origin_shadow == "none":
         return None
-    return ShadowCache(s.origin_shadow, s.capacity, s.unit, float(catalog.sizes[:-1].mean()))
+    shadow = ShadowCache(s.origin_shadow, s.capacity, s.unit, float(catalog.sizes[:-1].mean()))
+    if known is not None:
+        shadow.use_known(known[0], catalog.sizes[known[1]])
+    return shadow
 
 
 def record_activity(edge_id: str, device_idx: np.ndarray) -> None:

@@ -82,7 +82,24 @@ class ShadowCache:
         self._req = lcs.Request()
         self._last: tuple[int, np.ndarray] | None = None  # the last batch: its first request, its answer
         self._paid = np.zeros(len(runnable), dtype=np.int64)  # each library cache's origin bytes so far
+        self._runnable = runnable
+        self._known: np.ndarray | None = None  # the whole stream's answer, when read from earlier runs
         self.seen, self.origin_bytes = 0, 0
+
+    def params_of(self, policy: str) -> dict[str, Any]:
+        """The segment params of one of the shadow's library policies."""
+        return self.params[policy] if self.policy == "best" else self.params
+
+    def use_known(self, hits: dict[str, tuple[np.ndarray, dict[str, Any]]], size: np.ndarray) -> bool:
+        """Read the answers from the same library caches already run on this whole stream (the
+        replay's reactive baselines: policy -> (per-request hit flags, segment params)) instead of
+        simulating them again; only if every policy of the shadow is there with the same params.
+        Nothing may have been observed yet. Returns whether they are used."""
+        if self.seen or any(p not in hits or hits[p][1] != self.params_of(p) for p in self._runnable):
+            return False
+        sizes = size.astype(np.int64)
+        self._known = np.stack([np.cumsum(np.where(hits[p][0], 0, sizes)) for p in self._runnable]).min(axis=0)
+        return True
 
     def observe(self, first: int, item: np.ndarray, size: np.ndarray) -> np.ndarray:
         """Cumulative origin bytes through each request of the batch at stream position `first`."""
@@ -91,6 +108,11 @@ class ShadowCache:
             return self._last[1]  # the same batch for the next policy in lockstep
         if first != self.seen:
             raise ValueError(f"shadow fed request {first} after {self.seen}: batches must be consecutive")
+        if self._known is not None:
+            cum = self._known[first:first + n]
+            if cum.shape[0] != n:
+                raise ValueError(f"shadow asked for requests {first}..{first + n} of a {self._known.shape[0]}-request stream")
+            return self._remember(first, cum)
         req, sizes = self._req, size.astype(np.int64)
         obj_ids, obj_sizes = (item + 1).tolist(), [1] * n if self.items else sizes.tolist()  # obj_id 0 is reserved
         paid = np.empty((len(self._caches), n), dtype=np.int64)
@@ -102,7 +124,10 @@ class ShadowCache:
             paid[c] = self._paid[c] + np.cumsum(np.where(miss, sizes, 0))
         if n:
             self._paid = paid[:, -1].copy()
-        cum = paid.min(axis=0)
+        return self._remember(first, paid.min(axis=0))
+
+    def _remember(self, first: int, cum: np.ndarray) -> np.ndarray:
+        n = int(cum.shape[0])
         self.origin_bytes = int(cum[-1]) if n else self.origin_bytes
         self._last = (first, cum)
         self.seen = first + n

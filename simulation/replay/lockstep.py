@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -103,8 +104,13 @@ class Served:
 
 def serve_lockstep(stream: EdgeStream, catalog: ItemLookup, ns: EdgeNamespace, settings: ReplaySettings,
                    predictors: dict[str, Predictor], calibrators: dict[str, Isotonic | None], quality_k: int,
-                   timeline: Timeline | None = None) -> dict[str, Served]:
-    """Serve the stream through every policy at once, each on its own cache under `ns`."""
+                   timeline: Timeline | None = None,
+                   reactive: dict[str, tuple[np.ndarray, dict[str, Any]]] | None = None) -> dict[str, Served]:
+    """Serve the stream through every policy at once, each on its own cache under `ns`.
+
+    `reactive`: the library policies already run on this stream (policies.replay_reactive); the
+    edge's shadow reads their misses instead of simulating them again (the same answers: tested).
+    """
     slots: dict[tuple[int, int], SideSlot] = {}
     slot_of: dict[str, SideSlot | None] = {}
     for name, p in predictors.items():
@@ -116,7 +122,8 @@ def serve_lockstep(stream: EdgeStream, catalog: ItemLookup, ns: EdgeNamespace, s
               for name in predictors}
     for name, cache in caches.items():
         _flush(cache, name)
-    shadow = shadow_of(next(iter(caches.values())), catalog) if caches and settings.top_k else None
+    shadow = (shadow_of(next(iter(caches.values())), catalog, None if reactive is None else (reactive, stream.item))
+              if caches and settings.top_k else None)
     flows = {name: DeliveryFlow(stream.edge_id, name, caches[name], catalog, served[name], settings.top_k,
                                 min_demand=settings.min_demand, shadow=shadow) for name in predictors}
     q_idx, q_next = sampled_rows(stream, MAX_SAMPLES_PER_EDGE)

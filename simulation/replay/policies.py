@@ -61,14 +61,21 @@ def reactive_stats(stream: EdgeStream, catalog: ItemLookup, hits: np.ndarray) ->
 
 
 def replay_reactive(stream: EdgeStream, catalog: ItemLookup, settings: ReplaySettings,
-                    policies: tuple[str, ...], runs: dict[str, PolicyRun], timeline: Timeline | None = None) -> None:
-    """Run the libCacheSim policies and the prefetching bound on one edge's stream; file their stats."""
+                    policies: tuple[str, ...], runs: dict[str, PolicyRun],
+                    timeline: Timeline | None = None) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """Run the libCacheSim policies and the prefetching bound on one edge's stream; file their stats.
+
+    Returns the reactive policies that ran: name -> (per-request hit flags, segment params), what
+    the predictive flows' shadow caches would otherwise simulate again on the same stream."""
     wanted = tuple(p for p in policies if p in REACTIVE + OFFLINE)
     if not wanted:
-        return
+        return {}
     trace = RequestTrace(stream.item, catalog.sizes[stream.item])
     cap, unit = settings.cache.capacity, settings.cache.unit
+    ran: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
     for name, res in run_all(trace, cap, unit, wanted).items():
+        if name in REACTIVE and not any(f.startswith("skipped") for f in res.flags):
+            ran[name] = (res.hits, res.params)
         run = runs.setdefault(name, PolicyRun("offline" if name in OFFLINE else "reactive"))
         _file(run, stream, reactive_stats(stream, catalog, res.hits), name)
         if timeline is not None:
@@ -79,6 +86,7 @@ def replay_reactive(stream: EdgeStream, catalog: ItemLookup, settings: ReplaySet
         hits = _replay_bound(stream, catalog, trace, settings, runs.setdefault(BELADY_PREFETCH, PolicyRun("offline")))
         if timeline is not None:
             timeline.add(BELADY_PREFETCH, stream.ts, hits)
+    return ran
 
 
 def _replay_bound(stream: EdgeStream, catalog: ItemLookup, trace: RequestTrace, settings: ReplaySettings,

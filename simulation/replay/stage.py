@@ -122,10 +122,10 @@ def replay_stage(ctx: StageContext) -> dict[str, Any]:
             ctx.console.print(f"replay {edge}: {len(stream)} requests")
             metrics.init_edge(edge, cfg.cache.policies, DEVICES)
             record_activity(edge, stream.device_idx)
-            replay_reactive(stream, catalog, settings, cfg.cache.policies, found.runs, found.timeline)
+            ran = replay_reactive(stream, catalog, settings, cfg.cache.policies, found.runs, found.timeline)
             cache = EdgeCache(edge_namespace(url, edge, i, cfg.redis.isolation), settings.cache)
             try:
-                _replay_predictive_edge(cfg, run, stream, history, live, catalog, cache, settings, found)
+                _replay_predictive_edge(cfg, run, stream, history, live, catalog, cache, settings, found, ran)
                 _static(run, stream, catalog, settings, found.static)
             finally:
                 cache.flush()
@@ -161,7 +161,7 @@ def live_counts(cfg: ExperimentConfig, run: RunDir, streams: list[EdgeStream], i
 
 def _replay_predictive_edge(cfg: ExperimentConfig, run: RunDir, stream: EdgeStream, history: UserHistory | None,
                             live: LiveCounts | None, catalog: ItemLookup, cache: EdgeCache, settings: ReplaySettings,
-                            found: Found) -> None:
+                            found: Found, reactive: dict[str, tuple[np.ndarray, dict[str, Any]]] | None = None) -> None:
     """Every predictive policy on one edge: its predictor built, its side scale and calibrator
     fitted on the held-out training slice (never the test period), then all served in lockstep
     (lockstep.py), each on its own cache; calibration and quality measured on the test period."""
@@ -188,7 +188,7 @@ def _replay_predictive_edge(cfg: ExperimentConfig, run: RunDir, stream: EdgeStre
     if not predictors:
         return
     served = serve_lockstep(stream, catalog, cache.ns, settings, predictors, calibrators, cfg.model.top_k,
-                            found.timeline)
+                            found.timeline, reactive)
     for policy, out in served.items():
         found.calibration.setdefault(policy, {})[stream.edge_id] = measured(calibrators[policy], *out.test_pairs)
         prun = found.runs.setdefault(policy, PolicyRun("predictive"))
