@@ -198,7 +198,9 @@ class CacheConfig:
     replay_batch: int = _f(2000, lo=1, doc="requests per server call in the replay")
     eviction: str = _f("demand", choices=("demand", "lru"),
                        doc="predictive policies' cache: demand (frequency + predicted demand) or lru")
-    freq_half_life: float = _f(2000.0, lo=1.0, doc="demand: half-life of request counts, in edge requests")
+    freq_half_life: float = _f(8000.0, lo=1.0, doc="demand: half-life of request counts, in edge requests (8000: "
+                               "chosen on the validation draw, run.seed 7, among 2000, 4000, 8000 and 32000: "
+                               "experiments/sweep_freq_half_life.toml)")
     pred_half_life: float = _f(300.0, lo=1.0, doc="demand: half-life of predicted demand, in edge requests")
     pred_weight: float = _f(30.0, lo=0.0, doc="demand: value of a prediction with probability 1, in requests")
     evict_sample: int = _f(8, lo=1, doc="demand: lowest-key entries whose exact value is compared per eviction")

@@ -23,11 +23,14 @@ pytestmark = pytest.mark.slow  # real embedded Redis
 
 ITEMS, K, BATCH = 300, 3, 250
 
+# Recorded at freq_half_life 2000 (the default until 2026-12-08): the cases pin it.
 CASES: dict[str, dict[str, Any]] = {
-    "items": {"capacity": 40},
-    "bytes": {"capacity": 20_000, "unit": "bytes", "prefetch_budget": 0.3, "prefetch_max_share": 0.3},
+    "items": {"capacity": 40, "freq_half_life": 2000.0},
+    "bytes": {"capacity": 20_000, "unit": "bytes", "prefetch_budget": 0.3, "prefetch_max_share": 0.3,
+              "freq_half_life": 2000.0},
     "rescale": {"capacity": 30, "freq_half_life": 2.0, "pred_half_life": 1.0, "history_entries": 120},
-    "no_admission": {"capacity": 25, "admission": False, "prefetch_on_hit": False, "evict_sample": 3},
+    "no_admission": {"capacity": 25, "admission": False, "prefetch_on_hit": False, "evict_sample": 3,
+                     "freq_half_life": 2000.0},
 }
 
 

@@ -65,7 +65,7 @@ def test_argument_map_is_named_and_hand_computed() -> None:
     got = _argument_map("demand")
     assert got == {
         "capacity": 4, "unit": "items", "prediction_ttl_s": 3600, "prefetch_budget": 1.0, "prefetch_cap": 1.0,
-        "prefetch_on_hit": True, "origin_ratio": 1.0, "freq_half_life": 2000.0, "pred_half_life": 300.0, "pred_weight": 30.0,
+        "prefetch_on_hit": True, "origin_ratio": 1.0, "freq_half_life": 8000.0, "pred_half_life": 300.0, "pred_weight": 30.0,
         "evict_sample": 8, "history_entries": 20000, "admission": True, "prefetch_price": 0.0, "user_prefix": "edge:edge-x:user:",
         "k": 1, "items": ["A", "B"], "sizes": [3, 5], "users": ["U1", "U2"], "preds": ["C", "-"],
         "pred_sizes": [7, 0], "pred_probs": ["0.25", "0"], "pred_prob_values": [0.25, 0.0],

@@ -26,7 +26,7 @@ class CacheSettings:
     prefetch_max_share: float = 0.5  # unused prefetches may fill at most this share
     prefetch_on_hit: bool = True     # refresh and prefetch after hits too, not only misses
     eviction: str = "demand"         # demand | lru
-    freq_half_life: float = 2000.0   # demand: half-life of request counts, in requests at the edge
+    freq_half_life: float = 8000.0   # demand: half-life of request counts, in requests at the edge
     pred_half_life: float = 300.0    # demand: half-life of predicted demand, in requests
     pred_weight: float = 30.0        # demand: value of one predicted view (probability 1) vs one request
     evict_sample: int = 8            # demand: lowest-key entries compared exactly per eviction
