@@ -179,3 +179,20 @@ def test_summed_csr_sums_repeats_in_csr_order(cells: int, monkeypatch: pytest.Mo
     assert got.nnz == np.count_nonzero(expected)  # no repeats left
     for i in range(5):  # each row's columns strictly ascending: canonical CSR
         assert np.all(np.diff(got.indices[got.indptr[i]:got.indptr[i + 1]]) > 0)
+
+
+def test_a_call_within_one_refresh_reads_the_same_bits_as_one_spanning_refreshes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call whose rows all read one summed table takes its product as the output; the same rows
+    in a call that also spans another refresh are copied into a shared one: bit for bit the same."""
+    monkeypatch.setattr(cooc_live, "DENSE_BLOCK_ROWS", 5)
+    rng = np.random.default_rng(5)
+    base = _base(rng)
+    live = LiveCounts.from_events(base, [_events(rng, 60)], CUT, 1.0, False)
+    hist, _, _ = _events(rng, 11)
+    ts = np.full(11, CUT + np.timedelta64(4 * 86400 + 60, "s"))
+    ts[-1] = CUT + np.timedelta64(86400 + 60, "s")  # the last row in another refresh, expanded
+    alone = live.window_scores(hist[:-1], ts[:-1])
+    assert np.array_equal(alone, live.window_scores(hist, ts)[:-1])
+    many = np.r_[hist[:3], np.tile(hist, (30, 1))]  # more rows than a chunk: copied into the output
+    assert np.array_equal(base.window_scores(hist[:3]), base.window_scores(many)[:3])

@@ -168,3 +168,29 @@ def test_aged_counts_carry_their_half_life_and_the_cut_into_the_table(tmp_path: 
     plain = server_settings(load_config(smoke), run, N, 2)
     assert (plain.cooc_half_life_days, plain.cooc_ref_s) == (0.0, 0)
     assert sum_cooc([(0, PARTS[0])], plain).half_life_days == 0.0
+
+
+@pytest.mark.parametrize("k", [3, 40])  # 40: more than the catalog, padded with -1
+def test_predictions_are_the_where_key_ranking_with_ties_to_the_smaller_item(k: int) -> None:
+    """The in-place ranking key (max((s + 1) * (s > 0), share)) ranks as the plain definition:
+    where(s > 0, s + 1, share), the excluded at -inf, a stable sort (ties to the smaller item),
+    the dead (key <= 0) as -1; integer counts and popularity make ties, zeros make dead items."""
+    rng = np.random.default_rng(7)
+    n_items, rows = 30, 300  # more rows than a chunk: the chunks share their key scratch
+    t = CoocTable.from_coo([(rng.integers(0, n_items, 60), rng.integers(0, n_items, 60), np.ones(60))],
+                           n_items, window=3, decay=0.5)
+    pop = rng.integers(0, 3, n_items).astype(np.float64)
+    hist = rng.integers(-1, n_items, (rows, 4))
+    p = CoocPredictor(t, pop)
+    ids, probs = p.predict_scored(hist, None, None, k)
+    s = p.scores(hist)
+    excluded_rows, excluded_items = p.excluded(hist, None)
+    s[excluded_rows, excluded_items] = 0.0
+    key = np.where(s > 0, s + 1.0, p.share)
+    key[excluded_rows, excluded_items] = -np.inf
+    want = np.argsort(-key, axis=1, kind="stable")[:, :k]
+    dead = np.take_along_axis(key, want, axis=1) <= 0
+    want_probs = (np.take_along_axis(s, want, axis=1) + p.share[want]) / (s.sum(axis=1, keepdims=True) + 1.0)
+    pad = ((0, 0), (0, k - want.shape[1]))
+    assert np.array_equal(ids, np.pad(np.where(dead, -1, want), pad, constant_values=-1))
+    assert np.array_equal(probs, np.pad(np.where(dead, 0.0, want_probs), pad))

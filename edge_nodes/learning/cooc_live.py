@@ -31,7 +31,7 @@ from functools import cached_property
 import numpy as np
 from scipy import sparse
 
-from edge_nodes.learning.cooc_table import CoocTable, window_pairs
+from edge_nodes.learning.cooc_table import CoocTable, dense, window_pairs
 
 BLOCK_ROWS = 256  # rows of one refresh in a call from which one sparse product beats expanding pairs
 DENSE_BLOCK_ROWS = 16  # ... and with a dense table (a small catalog: each summed table built once, kept)
@@ -123,16 +123,19 @@ class LiveCounts:
             return self.table.window_scores(hist)
         refresh, big = self._split(ts, DENSE_BLOCK_ROWS if isinstance(self.table.dense_matrix, np.ndarray)
                                    else BLOCK_ROWS)
-        out = np.empty((refresh.size, self.n_items)) if big.all() else self.table.window_scores(hist)
-        rest = np.flatnonzero(~big)
-        if rest.size:
-            delta = self._expand(hist[rest], refresh[rest]).tocoo()
-            out[rest[delta.row], delta.col] += delta.data
         weights = self.table.window_weights(hist)
-        for b in np.unique(refresh[big]).tolist():
-            at = np.flatnonzero(refresh == b)
-            part = weights[at] @ self._summed(b, dense=True)
-            out[at] = part if isinstance(part, np.ndarray) else part.toarray()
+        blocks = np.unique(refresh[big]).tolist()
+        if len(blocks) == 1 and big.all():  # the whole call reads one refresh (calls come in time order)
+            out = dense(weights @ self._summed(blocks[0], dense=True))
+        else:
+            out = np.empty((refresh.size, self.n_items)) if big.all() else self.table.window_scores(hist)
+            rest = np.flatnonzero(~big)
+            if rest.size:
+                delta = self._expand(hist[rest], refresh[rest]).tocoo()
+                out[rest[delta.row], delta.col] += delta.data
+            for b in blocks:
+                at = np.flatnonzero(refresh == b)
+                out[at] = dense(weights[at] @ self._summed(b, dense=True))
         age = self._age(refresh)
         if age is not None:
             out *= age[:, None]

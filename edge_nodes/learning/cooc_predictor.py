@@ -87,20 +87,28 @@ class CoocPredictor:
         hist = np.asarray(hist, np.int64)
         def part(a: np.ndarray | None, i: int) -> np.ndarray | None:
             return None if a is None else a[i:i + ROWS_PER_CHUNK]
-        parts = [self._top_k(hist[i:i + ROWS_PER_CHUNK], part(users, i), part(at, i), part(ts, i), k)
-                 for i in range(0, hist.shape[0], ROWS_PER_CHUNK)]  # bounds the (rows, items) arrays held at once
+        # chunks bound the (rows, items) arrays held at once; their ranking keys share one scratch array
+        # (a fresh 6 MB one per chunk is page-faulted in anew whenever the allocator gave it back)
+        key = np.empty((min(hist.shape[0], ROWS_PER_CHUNK), self.table.n_items))
+        parts = [self._top_k(hist[i:i + ROWS_PER_CHUNK], part(users, i), part(at, i), part(ts, i), k, key)
+                 for i in range(0, hist.shape[0], ROWS_PER_CHUNK)]
         if not parts:
             return np.full((0, k), -1, dtype=np.int64), np.zeros((0, k))
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def _top_k(self, hist: np.ndarray, users: np.ndarray | None, at: np.ndarray | None,
-               ts: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+               ts: np.ndarray | None, k: int, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One chunk's top-k; `key`: scratch of at least its rows, overwritten."""
         s = self.scores(hist, ts)
         rows, items = self.excluded(hist, users, at)
         s[rows, items] = 0.0
         total = s.sum(axis=1, keepdims=True)
-        # scored items above every fill-in; fill-ins by popularity (share < 1 <= 1 + score)
-        key = np.where(s > 0, s + 1.0, self.share[None, :])
+        # scored items above every fill-in; fill-ins by popularity (share < 1 <= 1 + score). Built as
+        # max((s + 1) * (s > 0), share), in place: the same as a where(s > 0, s + 1, share) for the
+        # finite scores counts give, in full-speed passes (a masked add or where: 1.7-2.4x slower)
+        key = np.add(s, 1.0, out=key[:s.shape[0]])
+        key *= s > 0
+        np.maximum(key, self.share, out=key)
         key[rows, items] = -np.inf
         kk = min(k, key.shape[1])
         ids, best = pop_top_k(key, kk)  # by key, ties to the smaller item_idx

@@ -103,10 +103,11 @@ class CoocTable:
         frozen at the cut reads the same at every time."""
         weights = self.window_weights(hist)
         table = self.dense_matrix
+        if weights.shape[0] <= ROWS_PER_CHUNK:  # one chunk (the predictors' calls): its product is the output, not copied
+            return dense(weights @ table)
         out = np.empty(weights.shape)
         for s in range(0, weights.shape[0], ROWS_PER_CHUNK):
-            part = weights[s:s + ROWS_PER_CHUNK] @ table
-            out[s:s + ROWS_PER_CHUNK] = part if isinstance(part, np.ndarray) else part.toarray()
+            out[s:s + ROWS_PER_CHUNK] = dense(weights[s:s + ROWS_PER_CHUNK] @ table)
         return out
 
     def window_scores_sparse(self, hist: np.ndarray, ts: np.ndarray | None = None) -> sparse.csr_matrix:
@@ -211,6 +212,11 @@ class CoocTable:
             raise ModelFileError(f"{path} counts {t.n_items} items but the catalog has {n_items}; "
                                  "it belongs to another run: rerun `edgecache train`")
         return t
+
+
+def dense(product: np.ndarray | sparse.spmatrix) -> np.ndarray:
+    """A sparse-times-table product as an ndarray (it is one already when the table is dense)."""
+    return product if isinstance(product, np.ndarray) else product.toarray()
 
 
 def window_pairs(hist: np.ndarray, label: np.ndarray, window: int, decay: float, symmetric: bool,
