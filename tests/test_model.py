@@ -294,3 +294,19 @@ def test_time_split_holds_out_the_latest_examples(synthetic_run: SyntheticRun) -
     assert fit.ts.max() <= held.ts.min()
     with pytest.raises(EdgeDataError, match="features"):
         load_examples(synthetic_run.examples, "edge-99", synthetic_run.history_len)
+
+
+def test_top_k_passes_by_blocks_of_rows_pop_as_over_the_whole_array(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of a few rows (POP_BLOCK_BYTES) choose, return and pop what passes over every row do,
+    ties and -inf rows included."""
+    from edge_nodes.learning import model
+
+    rng = np.random.default_rng(4)
+    z = rng.integers(0, 4, (37, 50)).astype(np.float32)
+    z[rng.random(z.shape) < 0.3] = -np.inf
+    z[5] = -np.inf
+    whole, blocks = z.copy(), z.copy()
+    got = pop_top_k(whole, 8)
+    monkeypatch.setattr(model, "POP_BLOCK_BYTES", 3 * 50 * 4)  # 3 rows a block
+    assert all(np.array_equal(a, b) for a, b in zip(got, pop_top_k(blocks, 8), strict=True))
+    assert np.array_equal(whole, blocks)
