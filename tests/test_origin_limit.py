@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import libcachesim as lcs
 import numpy as np
 import pytest
 
@@ -16,7 +17,7 @@ from edge_nodes.cache.edge_cache import EdgeCache
 from edge_nodes.cache.flow import DeliveryFlow
 from edge_nodes.cache.redis_conn import edge_namespace
 from edge_nodes.cache.settings import CacheSettings
-from edge_nodes.cache.shadow import OriginLimit, ShadowCache
+from edge_nodes.cache.shadow import FACTORIES, OriginLimit, ShadowCache, hashpower, make_cache, policy_params
 from edge_nodes.errors import CacheConfigError
 from edge_nodes.learning.predictors import MarkovPredictor, PopularityPredictor
 from simulation.replay.policies import ReplaySettings, replay_predictive
@@ -48,6 +49,26 @@ def test_shadow_fed_in_batches_is_the_reactive_baseline(policy: str, unit: str, 
     for first in (250, obj.size + 1):  # an older batch is not kept; a gap is refused
         with pytest.raises(ValueError, match="consecutive"):
             shadow.observe(first, obj[:5], sizes[:5])
+
+
+@pytest.mark.parametrize("policy", sorted(FACTORIES))
+def test_hash_table_size_changes_no_hit(policy: str) -> None:
+    obj, size = zipf_trace(4000, 600, seed=5)
+    nxt = np.full(obj.size, 2**40)  # Belady's next access: the next request for the same object
+    last: dict[int, int] = {}
+    for i in range(obj.size - 1, -1, -1):
+        nxt[i] = last.get(int(obj[i]), nxt[i])
+        last[int(obj[i])] = i
+    flags = []
+    for objects in (None, 600, 1):  # the library's 2^24 buckets, twice the objects, the 2^10 floor
+        cache, req = make_cache(policy, 30, policy_params(policy, 30.0), objects), lcs.Request()
+        hits = []
+        for i, o in enumerate(obj.tolist()):
+            req.obj_id, req.obj_size, req.clock_time, req.next_access_vtime = o + 1, 1, i, int(nxt[i])
+            hits.append(cache.get(req))
+        flags.append(hits)
+    assert flags[0] == flags[1] == flags[2] and 0 < sum(flags[0]) < obj.size
+    assert [hashpower(n) for n in (1, 512, 600, 3000, 10**9)] == [10, 10, 11, 13, 24]
 
 
 def test_best_shadow_pays_the_least_any_reactive_cache_paid_so_far() -> None:

@@ -276,7 +276,7 @@ def shadow_of(cache: EdgeCache, catalog: ItemLookup,
     s = cache.settings
     if s.origin_shadow == "none":
         return None
-    shadow = ShadowCache(s.origin_shadow, s.capacity, s.unit, float(catalog.sizes[:-1].mean()))
+    shadow = ShadowCache(s.origin_shadow, s.capacity, s.unit, float(catalog.sizes[:-1].mean()), catalog.sizes.size)
     if known is not None:
         shadow.use_known(known[0], catalog.sizes[known[1]])
     return shadow

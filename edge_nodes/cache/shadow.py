@@ -48,11 +48,20 @@ def policy_params(policy: str, n_items: float) -> dict[str, Any]:
     return {}
 
 
-def make_cache(policy: str, capacity: int, params: dict[str, Any]) -> Any:
-    """A libCacheSim cache object for `policy` (unit sizes for items, bytes otherwise)."""
+def make_cache(policy: str, capacity: int, params: dict[str, Any], objects: int | None = None) -> Any:
+    """A libCacheSim cache object for `policy` (unit sizes for items, bytes otherwise); `objects`:
+    how many distinct objects it may see (sizes its hash table; None = the library's default)."""
     if policy not in FACTORIES:
         raise ValueError(f"unknown reactive policy {policy!r}; choose from {', '.join(FACTORIES)}")
-    return FACTORIES[policy](capacity, **params)
+    return FACTORIES[policy](capacity, **params, **({} if objects is None else {"hashpower": hashpower(objects)}))
+
+
+def hashpower(objects: int) -> int:
+    """log2 of the hash table's buckets for `objects` distinct objects: twice as many, within
+    2^10..2^24. The library's default, 2^24 buckets, is 128 MB a cache: page-faulted in as a
+    100-object cache's few thousand objects scatter over it, ~0.1 s per cache (the replay makes
+    ~50). The table is a lookup only: hits are the same at any size (tested)."""
+    return min(24, max(10, (max(objects, 1) - 1).bit_length() + 1))
 
 
 class ShadowCache:
@@ -66,7 +75,8 @@ class ShadowCache:
     simulation and nothing older is kept.
     """
 
-    def __init__(self, policy: str, capacity: int, unit: str, mean_size: float = 1.0) -> None:
+    def __init__(self, policy: str, capacity: int, unit: str, mean_size: float = 1.0,
+                 objects: int | None = None) -> None:
         if policy not in SHADOWS + ("best",):
             raise CacheConfigError(f"cache.origin_shadow {policy!r} is not allowed; use one of "
                                    f"{', '.join(SHADOWS)}, best or none")
@@ -78,7 +88,8 @@ class ShadowCache:
         self.policy, self.items = policy, unit == "items"
         params = {p: policy_params(p, n_items) for p in runnable}
         self.params: dict[str, Any] = params if policy == "best" else params[policy]
-        self._caches = [make_cache(p, capacity, params[p]) for p in runnable]
+        self._capacity, self._objects = capacity, objects  # `objects`: distinct objects the stream may hold
+        self._caches: list[Any] | None = None  # made on the first batch simulated (not when read: use_known)
         self._req = lcs.Request()
         self._last: tuple[int, np.ndarray] | None = None  # the last batch: its first request, its answer
         self._paid = np.zeros(len(runnable), dtype=np.int64)  # each library cache's origin bytes so far
@@ -113,6 +124,8 @@ class ShadowCache:
             if cum.shape[0] != n:
                 raise ValueError(f"shadow asked for requests {first}..{first + n} of a {self._known.shape[0]}-request stream")
             return self._remember(first, cum)
+        if self._caches is None:
+            self._caches = [make_cache(p, self._capacity, self.params_of(p), self._objects) for p in self._runnable]
         req, sizes = self._req, size.astype(np.int64)
         obj_ids, obj_sizes = (item + 1).tolist(), [1] * n if self.items else sizes.tolist()  # obj_id 0 is reserved
         paid = np.empty((len(self._caches), n), dtype=np.int64)

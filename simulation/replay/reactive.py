@@ -72,7 +72,7 @@ def run_policy(policy: str, trace: RequestTrace, capacity: int, unit: str) -> Re
         reason = (f"skipped: libCacheSim {policy} needs a capacity of >= {MIN_ITEMS[policy]} "
                   f"objects (has ~{n_items:.1f}); raise cache.capacity")
         return ReactiveResult(policy, np.zeros(len(trace), dtype=bool), params, [reason])
-    cache = make_cache(policy, capacity, params)
+    cache = make_cache(policy, capacity, params, int(np.unique(trace.obj).size))
     sizes = np.ones(len(trace), dtype=np.int64) if unit == "items" else trace.size
     nxt = next_access(trace.obj) if policy == "belady" else None
     hits = np.zeros(len(trace), dtype=bool)
